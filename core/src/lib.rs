@@ -1,1 +1,25 @@
-//! core
+//! The invite service's functional core: configuration, input validation, the Auth0
+//! Management API client with its token cache and retry policy, and the HTTP API.
+//!
+//! Nothing here imports `worker`. Everything from the outside world (HTTP transport,
+//! key-value store, clock, randomness) comes in through the traits in [`platform`], so the
+//! whole service runs and is tested natively with `cargo test`.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod auth0;
+pub mod config;
+pub mod email;
+pub mod error;
+pub mod invite;
+pub mod password;
+pub mod platform;
+pub mod retry;
+pub mod secret;
+pub mod time;
+pub mod token;
+
+pub use api::{handle, Handled};
+pub use config::Config;
+pub use platform::{Clock, HttpRequest, HttpResponse, KvOp, Platform, Rng, Store, Transport};
+pub use token::IsolateCache;

@@ -1,0 +1,224 @@
+//! The HTTP API: routing, authentication, the error shape and the log line. The Worker shell
+//! converts its request into an [`HttpRequest`], calls [`handle`], and sends back what it gets.
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use crate::auth0::{Auth0, RequestCtx};
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
+use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
+use crate::secret::{bearer_token, match_api_key};
+use crate::token::IsolateCache;
+use crate::error::ValidationError;
+
+/// The result of handling one request.
+#[derive(Debug)]
+pub struct Handled {
+    /// What to send back.
+    pub response: HttpResponse,
+    /// KV writes to run after responding (`wait_until`).
+    pub deferred: Vec<KvOp>,
+    /// One JSON log line. Never holds a token, secret, password or ticket URL.
+    pub log: String,
+}
+
+struct Outcome {
+    response: Result<HttpResponse, ApiError>,
+    label: Option<String>,
+}
+
+/// Handles one inbound request.
+pub async fn handle<P: Platform>(
+    req: HttpRequest,
+    config: &Result<Config, ConfigError>,
+    p: &P,
+    cache: &Rc<IsolateCache>,
+) -> Handled {
+    let started = p.now_ms();
+    let request_id = random_hex(p, 8).unwrap_or_else(|_| "0".repeat(16));
+    let path = req.url.split(['?', '#']).next().unwrap_or("").to_string();
+    let budget = config.as_ref().map(|c| c.upstream_deadline_ms).unwrap_or(0);
+    let ctx = RequestCtx::new(started, budget);
+
+    let outcome = route(&req, &path, config, p, cache, &ctx).await;
+    let (mut response, code, detail) = match outcome.response {
+        Ok(r) => (r, None, None),
+        Err(e) => (error_response(&e, &request_id), Some(e.code), e.log_detail.clone()),
+    };
+    response.headers.push(("x-request-id".into(), request_id.clone()));
+    response.headers.push(("cache-control".into(), "no-store".into()));
+
+    let mut log = json!({
+        "level": if response.status >= 500 { "error" } else if response.status >= 400 { "warn" } else { "info" },
+        "request_id": request_id,
+        "method": req.method,
+        "route": path,
+        "status": response.status,
+        "upstream_calls": ctx.upstream_calls.get(),
+        "duration_ms": p.now_ms().saturating_sub(started),
+    });
+    if let Some(c) = code {
+        log["code"] = json!(c);
+    }
+    if let Some(d) = detail {
+        log["detail"] = json!(d);
+    }
+    if let Some(l) = outcome.label {
+        log["key"] = json!(l);
+    }
+    if let Some(s) = ctx.token_source.get() {
+        log["token"] = json!(s.as_str());
+    }
+    Handled {
+        response,
+        deferred: ctx.deferred.take(),
+        log: log.to_string(),
+    }
+}
+
+async fn route<P: Platform>(
+    req: &HttpRequest,
+    path: &str,
+    config: &Result<Config, ConfigError>,
+    p: &P,
+    cache: &Rc<IsolateCache>,
+    ctx: &RequestCtx,
+) -> Outcome {
+    let plain = |response| Outcome { response, label: None };
+    match (path, req.method.as_str()) {
+        ("/healthz", "GET" | "HEAD") => plain(Ok(match config {
+            Ok(_) => HttpResponse::json(200, &json!({"status": "ok"})),
+            Err(e) => HttpResponse::json(503, &json!({"status": "config_invalid", "problems": e.problems})),
+        })),
+        ("/v1/invites", "POST") => invite(req, config, p, cache, ctx).await,
+        ("/healthz", _) => plain(Err(method_not_allowed("GET, HEAD"))),
+        ("/v1/invites", _) => plain(Err(method_not_allowed("POST"))),
+        _ => plain(Err(ApiError::new(404, "not_found", format!("no route for {path}")))),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> ApiError {
+    ApiError {
+        // Carried to the Allow header by error_response.
+        log_detail: Some(format!("allow: {allow}")),
+        ..ApiError::new(405, "method_not_allowed", format!("method not allowed; use {allow}"))
+    }
+}
+
+async fn invite<P: Platform>(
+    req: &HttpRequest,
+    config: &Result<Config, ConfigError>,
+    p: &P,
+    cache: &Rc<IsolateCache>,
+    ctx: &RequestCtx,
+) -> Outcome {
+    let cfg = match config {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                response: Err(ApiError {
+                    log_detail: Some(e.to_string()),
+                    ..ApiError::new(
+                        500,
+                        "config_invalid",
+                        format!("the service is misconfigured: {}", e.problems.join("; ")),
+                    )
+                }),
+                label: None,
+            }
+        }
+    };
+    let Some(label) = bearer_token(req.header_value("authorization"))
+        .and_then(|key| match_api_key(&cfg.api_keys, key))
+        .map(str::to_string)
+    else {
+        return Outcome {
+            response: Err(ApiError::new(
+                401,
+                "unauthorized",
+                "send a valid API key as Authorization: Bearer <key>",
+            )),
+            label: None,
+        };
+    };
+    let response = invite_authorized(req, cfg, p, cache, ctx, &label).await;
+    Outcome {
+        response,
+        label: Some(label),
+    }
+}
+
+/// Checks the body's type and size before reading it.
+pub fn check_json_body(req: &HttpRequest, max: usize) -> Result<(), ValidationError> {
+    let declared = req
+        .header_value("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) || req.body.len() > max {
+        return Err(ValidationError {
+            status: 413,
+            code: "payload_too_large",
+            field: None,
+            message: format!("body must be at most {max} bytes"),
+        });
+    }
+    let ctype = req.header_value("content-type").unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ValidationError {
+            status: 415,
+            code: "unsupported_media_type",
+            field: None,
+            message: "send Content-Type: application/json".into(),
+        });
+    }
+    Ok(())
+}
+
+async fn invite_authorized<P: Platform>(
+    req: &HttpRequest,
+    cfg: &Config,
+    p: &P,
+    cache: &Rc<IsolateCache>,
+    ctx: &RequestCtx,
+    label: &str,
+) -> Result<HttpResponse, ApiError> {
+    check_json_body(req, MAX_BODY_BYTES)?;
+    let input = parse_invite(&req.body, cfg)?;
+    let client = Auth0::new(cfg, p, cache, ctx);
+    let out = run_invite(&client, cfg, p, input, label).await?;
+    Ok(HttpResponse::json(
+        if out.created { 201 } else { 200 },
+        &json!({
+            "user_id": out.user_id,
+            "email": out.email,
+            "created": out.created,
+            "roles": out.roles,
+            "ticket_url": out.ticket_url,
+            "ticket_expires_at": out.ticket_expires_at,
+        }),
+    ))
+}
+
+/// The one error shape: `{"error": {"code", "message", "request_id", "field"?}}`.
+pub fn error_response(e: &ApiError, request_id: &str) -> HttpResponse {
+    let mut body = json!({"error": {"code": e.code, "message": e.message, "request_id": request_id}});
+    if let Some(f) = &e.field {
+        body["error"]["field"] = Value::String(f.clone());
+    }
+    let mut resp = HttpResponse::json(e.status, &body);
+    if e.status == 401 {
+        resp = resp.with_header("www-authenticate", "Bearer realm=\"invites\"");
+    }
+    if let Some(s) = e.retry_after_sec {
+        resp = resp.with_header("retry-after", s.to_string());
+    }
+    if e.status == 405 {
+        if let Some(allow) = e.log_detail.as_deref().and_then(|d| d.strip_prefix("allow: ")) {
+            resp = resp.with_header("allow", allow);
+        }
+    }
+    resp
+}

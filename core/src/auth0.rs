@@ -1,0 +1,545 @@
+//! The Auth0 client: request builders, response parsers, and the one call path that adds
+//! the token, the per-request deadline, retries and the 401 refresh.
+
+use std::cell::{Cell, RefCell};
+use std::pin::pin;
+use std::rc::Rc;
+
+use futures::future::{select, Either};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::error::Auth0Error;
+use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
+use crate::retry::{decide, Decision, Failure};
+use crate::token::{
+    role_kv_key, token_kv_key, Acquire, CachedToken, IsolateCache, TokenSource,
+    ROLE_CACHE_TTL_SEC,
+};
+
+/// Characters left as they are in a path segment: RFC 3986 unreserved.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes one path segment (`auth0|x` → `auth0%7Cx`).
+pub fn encode_segment(s: &str) -> String {
+    utf8_percent_encode(s, PATH_SEGMENT).to_string()
+}
+
+/// Per-request state: the deadline, the KV writes to run after the response, and counters
+/// for the log line.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// No upstream call starts or waits past this instant (Unix ms).
+    pub deadline_ms: u64,
+    /// KV writes for the shell to run with `wait_until`.
+    pub deferred: RefCell<Vec<KvOp>>,
+    /// Upstream HTTP requests sent, retries included.
+    pub upstream_calls: Cell<u32>,
+    /// Where the first token came from.
+    pub token_source: Cell<Option<TokenSource>>,
+}
+
+impl RequestCtx {
+    /// A context whose deadline is `budget_ms` after `now_ms`.
+    pub fn new(now_ms: u64, budget_ms: u64) -> Self {
+        RequestCtx {
+            deadline_ms: now_ms + budget_ms,
+            deferred: RefCell::new(Vec::new()),
+            upstream_calls: Cell::new(0),
+            token_source: Cell::new(None),
+        }
+    }
+
+    fn defer(&self, op: KvOp) {
+        self.deferred.borrow_mut().push(op);
+    }
+
+    fn note_source(&self, s: TokenSource) {
+        if self.token_source.get().is_none() {
+            self.token_source.set(Some(s));
+        }
+    }
+}
+
+/// An Auth0 user as far as the invite flow cares.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct UserSummary {
+    /// `auth0|…`.
+    pub user_id: String,
+    /// Current app_metadata.
+    #[serde(default)]
+    pub app_metadata: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    identities: Vec<Identity>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct Identity {
+    #[serde(default)]
+    connection: String,
+}
+
+/// Outcome of `POST /api/v2/users`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    /// A new user with this id.
+    New(String),
+    /// The email is taken in this connection (409).
+    Exists,
+}
+
+/// Where a password-change ticket sends the user afterwards.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TicketTarget {
+    /// Redirect to this URL.
+    ResultUrl(String),
+    /// Send to this application's login page.
+    ClientId(String),
+    /// Auth0's default.
+    Default,
+}
+
+/// Auth0's error body (`message`), or the token endpoint's (`error_description`).
+pub fn error_message(resp: &HttpResponse) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        message: Option<String>,
+        error_description: Option<String>,
+        error: Option<String>,
+    }
+    match serde_json::from_slice::<Body>(&resp.body) {
+        Ok(b) => b
+            .message
+            .or(b.error_description)
+            .or(b.error)
+            .unwrap_or_else(|| format!("HTTP {}", resp.status)),
+        Err(_) => format!("HTTP {}", resp.status),
+    }
+}
+
+fn unexpected(resp: &HttpResponse, context: &'static str) -> Auth0Error {
+    Auth0Error::Unexpected {
+        status: resp.status,
+        body: resp.text(),
+        context,
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(
+    resp: &HttpResponse,
+    context: &'static str,
+) -> Result<T, Auth0Error> {
+    serde_json::from_slice(&resp.body).map_err(|_| unexpected(resp, context))
+}
+
+/// Picks the user of `connection` from a `users-by-email` answer.
+pub fn pick_user(users: Vec<UserSummary>, connection: &str) -> Option<UserSummary> {
+    users
+        .into_iter()
+        .find(|u| u.identities.iter().any(|i| i.connection == connection))
+}
+
+/// Finds the id of the role named exactly `name` in a `GET /roles` answer (a bare array, or
+/// `{roles: [...]}` with `include_totals`).
+pub fn pick_role(body: &Value, name: &str) -> Option<String> {
+    let list = body
+        .as_array()
+        .or_else(|| body.get("roles").and_then(Value::as_array))?;
+    list.iter()
+        .find(|r| r.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|r| r.get("id").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// The body of a password-change ticket request.
+pub fn ticket_body(user_id: &str, target: &TicketTarget, ttl_sec: u64) -> Value {
+    let mut body = json!({
+        "user_id": user_id,
+        "ttl_sec": ttl_sec,
+        "mark_email_as_verified": true,
+        "includeEmailInRedirect": false,
+    });
+    match target {
+        TicketTarget::ResultUrl(u) => body["result_url"] = json!(u),
+        TicketTarget::ClientId(c) => body["client_id"] = json!(c),
+        TicketTarget::Default => {}
+    }
+    body
+}
+
+/// The Auth0 client for one request.
+pub struct Auth0<'a, P: Platform> {
+    cfg: &'a Config,
+    p: &'a P,
+    cache: &'a Rc<IsolateCache>,
+    ctx: &'a RequestCtx,
+}
+
+impl<'a, P: Platform> Auth0<'a, P> {
+    /// A client over `p` with the isolate's caches and the request's context.
+    pub fn new(cfg: &'a Config, p: &'a P, cache: &'a Rc<IsolateCache>, ctx: &'a RequestCtx) -> Self {
+        Auth0 { cfg, p, cache, ctx }
+    }
+
+    /// The request's deadline (Unix ms).
+    pub fn deadline_ms(&self) -> u64 {
+        self.ctx.deadline_ms
+    }
+
+    fn jitter(&self) -> f64 {
+        let mut b = [0u8; 4];
+        match self.p.fill(&mut b) {
+            Ok(()) => u32::from_le_bytes(b) as f64 / u32::MAX as f64,
+            Err(_) => 0.5,
+        }
+    }
+
+    /// Sends once, bounded by the deadline.
+    async fn send_once(&self, req: HttpRequest) -> Result<HttpResponse, String> {
+        let remaining = self.ctx.deadline_ms.saturating_sub(self.p.now_ms());
+        if remaining == 0 {
+            return Err("request deadline reached".into());
+        }
+        self.ctx.upstream_calls.set(self.ctx.upstream_calls.get() + 1);
+        let send = pin!(self.p.send(req));
+        let timer = pin!(self.p.sleep(remaining));
+        match select(send, timer).await {
+            Either::Left((r, _)) => r.map_err(|e| e.0),
+            Either::Right(_) => Err(format!("no answer within {remaining} ms")),
+        }
+    }
+
+    /// Sends `req`, retrying 429, 5xx and network errors until the deadline. Returns the
+    /// first other answer.
+    async fn send_retrying(&self, req: HttpRequest) -> Result<HttpResponse, Auth0Error> {
+        let mut attempt = 0;
+        loop {
+            let outcome = match self.send_once(req.clone()).await {
+                Ok(r) if r.status != 429 && r.status < 500 => return Ok(r),
+                other => other,
+            };
+            let (failure, detail) = match &outcome {
+                Ok(r) if r.status == 429 => (
+                    Failure::RateLimited {
+                        retry_after: r.header_value("retry-after"),
+                        ratelimit_reset: r.header_value("x-ratelimit-reset"),
+                    },
+                    "429 Too Many Requests".to_string(),
+                ),
+                Ok(r) => (Failure::Transient, format!("HTTP {}", r.status)),
+                Err(e) => (Failure::Transient, e.clone()),
+            };
+            let now = self.p.now_ms();
+            match decide(&failure, attempt, now, self.ctx.deadline_ms, self.jitter()) {
+                Decision::RetryAfter(ms) => self.p.sleep(ms).await,
+                Decision::GiveUp { wait_ms } => {
+                    return Err(match failure {
+                        Failure::RateLimited { .. } => Auth0Error::RateLimited {
+                            retry_after_sec: wait_ms.div_ceil(1000).max(1),
+                        },
+                        Failure::Transient => Auth0Error::Unavailable { detail },
+                    })
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    /// A client-credentials grant.
+    async fn fetch_token(&self) -> Result<CachedToken, Auth0Error> {
+        let req = HttpRequest::new("POST", format!("{}/oauth/token", self.cfg.base_url)).json(
+            &json!({
+                "grant_type": "client_credentials",
+                "client_id": self.cfg.client_id,
+                "client_secret": self.cfg.client_secret.expose(),
+                "audience": self.cfg.audience,
+            }),
+        );
+        let resp = self.send_retrying(req).await?;
+        match resp.status {
+            200 => {
+                #[derive(Deserialize)]
+                struct Grant {
+                    access_token: String,
+                    expires_in: u64,
+                }
+                // The body holds the token: never keep it in an error.
+                let g: Grant = serde_json::from_slice(&resp.body).map_err(|_| {
+                    Auth0Error::Unexpected {
+                        status: 200,
+                        body: "[token response withheld]".into(),
+                        context: "POST /oauth/token",
+                    }
+                })?;
+                Ok(CachedToken::new(
+                    g.access_token,
+                    g.expires_in,
+                    self.p.now_ms(),
+                    self.cfg.token_refresh_margin_sec,
+                ))
+            }
+            401 | 403 => Err(Auth0Error::Auth {
+                status: resp.status,
+                message: error_message(&resp),
+                token_endpoint: true,
+            }),
+            _ => Err(unexpected(&resp, "POST /oauth/token")),
+        }
+    }
+
+    /// A usable token: memory, else KV, else a grant shared by every request of this
+    /// isolate that needs one at the same moment. `avoid` is a token just refused by Auth0.
+    pub async fn token(&self, avoid: Option<&str>) -> Result<CachedToken, Auth0Error> {
+        let key = token_kv_key(&self.cfg.base_url, &self.cfg.client_id, &self.cfg.audience);
+        loop {
+            match self.cache.acquire(self.p.now_ms()) {
+                Acquire::Ready(t) => {
+                    self.ctx.note_source(TokenSource::Memory);
+                    return Ok(t);
+                }
+                Acquire::Wait(rx) => match rx.await {
+                    Ok(result) => {
+                        self.ctx.note_source(TokenSource::Memory);
+                        return result;
+                    }
+                    Err(_) => continue, // the leader was cancelled; try again
+                },
+                Acquire::Lead(guard) => {
+                    if let Ok(Some(raw)) = self.p.get(&key).await {
+                        if let Ok(t) = serde_json::from_str::<CachedToken>(&raw) {
+                            if t.is_fresh(self.p.now_ms()) && Some(t.access_token.as_str()) != avoid {
+                                self.ctx.note_source(TokenSource::Kv);
+                                guard.finish(Ok(t.clone()));
+                                return Ok(t);
+                            }
+                        }
+                    }
+                    let result = self.fetch_token().await;
+                    if let Ok(t) = &result {
+                        self.ctx.note_source(TokenSource::Fetched);
+                        if let Ok(value) = serde_json::to_string(t) {
+                            self.ctx.defer(KvOp::Put {
+                                key,
+                                value,
+                                ttl_sec: t.kv_ttl_sec(self.p.now_ms()),
+                            });
+                        }
+                    }
+                    guard.finish(result.clone());
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// One Management API call: adds the token, retries within the deadline, and on a 401
+    /// drops the token from both tiers, gets a new one and tries once more.
+    pub async fn management(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<HttpResponse, Auth0Error> {
+        let mut token = self.token(None).await?;
+        let mut refreshed = false;
+        loop {
+            let mut req = HttpRequest::new(method, format!("{}{}", self.cfg.base_url, path_and_query))
+                .header("authorization", format!("Bearer {}", token.access_token));
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = self.send_retrying(req).await?;
+            match resp.status {
+                401 if !refreshed => {
+                    refreshed = true;
+                    if self.cache.invalidate_token(&token.access_token) {
+                        self.ctx.defer(KvOp::Delete {
+                            key: token_kv_key(&self.cfg.base_url, &self.cfg.client_id, &self.cfg.audience),
+                        });
+                    }
+                    token = self.token(Some(&token.access_token)).await?;
+                }
+                401 | 403 => {
+                    return Err(Auth0Error::Auth {
+                        status: resp.status,
+                        message: error_message(&resp),
+                        token_endpoint: false,
+                    })
+                }
+                _ => return Ok(resp),
+            }
+        }
+    }
+
+    /// `POST /api/v2/users`.
+    pub async fn create_user(&self, body: &Value) -> Result<Created, Auth0Error> {
+        let resp = self.management("POST", "/api/v2/users", Some(body)).await?;
+        match resp.status {
+            200 | 201 => {
+                let u: UserSummary = parse(&resp, "POST /api/v2/users")?;
+                Ok(Created::New(u.user_id))
+            }
+            // Decided by the status alone: real 409s may lack errorCode and the message varies.
+            409 => Ok(Created::Exists),
+            400 => Err(Auth0Error::Rejected {
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, "POST /api/v2/users")),
+        }
+    }
+
+    /// `GET /api/v2/users-by-email`, narrowed to the configured connection.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserSummary>, Auth0Error> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("email", email)
+            .finish();
+        let resp = self
+            .management("GET", &format!("/api/v2/users-by-email?{query}"), None)
+            .await?;
+        if resp.status != 200 {
+            return Err(unexpected(&resp, "GET /api/v2/users-by-email"));
+        }
+        let users: Vec<UserSummary> = parse(&resp, "GET /api/v2/users-by-email")?;
+        Ok(pick_user(users, &self.cfg.connection))
+    }
+
+    /// The id of the role named exactly `name`, from the caches or `GET /api/v2/roles`.
+    pub async fn cached_role(&self, name: &str) -> Option<String> {
+        let now = self.p.now_ms();
+        if let Some(id) = self.cache.role_id(name, now) {
+            return Some(id);
+        }
+        let raw = self.p.get(&role_kv_key(&self.cfg.base_url, name)).await.ok()??;
+        self.cache.put_role(name, &raw, now + ROLE_CACHE_TTL_SEC * 1000);
+        Some(raw)
+    }
+
+    fn remember_role(&self, name: &str, id: &str) {
+        self.cache
+            .put_role(name, id, self.p.now_ms() + ROLE_CACHE_TTL_SEC * 1000);
+        self.ctx.defer(KvOp::Put {
+            key: role_kv_key(&self.cfg.base_url, name),
+            value: id.to_string(),
+            ttl_sec: ROLE_CACHE_TTL_SEC,
+        });
+    }
+
+    /// Looks a role up in Auth0 (exact name), creating it when allowed. `Ok(None)`: it does
+    /// not exist and may not be created.
+    pub async fn resolve_role(&self, name: &str) -> Result<Option<String>, Auth0Error> {
+        for _ in 0..2 {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("name_filter", name)
+                .append_pair("per_page", "100")
+                .finish();
+            let resp = self
+                .management("GET", &format!("/api/v2/roles?{query}"), None)
+                .await?;
+            if resp.status != 200 {
+                return Err(unexpected(&resp, "GET /api/v2/roles"));
+            }
+            let list: Value = parse(&resp, "GET /api/v2/roles")?;
+            if let Some(id) = pick_role(&list, name) {
+                self.remember_role(name, &id);
+                return Ok(Some(id));
+            }
+            if !self.cfg.auto_create_roles {
+                return Ok(None);
+            }
+            let body = json!({"name": name, "description": "Created by auth0-invite-worker"});
+            let resp = self.management("POST", "/api/v2/roles", Some(&body)).await?;
+            match resp.status {
+                200 | 201 => {
+                    #[derive(Deserialize)]
+                    struct Role {
+                        id: String,
+                    }
+                    let role: Role = parse(&resp, "POST /api/v2/roles")?;
+                    self.remember_role(name, &role.id);
+                    return Ok(Some(role.id));
+                }
+                // Created by a concurrent request: look it up again.
+                409 => continue,
+                _ => return Err(unexpected(&resp, "POST /api/v2/roles")),
+            }
+        }
+        Err(Auth0Error::Unavailable {
+            detail: format!("role '{name}' conflicted on create but was not found"),
+        })
+    }
+
+    /// `POST /api/v2/users/{id}/roles`.
+    pub async fn assign_roles(&self, user_id: &str, role_ids: &[String]) -> Result<(), Auth0Error> {
+        let path = format!("/api/v2/users/{}/roles", encode_segment(user_id));
+        let resp = self
+            .management("POST", &path, Some(&json!({ "roles": role_ids })))
+            .await?;
+        match resp.status {
+            // 204 carries `Content-Type: application/json` and no body: never parse it.
+            200..=299 => Ok(()),
+            404 => {
+                // A cached role id may be stale (role deleted): forget them all.
+                self.cache.clear_roles();
+                Err(unexpected(&resp, "POST /api/v2/users/{id}/roles"))
+            }
+            400 => Err(Auth0Error::Rejected {
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, "POST /api/v2/users/{id}/roles")),
+        }
+    }
+
+    /// `PATCH /api/v2/users/{id}` with `app_metadata` (merged by Auth0 at the first level).
+    pub async fn patch_app_metadata(&self, user_id: &str, app_metadata: Value) -> Result<(), Auth0Error> {
+        let path = format!("/api/v2/users/{}", encode_segment(user_id));
+        let resp = self
+            .management("PATCH", &path, Some(&json!({ "app_metadata": app_metadata })))
+            .await?;
+        match resp.status {
+            200..=299 => Ok(()),
+            400 => Err(Auth0Error::Rejected {
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, "PATCH /api/v2/users/{id}")),
+        }
+    }
+
+    /// `POST /api/v2/tickets/password-change`; returns the ticket URL.
+    pub async fn password_change_ticket(
+        &self,
+        user_id: &str,
+        target: &TicketTarget,
+        ttl_sec: u64,
+    ) -> Result<String, Auth0Error> {
+        let body = ticket_body(user_id, target, ttl_sec);
+        let resp = self
+            .management("POST", "/api/v2/tickets/password-change", Some(&body))
+            .await?;
+        match resp.status {
+            200..=299 => {
+                #[derive(Deserialize)]
+                struct Ticket {
+                    ticket: String,
+                }
+                // The body holds the ticket URL: never keep it in an error.
+                serde_json::from_slice::<Ticket>(&resp.body)
+                    .map(|t| t.ticket)
+                    .map_err(|_| Auth0Error::Unexpected {
+                        status: resp.status,
+                        body: "[ticket response withheld]".into(),
+                        context: "POST /api/v2/tickets/password-change",
+                    })
+            }
+            400 => Err(Auth0Error::Rejected {
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, "POST /api/v2/tickets/password-change")),
+        }
+    }
+}

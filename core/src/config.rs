@@ -1,0 +1,436 @@
+//! Configuration: reads every variable through a lookup function, validates them all, and
+//! reports every problem at once, by variable name and never by secret value.
+
+use crate::secret::{ApiKey, Secret};
+use std::collections::HashSet;
+use thiserror::Error;
+use url::Url;
+
+/// Where roles go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleMode {
+    /// Auth0 RBAC roles, assigned with `POST /api/v2/users/{id}/roles`.
+    Rbac,
+    /// Role names stored in `app_metadata.roles`.
+    AppMetadata,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Tenant host, e.g. `acme.eu.auth0.com`.
+    pub auth0_domain: String,
+    /// Where requests go, without a trailing slash: `https://{AUTH0_DOMAIN}` or the override.
+    pub base_url: String,
+    /// Machine-to-machine application client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: Secret,
+    /// Token audience.
+    pub audience: String,
+    /// Database connection new users are created in.
+    pub connection: String,
+    /// Roles a caller may request.
+    pub allowed_roles: Vec<String>,
+    /// Roles given when the request names none.
+    pub default_roles: Vec<String>,
+    /// Create roles missing in Auth0 on first use.
+    pub auto_create_roles: bool,
+    /// RBAC or app_metadata.
+    pub role_mode: RoleMode,
+    /// Default ticket redirect.
+    pub result_url: Option<String>,
+    /// Origins a request's `result_url` may point at.
+    pub result_url_allowlist: Vec<String>,
+    /// Application whose login page the ticket sends the user to (instead of a result URL).
+    pub ticket_client_id: Option<String>,
+    /// Default ticket lifetime.
+    pub ticket_ttl_sec: u64,
+    /// Refresh the token when fewer seconds than this remain.
+    pub token_refresh_margin_sec: u64,
+    /// Total time budget for upstream calls of one request.
+    pub upstream_deadline_ms: u64,
+    /// Accepted API keys.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// Every problem found in the configuration.
+#[derive(Clone, Debug, Error, PartialEq)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    /// One sentence per problem, naming the variable.
+    pub problems: Vec<String>,
+}
+
+/// Shortest and longest ticket lifetime accepted (1 minute to 30 days).
+pub const TICKET_TTL_RANGE: (u64, u64) = (60, 2_592_000);
+const DEFAULT_CONNECTION: &str = "Username-Password-Authentication";
+const MIN_API_KEY_LEN: usize = 16;
+
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<String>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// A trimmed, non-empty value.
+    fn opt(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, name: &str) -> String {
+        self.opt(name).unwrap_or_else(|| {
+            self.problems.push(format!("{name} is missing"));
+            String::new()
+        })
+    }
+
+    fn number(&mut self, name: &str, default: u64, (min, max): (u64, u64)) -> u64 {
+        match self.opt(name) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    self.problems
+                        .push(format!("{name} must be a whole number from {min} to {max}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn boolean(&mut self, name: &str, default: bool) -> bool {
+        match self.opt(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if v == "true" || v == "1" => true,
+            Some(v) if v == "false" || v == "0" => false,
+            Some(_) => {
+                self.problems.push(format!("{name} must be true or false"));
+                default
+            }
+        }
+    }
+
+    fn list(&mut self, name: &str) -> Vec<String> {
+        let Some(raw) = self.opt(name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in raw.split(',').map(str::trim) {
+            if item.is_empty() {
+                self.problems.push(format!("{name} contains an empty entry"));
+            } else if !out.iter().any(|o| o == item) {
+                out.push(item.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// Whether `host` is a loopback host, where plain http is allowed.
+pub fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
+/// Parses an absolute https URL (http only for loopback hosts).
+pub fn parse_web_url(raw: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(raw).map_err(|_| "is not an absolute URL")?;
+    let host = url.host_str().ok_or("has no host")?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(host) => Ok(url),
+        "http" => Err("must use https (http is allowed only for loopback hosts)"),
+        _ => Err("must be an https URL"),
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+pub fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+fn valid_role_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 50 && !name.chars().any(char::is_control)
+}
+
+impl Config {
+    /// Reads and validates every variable. `lookup` returns a variable's value, or `None`
+    /// when unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+
+        let auth0_domain = r.required("AUTH0_DOMAIN").to_ascii_lowercase();
+        if !auth0_domain.is_empty()
+            && (auth0_domain.contains("://")
+                || auth0_domain.contains('/')
+                || Url::parse(&format!("https://{auth0_domain}")).is_err())
+        {
+            r.problems.push(
+                "AUTH0_DOMAIN must be a host name such as acme.eu.auth0.com, without scheme or path"
+                    .into(),
+            );
+        }
+        let base_url = match r.opt("AUTH0_BASE_URL") {
+            None => format!("https://{auth0_domain}"),
+            Some(raw) => match parse_web_url(&raw) {
+                Ok(_) => raw.trim_end_matches('/').to_string(),
+                Err(why) => {
+                    r.problems.push(format!("AUTH0_BASE_URL {why}"));
+                    String::new()
+                }
+            },
+        };
+        let client_id = r.required("AUTH0_CLIENT_ID");
+        let client_secret = Secret::new(r.required("AUTH0_CLIENT_SECRET"));
+        let audience = r
+            .opt("AUTH0_AUDIENCE")
+            .unwrap_or_else(|| format!("https://{auth0_domain}/api/v2/"));
+        let connection = r
+            .opt("AUTH0_CONNECTION")
+            .unwrap_or_else(|| DEFAULT_CONNECTION.to_string());
+
+        let allowed_roles = r.list("ALLOWED_ROLES");
+        let default_roles = r.list("DEFAULT_ROLES");
+        for role in allowed_roles.iter() {
+            if !valid_role_name(role) {
+                r.problems.push(format!(
+                    "ALLOWED_ROLES has a role name that is longer than 50 characters or has control characters: {role:?}"
+                ));
+            }
+        }
+        for role in default_roles.iter() {
+            if !allowed_roles.contains(role) {
+                r.problems
+                    .push(format!("DEFAULT_ROLES contains '{role}', which is not in ALLOWED_ROLES"));
+            }
+        }
+        let auto_create_roles = r.boolean("AUTO_CREATE_ROLES", false);
+        let role_mode = match r.opt("ROLE_MODE").as_deref() {
+            None | Some("rbac") => RoleMode::Rbac,
+            Some("app_metadata") => RoleMode::AppMetadata,
+            Some(_) => {
+                r.problems
+                    .push("ROLE_MODE must be rbac or app_metadata".into());
+                RoleMode::Rbac
+            }
+        };
+
+        let result_url = r.opt("RESULT_URL");
+        let mut default_origin = None;
+        if let Some(raw) = &result_url {
+            match parse_web_url(raw) {
+                Ok(url) => default_origin = Some(origin_of(&url)),
+                Err(why) => r.problems.push(format!("RESULT_URL {why}")),
+            }
+        }
+        let mut result_url_allowlist = Vec::new();
+        for entry in r.list("RESULT_URL_ALLOWLIST") {
+            match parse_web_url(&entry) {
+                Ok(url) if origin_of(&url) == entry.trim_end_matches('/') => {
+                    result_url_allowlist.push(origin_of(&url))
+                }
+                Ok(_) => r.problems.push(format!(
+                    "RESULT_URL_ALLOWLIST entries must be origins like https://app.example.com, not {entry:?}"
+                )),
+                Err(why) => r
+                    .problems
+                    .push(format!("RESULT_URL_ALLOWLIST entry {entry:?} {why}")),
+            }
+        }
+        if result_url_allowlist.is_empty() {
+            result_url_allowlist.extend(default_origin);
+        }
+        let ticket_client_id = r.opt("TICKET_CLIENT_ID");
+        if result_url.is_some() && ticket_client_id.is_some() {
+            r.problems.push(
+                "RESULT_URL and TICKET_CLIENT_ID are both set; Auth0 accepts only one of them, so set one"
+                    .into(),
+            );
+        }
+        let ticket_ttl_sec = r.number("TICKET_TTL_SEC", 86_400, TICKET_TTL_RANGE);
+        let token_refresh_margin_sec = r.number("TOKEN_REFRESH_MARGIN_SEC", 300, (0, 3_600));
+        let upstream_deadline_ms = r.number("UPSTREAM_DEADLINE_MS", 10_000, (500, 60_000));
+
+        let mut api_keys = Vec::new();
+        match r.opt("INVITE_API_KEYS") {
+            None => r.problems.push("INVITE_API_KEYS is missing".into()),
+            Some(raw) => {
+                let mut labels = HashSet::new();
+                for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+                    let n = i + 1;
+                    let Some((label, key)) = entry.split_once(':') else {
+                        r.problems.push(format!(
+                            "INVITE_API_KEYS entry {n} is not in the form label:key"
+                        ));
+                        continue;
+                    };
+                    let (label, key) = (label.trim(), key.trim());
+                    if label.is_empty()
+                        || label.len() > 64
+                        || !label
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    {
+                        r.problems.push(format!(
+                            "INVITE_API_KEYS entry {n} needs a label of 1 to 64 letters, digits, '-', '_' or '.'"
+                        ));
+                    } else if !labels.insert(label.to_string()) {
+                        r.problems
+                            .push(format!("INVITE_API_KEYS label '{label}' is used twice"));
+                    }
+                    if key.len() < MIN_API_KEY_LEN {
+                        r.problems.push(format!(
+                            "INVITE_API_KEYS entry {n} has a key shorter than {MIN_API_KEY_LEN} characters"
+                        ));
+                    }
+                    api_keys.push(ApiKey::new(label, key));
+                }
+            }
+        }
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Config {
+            auth0_domain,
+            base_url,
+            client_id,
+            client_secret,
+            audience,
+            connection,
+            allowed_roles,
+            default_roles,
+            auto_create_roles,
+            role_mode,
+            result_url,
+            result_url_allowlist,
+            ticket_client_id,
+            ticket_ttl_sec,
+            token_refresh_margin_sec,
+            upstream_deadline_ms,
+            api_keys,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("AUTH0_DOMAIN", "acme.eu.auth0.com"),
+        ("AUTH0_CLIENT_ID", "cid"),
+        ("AUTH0_CLIENT_SECRET", "s3cr3t-value-never-printed"),
+        ("INVITE_API_KEYS", "backend:0123456789abcdef0123"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = MINIMAL
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .copied()
+            .collect();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_lookup(lookup(MINIMAL)).expect("valid");
+        assert_eq!(c.base_url, "https://acme.eu.auth0.com");
+        assert_eq!(c.audience, "https://acme.eu.auth0.com/api/v2/");
+        assert_eq!(c.connection, "Username-Password-Authentication");
+        assert_eq!(c.role_mode, RoleMode::Rbac);
+        assert_eq!(c.ticket_ttl_sec, 86_400);
+        assert_eq!(c.token_refresh_margin_sec, 300);
+        assert_eq!(c.upstream_deadline_ms, 10_000);
+        assert!(!c.auto_create_roles);
+        assert_eq!(c.api_keys.len(), 1);
+        assert!(c.result_url_allowlist.is_empty());
+    }
+
+    #[test]
+    fn full_configuration() {
+        let c = Config::from_lookup(lookup(&with(&[
+            ("AUTH0_BASE_URL", "http://127.0.0.1:8788/"),
+            ("ALLOWED_ROLES", "beta-tester, early-access,beta-tester"),
+            ("DEFAULT_ROLES", "beta-tester"),
+            ("AUTO_CREATE_ROLES", "true"),
+            ("ROLE_MODE", "app_metadata"),
+            ("RESULT_URL", "https://app.example.com/welcome"),
+            ("INVITE_API_KEYS", "old:aaaaaaaaaaaaaaaaaaaa, new:bbbbbbbbbbbbbbbbbbbb"),
+        ])))
+        .expect("valid");
+        assert_eq!(c.base_url, "http://127.0.0.1:8788");
+        assert_eq!(c.allowed_roles, vec!["beta-tester", "early-access"]);
+        assert_eq!(c.result_url_allowlist, vec!["https://app.example.com"]);
+        assert_eq!(c.role_mode, RoleMode::AppMetadata);
+        assert_eq!(c.api_keys.len(), 2);
+    }
+
+    #[test]
+    fn collects_every_problem_without_secret_values() {
+        let err = Config::from_lookup(lookup(&[
+            ("AUTH0_BASE_URL", "http://auth0.example.com"),
+            ("ALLOWED_ROLES", "beta-tester,,x"),
+            ("DEFAULT_ROLES", "admin"),
+            ("AUTO_CREATE_ROLES", "yes"),
+            ("ROLE_MODE", "groups"),
+            ("RESULT_URL", "https://app.example.com/w"),
+            ("TICKET_CLIENT_ID", "abc"),
+            ("RESULT_URL_ALLOWLIST", "https://app.example.com/path"),
+            ("TICKET_TTL_SEC", "5"),
+            ("TOKEN_REFRESH_MARGIN_SEC", "-1"),
+            ("UPSTREAM_DEADLINE_MS", "ten"),
+            ("INVITE_API_KEYS", "a:short-key-1, a:tiny, nolabel"),
+        ]))
+        .unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in [
+            "AUTH0_DOMAIN is missing",
+            "AUTH0_CLIENT_ID is missing",
+            "AUTH0_CLIENT_SECRET is missing",
+            "AUTH0_BASE_URL must use https",
+            "ALLOWED_ROLES contains an empty entry",
+            "DEFAULT_ROLES contains 'admin'",
+            "AUTO_CREATE_ROLES must be true or false",
+            "ROLE_MODE must be rbac or app_metadata",
+            "RESULT_URL and TICKET_CLIENT_ID are both set",
+            "RESULT_URL_ALLOWLIST entries must be origins",
+            "TICKET_TTL_SEC must be a whole number from 60 to 2592000",
+            "TOKEN_REFRESH_MARGIN_SEC must be",
+            "UPSTREAM_DEADLINE_MS must be",
+            "INVITE_API_KEYS entry 1 has a key shorter than 16",
+            "INVITE_API_KEYS label 'a' is used twice",
+            "INVITE_API_KEYS entry 3 is not in the form label:key",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(err.problems.len(), 17, "{all}");
+        assert!(!all.contains("short-key-1") && !all.contains("tiny"), "{all}");
+    }
+
+    #[test]
+    fn domain_must_be_a_host() {
+        let err = Config::from_lookup(lookup(&with(&[("AUTH0_DOMAIN", "https://acme.auth0.com/")])))
+            .unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert!(err.problems[0].starts_with("AUTH0_DOMAIN must be a host name"));
+    }
+}

@@ -1,0 +1,343 @@
+//! The trusted invite: validating the request, and the flow from token to ticket.
+
+use futures::future::{join, join_all, try_join_all};
+use serde_json::{json, Map, Value};
+
+use crate::auth0::{Auth0, Created, TicketTarget};
+use crate::config::{origin_of, parse_web_url, Config, RoleMode, TICKET_TTL_RANGE};
+use crate::email;
+use crate::error::{Auth0Error, InviteError, ValidationError};
+use crate::password;
+use crate::platform::Platform;
+use crate::time::rfc3339;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Fields of `POST /v1/invites`.
+pub const FIELDS: &[&str] = &[
+    "email",
+    "name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "roles",
+    "user_metadata",
+    "app_metadata",
+    "result_url",
+    "ticket_ttl_sec",
+];
+/// `app_metadata` keys the service sets itself.
+pub const RESERVED_APP_METADATA: &[&str] = &["invited", "invited_at", "invited_by"];
+/// How often to look a 409'd user up before giving up (Auth0 search is eventually consistent).
+const LOOKUP_ATTEMPTS: u32 = 3;
+
+/// A validated invite.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InviteInput {
+    /// Lowercased address.
+    pub email: String,
+    /// Optional profile fields: (Auth0 field name, value).
+    pub profile: Vec<(&'static str, String)>,
+    /// Role names, each allowed.
+    pub roles: Vec<String>,
+    /// Passed through.
+    pub user_metadata: Option<Map<String, Value>>,
+    /// Caller's app_metadata (server fields are merged in later).
+    pub app_metadata: Map<String, Value>,
+    /// Where the ticket sends the user.
+    pub ticket_target: TicketTarget,
+    /// Ticket lifetime.
+    pub ticket_ttl_sec: u64,
+}
+
+/// What the caller gets back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InviteOutcome {
+    /// Auth0 user id.
+    pub user_id: String,
+    /// Normalized email.
+    pub email: String,
+    /// Whether this request created the user.
+    pub created: bool,
+    /// Roles given in this request.
+    pub roles: Vec<String>,
+    /// The password-change link.
+    pub ticket_url: String,
+    /// When the link expires (RFC 3339).
+    pub ticket_expires_at: String,
+}
+
+fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ValidationError {
+    ValidationError::field(code, field, message)
+}
+
+fn type_error(field: &str, expected: &str) -> ValidationError {
+    bad("invalid_field", field, format!("{field} must be {expected}"))
+}
+
+/// Validates a JSON invite body against the configuration.
+pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, ValidationError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError {
+        status: 400,
+        code: "invalid_json",
+        field: None,
+        message: format!("body is not valid JSON: {e}"),
+    })?;
+    let Value::Object(mut obj) = value else {
+        return Err(ValidationError {
+            status: 400,
+            code: "invalid_json",
+            field: None,
+            message: "body must be a JSON object".into(),
+        });
+    };
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ValidationError {
+            status: 400,
+            code: "unknown_field",
+            field: Some(unknown.clone()),
+            message: format!("unknown field '{unknown}'; allowed fields: {}", FIELDS.join(", ")),
+        });
+    }
+
+    let email = match obj.remove("email") {
+        None | Some(Value::Null) => return Err(bad("missing_field", "email", "email is required")),
+        Some(Value::String(s)) => email::normalize(&s).map_err(|why| bad("invalid_email", "email", why))?,
+        Some(_) => return Err(type_error("email", "a string")),
+    };
+
+    let mut profile = Vec::new();
+    for (field, max) in [("name", 300), ("given_name", 150), ("family_name", 150), ("nickname", 300)] {
+        match obj.remove(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+                    return Err(bad(
+                        "invalid_field",
+                        field,
+                        format!("{field} must be 1 to {max} characters without control characters"),
+                    ));
+                }
+                profile.push((field, s.to_string()));
+            }
+            Some(_) => return Err(type_error(field, "a string")),
+        }
+    }
+
+    let roles = match obj.remove("roles") {
+        None | Some(Value::Null) => cfg.default_roles.clone(),
+        Some(Value::Array(items)) => {
+            let mut roles: Vec<String> = Vec::new();
+            for item in items {
+                let Value::String(name) = item else {
+                    return Err(type_error("roles", "an array of role names"));
+                };
+                let name = name.trim().to_string();
+                if !cfg.allowed_roles.contains(&name) {
+                    return Err(bad(
+                        "role_not_allowed",
+                        "roles",
+                        format!("role '{name}' is not allowed; allowed roles: {}", cfg.allowed_roles.join(", ")),
+                    ));
+                }
+                if !roles.contains(&name) {
+                    roles.push(name);
+                }
+            }
+            roles
+        }
+        Some(_) => return Err(type_error("roles", "an array of role names")),
+    };
+
+    let user_metadata = match obj.remove("user_metadata") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return Err(type_error("user_metadata", "an object")),
+    };
+    let app_metadata = match obj.remove("app_metadata") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(type_error("app_metadata", "an object")),
+    };
+    let mut reserved: Vec<&str> = RESERVED_APP_METADATA.to_vec();
+    if cfg.role_mode == RoleMode::AppMetadata {
+        reserved.push("roles");
+    }
+    if let Some(key) = reserved.iter().find(|k| app_metadata.contains_key(**k)) {
+        return Err(bad(
+            "invalid_field",
+            "app_metadata",
+            format!("app_metadata.{key} is set by the service and can't be sent"),
+        ));
+    }
+
+    let ticket_target = match obj.remove("result_url") {
+        None | Some(Value::Null) => match (&cfg.result_url, &cfg.ticket_client_id) {
+            (Some(u), _) => TicketTarget::ResultUrl(u.clone()),
+            (None, Some(c)) => TicketTarget::ClientId(c.clone()),
+            (None, None) => TicketTarget::Default,
+        },
+        Some(Value::String(raw)) => {
+            let url = parse_web_url(&raw).map_err(|why| bad("result_url_not_allowed", "result_url", format!("result_url {why}")))?;
+            if !cfg.result_url_allowlist.contains(&origin_of(&url)) {
+                return Err(bad(
+                    "result_url_not_allowed",
+                    "result_url",
+                    format!("the origin {} is not in RESULT_URL_ALLOWLIST", origin_of(&url)),
+                ));
+            }
+            TicketTarget::ResultUrl(url.to_string())
+        }
+        Some(_) => return Err(type_error("result_url", "a string")),
+    };
+
+    let (min, max) = TICKET_TTL_RANGE;
+    let ticket_ttl_sec = match obj.remove("ticket_ttl_sec") {
+        None | Some(Value::Null) => cfg.ticket_ttl_sec,
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => n,
+            _ => {
+                return Err(bad(
+                    "ttl_out_of_range",
+                    "ticket_ttl_sec",
+                    format!("ticket_ttl_sec must be a whole number from {min} to {max}"),
+                ))
+            }
+        },
+    };
+
+    Ok(InviteInput {
+        email,
+        profile,
+        roles,
+        user_metadata,
+        app_metadata,
+        ticket_target,
+        ticket_ttl_sec,
+    })
+}
+
+/// The `POST /api/v2/users` body for an invite.
+pub fn create_user_body(cfg: &Config, input: &InviteInput, password: &str, invited_by: &str, now_ms: u64) -> Value {
+    let mut app_metadata = input.app_metadata.clone();
+    app_metadata.insert("invited".into(), json!(true));
+    app_metadata.insert("invited_at".into(), json!(rfc3339(now_ms)));
+    app_metadata.insert("invited_by".into(), json!(invited_by));
+    if cfg.role_mode == RoleMode::AppMetadata {
+        app_metadata.insert("roles".into(), json!(input.roles));
+    }
+    let mut body = json!({
+        "connection": cfg.connection,
+        "email": input.email,
+        "password": password,
+        "email_verified": true,
+        "verify_email": false,
+        "app_metadata": app_metadata,
+    });
+    for (field, value) in &input.profile {
+        body[*field] = json!(value);
+    }
+    if let Some(m) = &input.user_metadata {
+        body["user_metadata"] = Value::Object(m.clone());
+    }
+    body
+}
+
+/// Creates (or finds) the user, gives the roles and creates the ticket.
+///
+/// With warm caches the critical path is two round trips: create the user, then assign
+/// roles and create the ticket at the same time.
+pub async fn run_invite<P: Platform>(
+    client: &Auth0<'_, P>,
+    cfg: &Config,
+    p: &P,
+    input: InviteInput,
+    invited_by: &str,
+) -> Result<InviteOutcome, InviteError> {
+    let password = password::generate(p).map_err(InviteError::Internal)?;
+
+    // The token and the role ids are read at the same time.
+    let rbac_roles = cfg.role_mode == RoleMode::Rbac && !input.roles.is_empty();
+    let (token, cached) = join(
+        client.token(None),
+        join_all(
+            input
+                .roles
+                .iter()
+                .filter(|_| rbac_roles)
+                .map(|r| client.cached_role(r)),
+        ),
+    )
+    .await;
+    token?;
+    let role_ids: Vec<String> = try_join_all(input.roles.iter().filter(|_| rbac_roles).zip(cached).map(
+        |(name, hit)| async move {
+            match hit {
+                Some(id) => Ok(id),
+                None => client
+                    .resolve_role(name)
+                    .await?
+                    .ok_or_else(|| InviteError::RoleNotFound(name.clone())),
+            }
+        },
+    ))
+    .await?;
+
+    let now = p.now_ms();
+    let body = create_user_body(cfg, &input, &password, invited_by, now);
+    let (user_id, created, existing_meta) = match client.create_user(&body).await? {
+        Created::New(id) => (id, true, None),
+        Created::Exists => {
+            let mut found = None;
+            for attempt in 0..LOOKUP_ATTEMPTS {
+                found = client.user_by_email(&input.email).await?;
+                if found.is_some() || attempt + 1 == LOOKUP_ATTEMPTS {
+                    break;
+                }
+                let wait = 250 * u64::from(attempt + 1);
+                if p.now_ms() + wait >= client.deadline_ms() {
+                    break;
+                }
+                p.sleep(wait).await;
+            }
+            let user = found.ok_or_else(|| Auth0Error::Unavailable {
+                detail: format!("Auth0 said the user exists but no user of connection {} was found", cfg.connection),
+            })?;
+            (user.user_id, false, Some(user.app_metadata.unwrap_or_default()))
+        }
+    };
+
+    let roles_step = async {
+        match (cfg.role_mode, existing_meta) {
+            (RoleMode::Rbac, _) if !role_ids.is_empty() => client.assign_roles(&user_id, &role_ids).await,
+            (RoleMode::AppMetadata, Some(meta)) if !input.roles.is_empty() => {
+                let mut roles: Vec<String> = meta
+                    .get("roles")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                for r in &input.roles {
+                    if !roles.contains(r) {
+                        roles.push(r.clone());
+                    }
+                }
+                client.patch_app_metadata(&user_id, json!({ "roles": roles })).await
+            }
+            _ => Ok(()),
+        }
+    };
+    let ticket_step = client.password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec);
+    let (roles_done, ticket) = join(roles_step, ticket_step).await;
+    roles_done?;
+    let ticket_url = ticket?;
+
+    Ok(InviteOutcome {
+        user_id,
+        email: input.email,
+        created,
+        roles: input.roles,
+        ticket_url,
+        ticket_expires_at: rfc3339(now + input.ticket_ttl_sec * 1000),
+    })
+}

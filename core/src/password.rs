@@ -1,0 +1,103 @@
+//! Throwaway passwords for invited users. Nobody ever types one: the invitee sets their own
+//! through the password-change ticket. They only have to be unguessable and pass Auth0's
+//! strictest password policy ("excellent": lower, upper, digit and symbol, and no more than
+//! two identical characters in a row).
+
+use crate::platform::{random_below, Rng};
+
+/// Length of generated passwords (Auth0 accepts up to 72 bytes for bcrypt).
+pub const PASSWORD_LEN: usize = 40;
+const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const DIGITS: &str = "0123456789";
+const SYMBOLS: &str = "!@#$%^&*()-_=+[]{}:,.?~";
+/// Redraws allowed before giving up (each draw fails the policy with p < 0.02).
+const MAX_DRAWS: usize = 64;
+
+/// Draws a password of [`PASSWORD_LEN`] characters, uniformly over an 85-character
+/// alphabet (about 256 bits), redrawn until [`meets_policy`] holds.
+pub fn generate(rng: &impl Rng) -> Result<String, String> {
+    let alphabet: Vec<char> = [LOWER, UPPER, DIGITS, SYMBOLS].concat().chars().collect();
+    for _ in 0..MAX_DRAWS {
+        let mut pw = String::with_capacity(PASSWORD_LEN);
+        for _ in 0..PASSWORD_LEN {
+            pw.push(alphabet[random_below(rng, alphabet.len() as u32)? as usize]);
+        }
+        if meets_policy(&pw) {
+            return Ok(pw);
+        }
+    }
+    Err("random source produced no policy-compliant password".into())
+}
+
+/// Auth0's "excellent" policy, minus the dictionary check: at least 10 characters, all four
+/// character classes, and no character three times in a row.
+pub fn meets_policy(pw: &str) -> bool {
+    let has = |set: &str| pw.chars().any(|c| set.contains(c));
+    let chars: Vec<char> = pw.chars().collect();
+    chars.len() >= 10
+        && has(LOWER)
+        && has(UPPER)
+        && has(DIGITS)
+        && has(SYMBOLS)
+        && !chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A deterministic xorshift generator standing in for getrandom.
+    struct XorShift(Cell<u64>);
+    impl Rng for XorShift {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+            for b in buf {
+                let mut x = self.0.get();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.0.set(x);
+                *b = (x >> 24) as u8;
+            }
+            Ok(())
+        }
+    }
+
+    /// A source that always returns the same byte: every draw is "aaaa…".
+    struct Stuck;
+    impl Rng for Stuck {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+            buf.fill(0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn policy_holds_over_many_draws() {
+        let rng = XorShift(Cell::new(0x9E37_79B9_7F4A_7C15));
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5_000 {
+            let pw = generate(&rng).expect("password");
+            assert_eq!(pw.chars().count(), PASSWORD_LEN);
+            assert!(meets_policy(&pw), "{pw}");
+            assert!(seen.insert(pw), "duplicate password");
+        }
+    }
+
+    #[test]
+    fn policy_checks() {
+        assert!(meets_policy("aB3!aB3!aB3!"));
+        assert!(!meets_policy("aB3!"), "too short");
+        assert!(!meets_policy("abcdefgh1234!!"), "no upper");
+        assert!(!meets_policy("ABCDEFGH1234!!"), "no lower");
+        assert!(!meets_policy("ABCDefgh!!!?"), "no digit");
+        assert!(!meets_policy("ABCDefgh1234"), "no symbol");
+        assert!(!meets_policy("aB3!aaa3!aB3!"), "three in a row");
+    }
+
+    #[test]
+    fn broken_random_source_is_an_error_not_a_weak_password() {
+        assert!(generate(&Stuck).is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! The Management API token cache policy and the per-isolate memory tier.
+//!
+//! Tokens live in two tiers: this isolate's memory ([`IsolateCache`]) and KV. A cached
+//! entry is trusted only until its own `refresh_at_ms`, never by KV's TTL, which is merely
+//! garbage collection (and can't go below 60 s).
+
+use futures::channel::oneshot;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::error::Auth0Error;
+
+/// KV refuses `expiration_ttl` below this.
+pub const KV_MIN_TTL_SEC: u64 = 60;
+/// How long role ids stay cached.
+pub const ROLE_CACHE_TTL_SEC: u64 = 3_600;
+
+/// A Management API access token and when to stop using it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CachedToken {
+    /// The bearer token.
+    #[serde(rename = "t")]
+    pub access_token: String,
+    /// When Auth0 says it expires (Unix ms).
+    #[serde(rename = "e")]
+    pub expires_at_ms: u64,
+    /// When we stop using it and fetch a new one (Unix ms).
+    #[serde(rename = "r")]
+    pub refresh_at_ms: u64,
+}
+
+impl CachedToken {
+    /// A token fetched at `now_ms` that lives `expires_in` seconds. The refresh margin is
+    /// capped at half the lifetime, so a short-lived token is still used for a while.
+    pub fn new(access_token: String, expires_in: u64, now_ms: u64, margin_sec: u64) -> Self {
+        let margin = margin_sec.min(expires_in / 2);
+        CachedToken {
+            access_token,
+            expires_at_ms: now_ms + expires_in * 1000,
+            refresh_at_ms: now_ms + (expires_in - margin) * 1000,
+        }
+    }
+
+    /// Usable at `now_ms`: outside the refresh window.
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        now_ms < self.refresh_at_ms
+    }
+
+    /// KV `expiration_ttl` for this entry: until the refresh point, never below KV's minimum.
+    pub fn kv_ttl_sec(&self, now_ms: u64) -> u64 {
+        (self.refresh_at_ms.saturating_sub(now_ms) / 1000).max(KV_MIN_TTL_SEC)
+    }
+}
+
+/// Where the token used for a request came from (logged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// This isolate's memory.
+    Memory,
+    /// Workers KV.
+    Kv,
+    /// A fresh client-credentials grant.
+    Fetched,
+}
+
+impl TokenSource {
+    /// Name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Memory => "memory",
+            TokenSource::Kv => "kv",
+            TokenSource::Fetched => "fetched",
+        }
+    }
+}
+
+/// KV key for the token of one tenant, client and audience, so a configuration change never
+/// picks up another tenant's token.
+pub fn token_kv_key(base_url: &str, client_id: &str, audience: &str) -> String {
+    let digest = Sha256::digest(format!("{base_url}\n{client_id}\n{audience}").as_bytes());
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("auth0-token:v1:{short}")
+}
+
+/// KV key for a role id.
+pub fn role_kv_key(base_url: &str, name: &str) -> String {
+    let digest = Sha256::digest(base_url.as_bytes());
+    let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("auth0-role:v1:{short}:{name}")
+}
+
+type Waiter = oneshot::Sender<Result<CachedToken, Auth0Error>>;
+
+/// State shared by all requests in one isolate: the memory tier of the token and role
+/// caches, and the single in-flight token request.
+#[derive(Default)]
+pub struct IsolateCache {
+    token: RefCell<Option<CachedToken>>,
+    /// `Some` while one request fetches a token; the others park a sender here.
+    flight: RefCell<Option<Vec<Waiter>>>,
+    roles: RefCell<HashMap<String, (String, u64)>>,
+}
+
+/// What a request should do to get a token.
+pub enum Acquire {
+    /// Use this token from memory.
+    Ready(CachedToken),
+    /// Another request is fetching; await this.
+    Wait(oneshot::Receiver<Result<CachedToken, Auth0Error>>),
+    /// You fetch it; the guard wakes the waiters however you finish.
+    Lead(FlightGuard),
+}
+
+impl IsolateCache {
+    /// Decides how to get a token at `now_ms`.
+    pub fn acquire(self: &std::rc::Rc<Self>, now_ms: u64) -> Acquire {
+        if let Some(t) = self.token.borrow().as_ref().filter(|t| t.is_fresh(now_ms)) {
+            return Acquire::Ready(t.clone());
+        }
+        let mut flight = self.flight.borrow_mut();
+        match flight.as_mut() {
+            Some(waiters) => {
+                let (tx, rx) = oneshot::channel();
+                waiters.push(tx);
+                Acquire::Wait(rx)
+            }
+            None => {
+                *flight = Some(Vec::new());
+                Acquire::Lead(FlightGuard {
+                    cache: self.clone(),
+                })
+            }
+        }
+    }
+
+    /// The token in memory, fresh or not.
+    pub fn peek_token(&self) -> Option<CachedToken> {
+        self.token.borrow().clone()
+    }
+
+    /// Drops the memory token if it is still `access_token` (a 401 proved it dead). Returns
+    /// whether it was dropped.
+    pub fn invalidate_token(&self, access_token: &str) -> bool {
+        let mut t = self.token.borrow_mut();
+        if t.as_ref().is_some_and(|c| c.access_token == access_token) {
+            *t = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A cached role id, if fresh.
+    pub fn role_id(&self, name: &str, now_ms: u64) -> Option<String> {
+        self.roles
+            .borrow()
+            .get(name)
+            .filter(|(_, exp)| now_ms < *exp)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Remembers a role id until `expires_at_ms`.
+    pub fn put_role(&self, name: &str, id: &str, expires_at_ms: u64) {
+        self.roles
+            .borrow_mut()
+            .insert(name.to_string(), (id.to_string(), expires_at_ms));
+    }
+
+    /// Forgets every role id (after Auth0 said one does not exist).
+    pub fn clear_roles(&self) {
+        self.roles.borrow_mut().clear();
+    }
+}
+
+/// Held by the request that fetches the token. Finishing it (or dropping it, if that
+/// request is cancelled) releases every waiting request.
+pub struct FlightGuard {
+    cache: std::rc::Rc<IsolateCache>,
+}
+
+impl FlightGuard {
+    /// Stores the outcome in memory (on success) and hands it to every waiter.
+    pub fn finish(self, result: Result<CachedToken, Auth0Error>) {
+        if let Ok(t) = &result {
+            *self.cache.token.borrow_mut() = Some(t.clone());
+        }
+        let waiters = self.cache.flight.borrow_mut().take().unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        // On cancellation, dropping the senders tells the waiters to fetch for themselves.
+        self.cache.flight.borrow_mut().take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn freshness_and_refresh_window() {
+        let t = CachedToken::new("tok".into(), 86_400, NOW, 300);
+        assert!(t.is_fresh(NOW));
+        assert!(t.is_fresh(NOW + (86_400 - 301) * 1000));
+        assert!(!t.is_fresh(NOW + (86_400 - 300) * 1000), "inside the refresh window");
+        assert!(!t.is_fresh(NOW + 86_400 * 1000), "expired");
+        assert_eq!(t.kv_ttl_sec(NOW), 86_100);
+        assert_eq!(t.kv_ttl_sec(NOW + 86_000 * 1000), 100);
+        assert_eq!(t.kv_ttl_sec(NOW + 86_050 * 1000), KV_MIN_TTL_SEC);
+    }
+
+    #[test]
+    fn short_lived_tokens_cap_the_margin() {
+        let t = CachedToken::new("tok".into(), 4, NOW, 300);
+        assert_eq!(t.refresh_at_ms, NOW + 2_000);
+        assert!(t.is_fresh(NOW + 1_999));
+        assert!(!t.is_fresh(NOW + 2_000));
+        assert_eq!(t.kv_ttl_sec(NOW), KV_MIN_TTL_SEC);
+    }
+
+    #[test]
+    fn kv_value_round_trips() {
+        let t = CachedToken::new("tok".into(), 100, NOW, 10);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<CachedToken>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn keys_separate_tenants_and_clients() {
+        let a = token_kv_key("https://a.auth0.com", "c1", "aud");
+        assert_eq!(a, token_kv_key("https://a.auth0.com", "c1", "aud"));
+        assert_ne!(a, token_kv_key("https://b.auth0.com", "c1", "aud"));
+        assert_ne!(a, token_kv_key("https://a.auth0.com", "c2", "aud"));
+        assert!(a.starts_with("auth0-token:v1:"));
+    }
+
+    #[test]
+    fn single_flight_and_invalidation() {
+        let cache = Rc::new(IsolateCache::default());
+        let Acquire::Lead(guard) = cache.acquire(NOW) else {
+            panic!("first caller leads")
+        };
+        let Acquire::Wait(mut rx) = cache.acquire(NOW) else {
+            panic!("second caller waits")
+        };
+        let t = CachedToken::new("tok".into(), 100, NOW, 10);
+        guard.finish(Ok(t.clone()));
+        assert_eq!(rx.try_recv().unwrap(), Some(Ok(t.clone())));
+        assert!(matches!(cache.acquire(NOW), Acquire::Ready(r) if r == t));
+        assert!(!cache.invalidate_token("other"));
+        assert!(cache.invalidate_token("tok"));
+        assert!(matches!(cache.acquire(NOW), Acquire::Lead(_)));
+    }
+
+    #[test]
+    fn cancelled_leader_releases_waiters() {
+        let cache = Rc::new(IsolateCache::default());
+        let lead = cache.acquire(NOW);
+        let Acquire::Wait(mut rx) = cache.acquire(NOW) else {
+            panic!("waits")
+        };
+        drop(lead);
+        assert!(rx.try_recv().is_err(), "sender dropped: waiter must fetch itself");
+        assert!(matches!(cache.acquire(NOW), Acquire::Lead(_)));
+    }
+
+    #[test]
+    fn role_cache_expires() {
+        let cache = IsolateCache::default();
+        cache.put_role("beta-tester", "rol_1", NOW + 1000);
+        assert_eq!(cache.role_id("beta-tester", NOW).as_deref(), Some("rol_1"));
+        assert_eq!(cache.role_id("beta-tester", NOW + 1000), None);
+    }
+}
