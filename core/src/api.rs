@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use crate::auth0::{Auth0, RequestCtx};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
+use crate::error::ValidationError;
 use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
 use crate::secret::{bearer_token, match_api_key};
 use crate::token::IsolateCache;
-use crate::error::ValidationError;
 
 /// The result of handling one request.
 #[derive(Debug)]
@@ -46,10 +46,18 @@ pub async fn handle<P: Platform>(
     let outcome = route(&req, &path, config, p, cache, &ctx).await;
     let (mut response, code, detail) = match outcome.response {
         Ok(r) => (r, None, None),
-        Err(e) => (error_response(&e, &request_id), Some(e.code), e.log_detail.clone()),
+        Err(e) => (
+            error_response(&e, &request_id),
+            Some(e.code),
+            e.log_detail.clone(),
+        ),
     };
-    response.headers.push(("x-request-id".into(), request_id.clone()));
-    response.headers.push(("cache-control".into(), "no-store".into()));
+    response
+        .headers
+        .push(("x-request-id".into(), request_id.clone()));
+    response
+        .headers
+        .push(("cache-control".into(), "no-store".into()));
 
     let mut log = json!({
         "level": if response.status >= 500 { "error" } else if response.status >= 400 { "warn" } else { "info" },
@@ -87,16 +95,26 @@ async fn route<P: Platform>(
     cache: &Rc<IsolateCache>,
     ctx: &RequestCtx,
 ) -> Outcome {
-    let plain = |response| Outcome { response, label: None };
+    let plain = |response| Outcome {
+        response,
+        label: None,
+    };
     match (path, req.method.as_str()) {
         ("/healthz", "GET" | "HEAD") => plain(Ok(match config {
             Ok(_) => HttpResponse::json(200, &json!({"status": "ok"})),
-            Err(e) => HttpResponse::json(503, &json!({"status": "config_invalid", "problems": e.problems})),
+            Err(e) => HttpResponse::json(
+                503,
+                &json!({"status": "config_invalid", "problems": e.problems}),
+            ),
         })),
         ("/v1/invites", "POST") => invite(req, config, p, cache, ctx).await,
         ("/healthz", _) => plain(Err(method_not_allowed("GET, HEAD"))),
         ("/v1/invites", _) => plain(Err(method_not_allowed("POST"))),
-        _ => plain(Err(ApiError::new(404, "not_found", format!("no route for {path}")))),
+        _ => plain(Err(ApiError::new(
+            404,
+            "not_found",
+            format!("no route for {path}"),
+        ))),
     }
 }
 
@@ -104,7 +122,11 @@ fn method_not_allowed(allow: &'static str) -> ApiError {
     ApiError {
         // Carried to the Allow header by error_response.
         log_detail: Some(format!("allow: {allow}")),
-        ..ApiError::new(405, "method_not_allowed", format!("method not allowed; use {allow}"))
+        ..ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("method not allowed; use {allow}"),
+        )
     }
 }
 
@@ -204,7 +226,8 @@ async fn invite_authorized<P: Platform>(
 
 /// The one error shape: `{"error": {"code", "message", "request_id", "field"?}}`.
 pub fn error_response(e: &ApiError, request_id: &str) -> HttpResponse {
-    let mut body = json!({"error": {"code": e.code, "message": e.message, "request_id": request_id}});
+    let mut body =
+        json!({"error": {"code": e.code, "message": e.message, "request_id": request_id}});
     if let Some(f) = &e.field {
         body["error"]["field"] = Value::String(f.clone());
     }
@@ -216,7 +239,11 @@ pub fn error_response(e: &ApiError, request_id: &str) -> HttpResponse {
         resp = resp.with_header("retry-after", s.to_string());
     }
     if e.status == 405 {
-        if let Some(allow) = e.log_detail.as_deref().and_then(|d| d.strip_prefix("allow: ")) {
+        if let Some(allow) = e
+            .log_detail
+            .as_deref()
+            .and_then(|d| d.strip_prefix("allow: "))
+        {
             resp = resp.with_header("allow", allow);
         }
     }

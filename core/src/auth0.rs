@@ -15,8 +15,7 @@ use crate::error::Auth0Error;
 use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
 use crate::retry::{decide, Decision, Failure};
 use crate::token::{
-    role_kv_key, token_kv_key, Acquire, CachedToken, IsolateCache, TokenSource,
-    ROLE_CACHE_TTL_SEC,
+    role_kv_key, token_kv_key, Acquire, CachedToken, IsolateCache, TokenSource, ROLE_CACHE_TTL_SEC,
 };
 
 /// Characters left as they are in a path segment: RFC 3986 unreserved.
@@ -183,7 +182,12 @@ pub struct Auth0<'a, P: Platform> {
 
 impl<'a, P: Platform> Auth0<'a, P> {
     /// A client over `p` with the isolate's caches and the request's context.
-    pub fn new(cfg: &'a Config, p: &'a P, cache: &'a Rc<IsolateCache>, ctx: &'a RequestCtx) -> Self {
+    pub fn new(
+        cfg: &'a Config,
+        p: &'a P,
+        cache: &'a Rc<IsolateCache>,
+        ctx: &'a RequestCtx,
+    ) -> Self {
         Auth0 { cfg, p, cache, ctx }
     }
 
@@ -206,7 +210,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
         if remaining == 0 {
             return Err("request deadline reached".into());
         }
-        self.ctx.upstream_calls.set(self.ctx.upstream_calls.get() + 1);
+        self.ctx
+            .upstream_calls
+            .set(self.ctx.upstream_calls.get() + 1);
         let send = pin!(self.p.send(req));
         let timer = pin!(self.p.sleep(remaining));
         match select(send, timer).await {
@@ -253,14 +259,13 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// A client-credentials grant.
     async fn fetch_token(&self) -> Result<CachedToken, Auth0Error> {
-        let req = HttpRequest::new("POST", format!("{}/oauth/token", self.cfg.base_url)).json(
-            &json!({
+        let req =
+            HttpRequest::new("POST", format!("{}/oauth/token", self.cfg.base_url)).json(&json!({
                 "grant_type": "client_credentials",
                 "client_id": self.cfg.client_id,
                 "client_secret": self.cfg.client_secret.expose(),
                 "audience": self.cfg.audience,
-            }),
-        );
+            }));
         let resp = self.send_retrying(req).await?;
         match resp.status {
             200 => {
@@ -270,13 +275,12 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     expires_in: u64,
                 }
                 // The body holds the token: never keep it in an error.
-                let g: Grant = serde_json::from_slice(&resp.body).map_err(|_| {
-                    Auth0Error::Unexpected {
+                let g: Grant =
+                    serde_json::from_slice(&resp.body).map_err(|_| Auth0Error::Unexpected {
                         status: 200,
                         body: "[token response withheld]".into(),
                         context: "POST /oauth/token",
-                    }
-                })?;
+                    })?;
                 Ok(CachedToken::new(
                     g.access_token,
                     g.expires_in,
@@ -313,7 +317,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 Acquire::Lead(guard) => {
                     if let Ok(Some(raw)) = self.p.get(&key).await {
                         if let Ok(t) = serde_json::from_str::<CachedToken>(&raw) {
-                            if t.is_fresh(self.p.now_ms()) && Some(t.access_token.as_str()) != avoid {
+                            if t.is_fresh(self.p.now_ms()) && Some(t.access_token.as_str()) != avoid
+                            {
                                 self.ctx.note_source(TokenSource::Kv);
                                 guard.finish(Ok(t.clone()));
                                 return Ok(t);
@@ -349,8 +354,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
         let mut token = self.token(None).await?;
         let mut refreshed = false;
         loop {
-            let mut req = HttpRequest::new(method, format!("{}{}", self.cfg.base_url, path_and_query))
-                .header("authorization", format!("Bearer {}", token.access_token));
+            let mut req =
+                HttpRequest::new(method, format!("{}{}", self.cfg.base_url, path_and_query))
+                    .header("authorization", format!("Bearer {}", token.access_token));
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -360,7 +366,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     refreshed = true;
                     if self.cache.invalidate_token(&token.access_token) {
                         self.ctx.defer(KvOp::Delete {
-                            key: token_kv_key(&self.cfg.base_url, &self.cfg.client_id, &self.cfg.audience),
+                            key: token_kv_key(
+                                &self.cfg.base_url,
+                                &self.cfg.client_id,
+                                &self.cfg.audience,
+                            ),
                         });
                     }
                     token = self.token(Some(&token.access_token)).await?;
@@ -415,8 +425,13 @@ impl<'a, P: Platform> Auth0<'a, P> {
         if let Some(id) = self.cache.role_id(name, now) {
             return Some(id);
         }
-        let raw = self.p.get(&role_kv_key(&self.cfg.base_url, name)).await.ok()??;
-        self.cache.put_role(name, &raw, now + ROLE_CACHE_TTL_SEC * 1000);
+        let raw = self
+            .p
+            .get(&role_kv_key(&self.cfg.base_url, name))
+            .await
+            .ok()??;
+        self.cache
+            .put_role(name, &raw, now + ROLE_CACHE_TTL_SEC * 1000);
         Some(raw)
     }
 
@@ -453,7 +468,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 return Ok(None);
             }
             let body = json!({"name": name, "description": "Created by auth0-invite-worker"});
-            let resp = self.management("POST", "/api/v2/roles", Some(&body)).await?;
+            let resp = self
+                .management("POST", "/api/v2/roles", Some(&body))
+                .await?;
             match resp.status {
                 200 | 201 => {
                     #[derive(Deserialize)]
@@ -496,10 +513,18 @@ impl<'a, P: Platform> Auth0<'a, P> {
     }
 
     /// `PATCH /api/v2/users/{id}` with `app_metadata` (merged by Auth0 at the first level).
-    pub async fn patch_app_metadata(&self, user_id: &str, app_metadata: Value) -> Result<(), Auth0Error> {
+    pub async fn patch_app_metadata(
+        &self,
+        user_id: &str,
+        app_metadata: Value,
+    ) -> Result<(), Auth0Error> {
         let path = format!("/api/v2/users/{}", encode_segment(user_id));
         let resp = self
-            .management("PATCH", &path, Some(&json!({ "app_metadata": app_metadata })))
+            .management(
+                "PATCH",
+                &path,
+                Some(&json!({ "app_metadata": app_metadata })),
+            )
             .await?;
         match resp.status {
             200..=299 => Ok(()),

@@ -120,7 +120,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let mut out = Vec::new();
         for item in raw.split(',').map(str::trim) {
             if item.is_empty() {
-                self.problems.push(format!("{name} contains an empty entry"));
+                self.problems
+                    .push(format!("{name} contains an empty entry"));
             } else if !out.iter().any(|o| o == item) {
                 out.push(item.to_string());
             }
@@ -205,8 +206,9 @@ impl Config {
         }
         for role in default_roles.iter() {
             if !allowed_roles.contains(role) {
-                r.problems
-                    .push(format!("DEFAULT_ROLES contains '{role}', which is not in ALLOWED_ROLES"));
+                r.problems.push(format!(
+                    "DEFAULT_ROLES contains '{role}', which is not in ALLOWED_ROLES"
+                ));
             }
         }
         let auto_create_roles = r.boolean("AUTO_CREATE_ROLES", false);
@@ -374,7 +376,10 @@ mod tests {
             ("AUTO_CREATE_ROLES", "true"),
             ("ROLE_MODE", "app_metadata"),
             ("RESULT_URL", "https://app.example.com/welcome"),
-            ("INVITE_API_KEYS", "old:aaaaaaaaaaaaaaaaaaaa, new:bbbbbbbbbbbbbbbbbbbb"),
+            (
+                "INVITE_API_KEYS",
+                "old:aaaaaaaaaaaaaaaaaaaa, new:bbbbbbbbbbbbbbbbbbbb",
+            ),
         ])))
         .expect("valid");
         assert_eq!(c.base_url, "http://127.0.0.1:8788");
@@ -423,13 +428,19 @@ mod tests {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
         assert_eq!(err.problems.len(), 17, "{all}");
-        assert!(!all.contains("short-key-1") && !all.contains("tiny"), "{all}");
+        assert!(
+            !all.contains("short-key-1") && !all.contains("tiny"),
+            "{all}"
+        );
     }
 
     #[test]
     fn domain_must_be_a_host() {
-        let err = Config::from_lookup(lookup(&with(&[("AUTH0_DOMAIN", "https://acme.auth0.com/")])))
-            .unwrap_err();
+        let err = Config::from_lookup(lookup(&with(&[(
+            "AUTH0_DOMAIN",
+            "https://acme.auth0.com/",
+        )])))
+        .unwrap_err();
         assert_eq!(err.problems.len(), 1);
         assert!(err.problems[0].starts_with("AUTH0_DOMAIN must be a host name"));
     }

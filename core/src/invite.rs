@@ -72,7 +72,11 @@ fn bad(code: &'static str, field: &str, message: impl Into<String>) -> Validatio
 }
 
 fn type_error(field: &str, expected: &str) -> ValidationError {
-    bad("invalid_field", field, format!("{field} must be {expected}"))
+    bad(
+        "invalid_field",
+        field,
+        format!("{field} must be {expected}"),
+    )
 }
 
 /// Validates a JSON invite body against the configuration.
@@ -96,18 +100,28 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
             status: 400,
             code: "unknown_field",
             field: Some(unknown.clone()),
-            message: format!("unknown field '{unknown}'; allowed fields: {}", FIELDS.join(", ")),
+            message: format!(
+                "unknown field '{unknown}'; allowed fields: {}",
+                FIELDS.join(", ")
+            ),
         });
     }
 
     let email = match obj.remove("email") {
         None | Some(Value::Null) => return Err(bad("missing_field", "email", "email is required")),
-        Some(Value::String(s)) => email::normalize(&s).map_err(|why| bad("invalid_email", "email", why))?,
+        Some(Value::String(s)) => {
+            email::normalize(&s).map_err(|why| bad("invalid_email", "email", why))?
+        }
         Some(_) => return Err(type_error("email", "a string")),
     };
 
     let mut profile = Vec::new();
-    for (field, max) in [("name", 300), ("given_name", 150), ("family_name", 150), ("nickname", 300)] {
+    for (field, max) in [
+        ("name", 300),
+        ("given_name", 150),
+        ("family_name", 150),
+        ("nickname", 300),
+    ] {
         match obj.remove(field) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
@@ -138,7 +152,10 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
                     return Err(bad(
                         "role_not_allowed",
                         "roles",
-                        format!("role '{name}' is not allowed; allowed roles: {}", cfg.allowed_roles.join(", ")),
+                        format!(
+                            "role '{name}' is not allowed; allowed roles: {}",
+                            cfg.allowed_roles.join(", ")
+                        ),
                     ));
                 }
                 if !roles.contains(&name) {
@@ -179,12 +196,21 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
             (None, None) => TicketTarget::Default,
         },
         Some(Value::String(raw)) => {
-            let url = parse_web_url(&raw).map_err(|why| bad("result_url_not_allowed", "result_url", format!("result_url {why}")))?;
+            let url = parse_web_url(&raw).map_err(|why| {
+                bad(
+                    "result_url_not_allowed",
+                    "result_url",
+                    format!("result_url {why}"),
+                )
+            })?;
             if !cfg.result_url_allowlist.contains(&origin_of(&url)) {
                 return Err(bad(
                     "result_url_not_allowed",
                     "result_url",
-                    format!("the origin {} is not in RESULT_URL_ALLOWLIST", origin_of(&url)),
+                    format!(
+                        "the origin {} is not in RESULT_URL_ALLOWLIST",
+                        origin_of(&url)
+                    ),
                 ));
             }
             TicketTarget::ResultUrl(url.to_string())
@@ -219,7 +245,13 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
 }
 
 /// The `POST /api/v2/users` body for an invite.
-pub fn create_user_body(cfg: &Config, input: &InviteInput, password: &str, invited_by: &str, now_ms: u64) -> Value {
+pub fn create_user_body(
+    cfg: &Config,
+    input: &InviteInput,
+    password: &str,
+    invited_by: &str,
+    now_ms: u64,
+) -> Value {
     let mut app_metadata = input.app_metadata.clone();
     app_metadata.insert("invited".into(), json!(true));
     app_metadata.insert("invited_at".into(), json!(rfc3339(now_ms)));
@@ -271,18 +303,19 @@ pub async fn run_invite<P: Platform>(
     )
     .await;
     token?;
-    let role_ids: Vec<String> = try_join_all(input.roles.iter().filter(|_| rbac_roles).zip(cached).map(
-        |(name, hit)| async move {
-            match hit {
-                Some(id) => Ok(id),
-                None => client
-                    .resolve_role(name)
-                    .await?
-                    .ok_or_else(|| InviteError::RoleNotFound(name.clone())),
-            }
-        },
-    ))
-    .await?;
+    let role_ids: Vec<String> =
+        try_join_all(input.roles.iter().filter(|_| rbac_roles).zip(cached).map(
+            |(name, hit)| async move {
+                match hit {
+                    Some(id) => Ok(id),
+                    None => client
+                        .resolve_role(name)
+                        .await?
+                        .ok_or_else(|| InviteError::RoleNotFound(name.clone())),
+                }
+            },
+        ))
+        .await?;
 
     let now = p.now_ms();
     let body = create_user_body(cfg, &input, &password, invited_by, now);
@@ -302,32 +335,48 @@ pub async fn run_invite<P: Platform>(
                 p.sleep(wait).await;
             }
             let user = found.ok_or_else(|| Auth0Error::Unavailable {
-                detail: format!("Auth0 said the user exists but no user of connection {} was found", cfg.connection),
+                detail: format!(
+                    "Auth0 said the user exists but no user of connection {} was found",
+                    cfg.connection
+                ),
             })?;
-            (user.user_id, false, Some(user.app_metadata.unwrap_or_default()))
+            (
+                user.user_id,
+                false,
+                Some(user.app_metadata.unwrap_or_default()),
+            )
         }
     };
 
     let roles_step = async {
         match (cfg.role_mode, existing_meta) {
-            (RoleMode::Rbac, _) if !role_ids.is_empty() => client.assign_roles(&user_id, &role_ids).await,
+            (RoleMode::Rbac, _) if !role_ids.is_empty() => {
+                client.assign_roles(&user_id, &role_ids).await
+            }
             (RoleMode::AppMetadata, Some(meta)) if !input.roles.is_empty() => {
                 let mut roles: Vec<String> = meta
                     .get("roles")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for r in &input.roles {
                     if !roles.contains(r) {
                         roles.push(r.clone());
                     }
                 }
-                client.patch_app_metadata(&user_id, json!({ "roles": roles })).await
+                client
+                    .patch_app_metadata(&user_id, json!({ "roles": roles }))
+                    .await
             }
             _ => Ok(()),
         }
     };
-    let ticket_step = client.password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec);
+    let ticket_step =
+        client.password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec);
     let (roles_done, ticket) = join(roles_step, ticket_step).await;
     roles_done?;
     let ticket_url = ticket?;

@@ -96,7 +96,11 @@ mod tests {
     }
 
     fn check(failure: Failure<'_>, attempt: u32, jitter: f64, expected: u64) {
-        assert_eq!(delay_ms(&failure, attempt, NOW, jitter), expected, "{failure:?} #{attempt}");
+        assert_eq!(
+            delay_ms(&failure, attempt, NOW, jitter),
+            expected,
+            "{failure:?} #{attempt}"
+        );
     }
 
     #[test]
@@ -109,7 +113,12 @@ mod tests {
     #[test]
     fn ratelimit_reset_when_no_retry_after() {
         check(rl(None, Some("1700000002")), 0, 0.5, 2_000);
-        check(rl(Some("Wed, 21 Oct 2015 07:28:00 GMT"), Some("1700000001")), 0, 0.5, 1_000);
+        check(
+            rl(Some("Wed, 21 Oct 2015 07:28:00 GMT"), Some("1700000001")),
+            0,
+            0.5,
+            1_000,
+        );
         // A reset in the past still waits a little instead of hammering.
         check(rl(None, Some("1699999990")), 0, 0.5, MIN_RATE_LIMIT_WAIT_MS);
     }
@@ -130,11 +139,25 @@ mod tests {
     #[test]
     fn deadline_bounds_retries() {
         let f = rl(Some("2"), None);
-        assert_eq!(decide(&f, 0, NOW, NOW + 2_500, 0.5), Decision::RetryAfter(2_000));
-        assert_eq!(decide(&f, 0, NOW, NOW + 2_000, 0.5), Decision::GiveUp { wait_ms: 2_000 });
         assert_eq!(
-            decide(&Failure::Transient, MAX_ATTEMPTS - 1, NOW, NOW + 60_000, 0.0),
-            Decision::GiveUp { wait_ms: BACKOFF_CAP_MS / 2 }
+            decide(&f, 0, NOW, NOW + 2_500, 0.5),
+            Decision::RetryAfter(2_000)
+        );
+        assert_eq!(
+            decide(&f, 0, NOW, NOW + 2_000, 0.5),
+            Decision::GiveUp { wait_ms: 2_000 }
+        );
+        assert_eq!(
+            decide(
+                &Failure::Transient,
+                MAX_ATTEMPTS - 1,
+                NOW,
+                NOW + 60_000,
+                0.0
+            ),
+            Decision::GiveUp {
+                wait_ms: BACKOFF_CAP_MS / 2
+            }
         );
     }
 }

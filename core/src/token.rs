@@ -212,7 +212,10 @@ mod tests {
         let t = CachedToken::new("tok".into(), 86_400, NOW, 300);
         assert!(t.is_fresh(NOW));
         assert!(t.is_fresh(NOW + (86_400 - 301) * 1000));
-        assert!(!t.is_fresh(NOW + (86_400 - 300) * 1000), "inside the refresh window");
+        assert!(
+            !t.is_fresh(NOW + (86_400 - 300) * 1000),
+            "inside the refresh window"
+        );
         assert!(!t.is_fresh(NOW + 86_400 * 1000), "expired");
         assert_eq!(t.kv_ttl_sec(NOW), 86_100);
         assert_eq!(t.kv_ttl_sec(NOW + 86_000 * 1000), 100);
@@ -270,7 +273,10 @@ mod tests {
             panic!("waits")
         };
         drop(lead);
-        assert!(rx.try_recv().is_err(), "sender dropped: waiter must fetch itself");
+        assert!(
+            rx.try_recv().is_err(),
+            "sender dropped: waiter must fetch itself"
+        );
         assert!(matches!(cache.acquire(NOW), Acquire::Lead(_)));
     }
 

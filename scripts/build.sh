@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the Worker into build/ with worker-build, using the local wasm-bindgen and npm's
+# wasm-opt instead of worker-build's downloads. Called by wrangler ([build] in wrangler.toml),
+# scripts/dev.sh and scripts/test.sh. WORKER_BUILD_NO_OPT=1 skips wasm-opt (fast dev builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-wasm-bindgen}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+args=(--release)
+if [ "${WORKER_BUILD_NO_OPT:-0}" = "1" ]; then args+=(--no-opt); fi
+exec worker-build "${args[@]}"
