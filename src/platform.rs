@@ -1,12 +1,13 @@
 //! The core's ports implemented on the Workers runtime: outbound `fetch`, the `TOKEN_CACHE`
 //! KV namespace, `Date.now()`, `setTimeout` and `crypto.getRandomValues` (via getrandom).
 
-use std::time::Duration;
-
 use invite_core::platform::{StoreError, TransportError};
 use invite_core::{Clock, HttpRequest, HttpResponse, KvOp, Rng, Store, Transport};
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
-use worker::{Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 /// The Workers implementation of every port.
 pub struct WorkerPlatform {
@@ -88,7 +89,7 @@ impl Clock for WorkerPlatform {
     }
 
     async fn sleep(&self, ms: u64) {
-        Delay::from(Duration::from_millis(ms)).await
+        sleep_ms(ms).await
     }
 }
 
@@ -106,4 +107,44 @@ pub fn now_ms() -> u64 {
 /// Random bytes from the platform CSPRNG.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), String> {
     getrandom::fill(buf).map_err(|e| e.to_string())
+}
+
+fn global_fn(name: &str) -> Option<Function> {
+    Reflect::get(&js_sys::global(), &JsValue::from_str(name))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+}
+
+/// Clears a `setTimeout` when its future is dropped (e.g. a timeout that lost a race).
+struct ClearOnDrop(JsValue);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        if let Some(clear) = global_fn("clearTimeout") {
+            let _ = clear.call1(&JsValue::UNDEFINED, &self.0);
+        }
+    }
+}
+
+/// Resolves after `ms` milliseconds.
+///
+/// Not `worker::Delay`: it unwraps `setTimeout`'s result as a number, which panics where the
+/// id is an object (Node, where the wasm32 tests run). This version never panics and clears
+/// its timer when dropped.
+pub async fn sleep_ms(ms: u64) {
+    let mut id = JsValue::UNDEFINED;
+    let promise = Promise::new(&mut |resolve: Function, _reject: Function| match global_fn(
+        "setTimeout",
+    ) {
+        Some(set) => {
+            if let Ok(v) = set.call2(&JsValue::UNDEFINED, &resolve, &JsValue::from_f64(ms as f64)) {
+                id = v;
+            }
+        }
+        None => {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    });
+    let _guard = ClearOnDrop(id);
+    let _ = JsFuture::from(promise).await;
 }

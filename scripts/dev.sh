@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Command 1: run the Worker locally. Installs what is missing, starts the Auth0 emulator on
+# 127.0.0.1:8788 and `wrangler dev` on 127.0.0.1:8787 (real workerd, local KV), and prints a
+# curl line that creates an invite. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+if [ ! -f .dev.vars ]; then
+  cp .dev.vars.example .dev.vars
+  echo "Created .dev.vars from .dev.vars.example"
+fi
+key=$(sed -n 's/^INVITE_API_KEYS=[^:]*:\([^,]*\).*/\1/p' .dev.vars | head -n1)
+
+cargo build -q -p auth0-emulator
+EMULATOR_PORT="${EMULATOR_PORT:-8788}"
+target/debug/auth0-emulator --port "$EMULATOR_PORT" --domain emulator.local \
+  --client-id dev-client-id --client-secret dev-client-secret &
+emulator_pid=$!
+trap 'kill $emulator_pid 2>/dev/null || true' EXIT
+
+(
+  for _ in $(seq 1 300); do
+    if curl -fsS http://127.0.0.1:8787/healthz >/dev/null 2>&1; then
+      cat <<MSG
+
+Ready. Create an invite:
+
+  curl -sS http://127.0.0.1:8787/v1/invites \\
+    -H 'Authorization: Bearer ${key:-dev-invite-key-change-me}' \\
+    -H 'Content-Type: application/json' \\
+    -d '{"email":"ada@example.com","name":"Ada Lovelace","roles":["beta-tester"]}'
+
+Emulator state: curl -sS http://127.0.0.1:${EMULATOR_PORT}/__emulator/users
+
+MSG
+      exit 0
+    fi
+    sleep 1
+  done
+  echo "wrangler dev did not answer /healthz within 300 s" >&2
+) &
+
+export WORKER_BUILD_NO_OPT=1 WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+npx wrangler dev --local --ip 127.0.0.1 --port 8787 --show-interactive-dev-session=false

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, skipping whatever is already there:
+# the wasm32 target, rustfmt/clippy, worker-build, wasm-bindgen-cli at the Cargo.lock version,
+# and the npm packages (wrangler, miniflare, binaryen's wasm-opt). Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+for comp in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$comp"; then
+    say "rustup component add $comp"
+    rustup component add "$comp"
+  fi
+done
+
+if [ "$(worker-build --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
+  say "cargo install worker-build $WORKER_BUILD_VERSION (about 10 minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+# The CLI must match the wasm-bindgen library exactly. No --locked: its lockfile pins a
+# webpki-roots version the registry may lack.
+WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WB_VERSION" ] \
+  || ! command -v wasm-bindgen-test-runner >/dev/null; then
+  say "cargo install wasm-bindgen-cli $WB_VERSION (about 7 minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WB_VERSION" --force
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund
+fi

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Command 2: run every check. Installs what is missing, then: rustfmt, clippy (host and
+# wasm32), the host unit and flow tests, the wasm32 tests, one release build of the Worker,
+# and the end-to-end suite (built Worker in workerd + KV, against the Auth0 emulator).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (host)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo clippy (wasm32)"
+cargo clippy -p auth0-invite-worker -p invite-core --all-targets --target wasm32-unknown-unknown -- -D warnings
+
+step "unit and flow tests (host)"
+cargo test --workspace
+
+step "wasm32 tests (wasm-bindgen-test in Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --release -p auth0-invite-worker --target wasm32-unknown-unknown --test wasm
+
+step "build the Worker (worker-build --release, wasm-opt)"
+bash scripts/build.sh
+cargo build -p auth0-emulator
+
+step "end-to-end tests (workerd via Miniflare + Auth0 emulator)"
+node --test --test-concurrency=1 tests/e2e/

@@ -1,0 +1,113 @@
+// Test harness: the built Worker (build/index.js + wasm) in real workerd through Miniflare,
+// with real (local) KV, against the Auth0 emulator over real HTTP.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { existsSync } from "node:fs";
+import { Miniflare } from "miniflare";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const API_KEY = "e2e-invite-key-0123456789";
+export const OTHER_KEY = "other-invite-key-0123456789";
+
+/** Starts target/debug/auth0-emulator on a free port. */
+export async function startEmulator(extraArgs = []) {
+  const bin = process.env.EMULATOR_BIN ?? path.join(root, "target/debug/auth0-emulator");
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run cargo build -p auth0-emulator`);
+  const proc = spawn(bin, ["--port", "0", "--domain", "emulator.local",
+    "--client-id", "dev-client-id", "--client-secret", "dev-client-secret", ...extraArgs],
+    { stdio: ["ignore", "pipe", "ignore"] });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("emulator did not start in 10 s")), 10_000);
+    proc.once("exit", (code) => reject(new Error(`emulator exited with ${code}`)));
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      const m = line.match(/listening on (http:\/\/\S+)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+  });
+  const call = async (method, p, body) => {
+    const r = await fetch(url + p, {
+      method, headers: body ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${await r.text()}`);
+    const text = await r.text();
+    return text ? JSON.parse(text) : null;
+  };
+  return {
+    url,
+    stats: () => call("GET", "/__emulator/stats"),
+    reset: () => call("POST", "/__emulator/reset"),
+    resetStats: () => call("POST", "/__emulator/reset-stats"),
+    config: (c) => call("POST", "/__emulator/config", c),
+    revokeTokens: () => call("POST", "/__emulator/revoke-tokens"),
+    users: (email) => call("GET", "/__emulator/users" + (email ? `?email=${encodeURIComponent(email)}` : "")),
+    roles: () => call("GET", "/__emulator/roles"),
+    stop: () => new Promise((resolve) => { proc.once("exit", resolve); proc.kill("SIGTERM"); }),
+  };
+}
+
+/** The default Worker configuration for tests, pointed at `emulatorUrl`. */
+export function baseBindings(emulatorUrl) {
+  return {
+    AUTH0_DOMAIN: "emulator.local",
+    AUTH0_BASE_URL: emulatorUrl,
+    AUTH0_CLIENT_ID: "dev-client-id",
+    AUTH0_CLIENT_SECRET: "dev-client-secret",
+    INVITE_API_KEYS: `e2e:${API_KEY},other:${OTHER_KEY}`,
+    ALLOWED_ROLES: "beta-tester,early-access",
+    DEFAULT_ROLES: "beta-tester",
+    AUTO_CREATE_ROLES: "true",
+    RESULT_URL: "https://app.example.com/welcome",
+    RESULT_URL_ALLOWLIST: "https://app.example.com",
+  };
+}
+
+/** Starts the built Worker in workerd. `overrides` replace bindings; `undefined` removes one. */
+export async function startWorker(emulatorUrl, overrides = {}, { kv = true } = {}) {
+  const bindings = { ...baseBindings(emulatorUrl), ...overrides };
+  for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
+  const mf = new Miniflare({
+    scriptPath: path.join(root, "build/index.js"),
+    modules: true,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+    kvNamespaces: kv ? ["TOKEN_CACHE"] : [],
+    bindings,
+  });
+  await mf.ready;
+  const fetchWorker = async (p, init = {}) => {
+    const r = await mf.dispatchFetch("http://worker.test" + p, init);
+    const text = await r.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: r.status, headers: r.headers, text, json };
+  };
+  return {
+    mf,
+    fetch: fetchWorker,
+    invite: (body, { key = API_KEY, headers = {} } = {}) => fetchWorker("/v1/invites", {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    }),
+    kvKeys: async () => (await (await mf.getKVNamespace("TOKEN_CACHE")).list()).keys.map((k) => k.name),
+    stop: () => mf.dispose(),
+  };
+}
+
+/** Polls `fn` until it returns a truthy value or `ms` pass. */
+export async function eventually(fn, ms = 3_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
