@@ -15,7 +15,8 @@ use crate::error::Auth0Error;
 use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
 use crate::retry::{decide, Decision, Failure};
 use crate::token::{
-    role_kv_key, token_kv_key, Acquire, CachedToken, IsolateCache, TokenSource, ROLE_CACHE_TTL_SEC,
+    role_kv_key, token_kv_key, Acquire, CachedToken, IsolateCache, Poll, TokenSource,
+    ROLE_CACHE_TTL_SEC, TOKEN_POLL_MS,
 };
 
 /// Characters left as they are in a path segment: RFC 3986 unreserved.
@@ -307,12 +308,22 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     self.ctx.note_source(TokenSource::Memory);
                     return Ok(t);
                 }
-                Acquire::Wait(rx) => match rx.await {
-                    Ok(result) => {
-                        self.ctx.note_source(TokenSource::Memory);
-                        return result;
+                Acquire::Busy(gen) => loop {
+                    if self.p.now_ms() + TOKEN_POLL_MS >= self.ctx.deadline_ms {
+                        return Err(Auth0Error::Unavailable {
+                            detail: "waited for another request's token fetch until the deadline"
+                                .into(),
+                        });
                     }
-                    Err(_) => continue, // the leader was cancelled; try again
+                    self.p.sleep(TOKEN_POLL_MS).await;
+                    match self.cache.poll(gen) {
+                        Poll::Running => continue,
+                        Poll::Done(result) => {
+                            self.ctx.note_source(TokenSource::Memory);
+                            return result;
+                        }
+                        Poll::Abandoned => break, // the fetching request was cancelled
+                    }
                 },
                 Acquire::Lead(guard) => {
                     if let Ok(Some(raw)) = self.p.get(&key).await {
@@ -491,19 +502,24 @@ impl<'a, P: Platform> Auth0<'a, P> {
         })
     }
 
-    /// `POST /api/v2/users/{id}/roles`.
-    pub async fn assign_roles(&self, user_id: &str, role_ids: &[String]) -> Result<(), Auth0Error> {
+    /// `POST /api/v2/users/{id}/roles`. `Ok(false)`: Auth0 answered 404, meaning a role id
+    /// (from a cache) no longer exists; the role caches are cleared.
+    pub async fn assign_roles(
+        &self,
+        user_id: &str,
+        role_ids: &[String],
+    ) -> Result<bool, Auth0Error> {
         let path = format!("/api/v2/users/{}/roles", encode_segment(user_id));
         let resp = self
             .management("POST", &path, Some(&json!({ "roles": role_ids })))
             .await?;
         match resp.status {
             // 204 carries `Content-Type: application/json` and no body: never parse it.
-            200..=299 => Ok(()),
+            200..=299 => Ok(true),
             404 => {
-                // A cached role id may be stale (role deleted): forget them all.
+                // A cached role id may be stale (role deleted and recreated): forget them all.
                 self.cache.clear_roles();
-                Err(unexpected(&resp, "POST /api/v2/users/{id}/roles"))
+                Ok(false)
             }
             400 => Err(Auth0Error::Rejected {
                 message: error_message(&resp),

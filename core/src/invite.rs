@@ -351,7 +351,27 @@ pub async fn run_invite<P: Platform>(
     let roles_step = async {
         match (cfg.role_mode, existing_meta) {
             (RoleMode::Rbac, _) if !role_ids.is_empty() => {
-                client.assign_roles(&user_id, &role_ids).await
+                if client.assign_roles(&user_id, &role_ids).await? {
+                    return Ok(());
+                }
+                // A cached role id was stale: look every role up again, then retry once.
+                let mut fresh = Vec::with_capacity(input.roles.len());
+                for name in &input.roles {
+                    match client.resolve_role(name).await? {
+                        Some(id) => fresh.push(id),
+                        None => return Err(InviteError::RoleNotFound(name.clone())),
+                    }
+                }
+                if client.assign_roles(&user_id, &fresh).await? {
+                    Ok(())
+                } else {
+                    Err(Auth0Error::Unexpected {
+                        status: 404,
+                        body: String::new(),
+                        context: "POST /api/v2/users/{id}/roles",
+                    }
+                    .into())
+                }
             }
             (RoleMode::AppMetadata, Some(meta)) if !input.roles.is_empty() => {
                 let mut roles: Vec<String> = meta
@@ -368,16 +388,16 @@ pub async fn run_invite<P: Platform>(
                         roles.push(r.clone());
                     }
                 }
-                client
+                Ok(client
                     .patch_app_metadata(&user_id, json!({ "roles": roles }))
-                    .await
+                    .await?)
             }
             _ => Ok(()),
         }
     };
     let ticket_step =
         client.password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec);
-    let (roles_done, ticket) = join(roles_step, ticket_step).await;
+    let (roles_done, ticket): (Result<(), InviteError>, _) = join(roles_step, ticket_step).await;
     roles_done?;
     let ticket_url = ticket?;
 

@@ -4,11 +4,11 @@
 //! entry is trusted only until its own `refresh_at_ms`, never by KV's TTL, which is merely
 //! garbage collection (and can't go below 60 s).
 
-use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::error::Auth0Error;
 
@@ -91,15 +91,24 @@ pub fn role_kv_key(base_url: &str, name: &str) -> String {
     format!("auth0-role:v1:{short}:{name}")
 }
 
-type Waiter = oneshot::Sender<Result<CachedToken, Auth0Error>>;
+/// How often a request waiting for another request's token fetch looks again.
+pub const TOKEN_POLL_MS: u64 = 10;
 
 /// State shared by all requests in one isolate: the memory tier of the token and role
 /// caches, and the single in-flight token request.
+///
+/// Waiting requests poll on their own timer rather than being woken by the fetching request:
+/// workerd cancels a request whose only pending work is a promise another request resolves
+/// ("the Worker's code had hung"), and a wake-up from another request would run the waiter
+/// in that request's I/O context.
 #[derive(Default)]
 pub struct IsolateCache {
     token: RefCell<Option<CachedToken>>,
-    /// `Some` while one request fetches a token; the others park a sender here.
-    flight: RefCell<Option<Vec<Waiter>>>,
+    /// Generation of the running token fetch, if one is running.
+    flight: Cell<Option<u64>>,
+    /// The last finished fetch: its generation and outcome.
+    finished: RefCell<Option<(u64, Result<CachedToken, Auth0Error>)>>,
+    generation: Cell<u64>,
     roles: RefCell<HashMap<String, (String, u64)>>,
 }
 
@@ -107,31 +116,51 @@ pub struct IsolateCache {
 pub enum Acquire {
     /// Use this token from memory.
     Ready(CachedToken),
-    /// Another request is fetching; await this.
-    Wait(oneshot::Receiver<Result<CachedToken, Auth0Error>>),
-    /// You fetch it; the guard wakes the waiters however you finish.
+    /// Another request is fetching (this generation); sleep and [`IsolateCache::poll`].
+    Busy(u64),
+    /// You fetch it; finish the guard (dropping it, on cancellation, frees the slot).
     Lead(FlightGuard),
+}
+
+/// What a waiting request sees when it looks again.
+pub enum Poll {
+    /// The fetch it waited for finished with this outcome.
+    Done(Result<CachedToken, Auth0Error>),
+    /// Still running.
+    Running,
+    /// Abandoned (the fetching request was cancelled): start over.
+    Abandoned,
 }
 
 impl IsolateCache {
     /// Decides how to get a token at `now_ms`.
-    pub fn acquire(self: &std::rc::Rc<Self>, now_ms: u64) -> Acquire {
+    pub fn acquire(self: &Rc<Self>, now_ms: u64) -> Acquire {
         if let Some(t) = self.token.borrow().as_ref().filter(|t| t.is_fresh(now_ms)) {
             return Acquire::Ready(t.clone());
         }
-        let mut flight = self.flight.borrow_mut();
-        match flight.as_mut() {
-            Some(waiters) => {
-                let (tx, rx) = oneshot::channel();
-                waiters.push(tx);
-                Acquire::Wait(rx)
+        if let Some(gen) = self.flight.get() {
+            return Acquire::Busy(gen);
+        }
+        let gen = self.generation.get() + 1;
+        self.generation.set(gen);
+        self.flight.set(Some(gen));
+        Acquire::Lead(FlightGuard {
+            cache: self.clone(),
+            gen,
+        })
+    }
+
+    /// How the fetch of generation `gen` is doing.
+    pub fn poll(&self, gen: u64) -> Poll {
+        if let Some((g, outcome)) = self.finished.borrow().as_ref() {
+            if *g == gen {
+                return Poll::Done(outcome.clone());
             }
-            None => {
-                *flight = Some(Vec::new());
-                Acquire::Lead(FlightGuard {
-                    cache: self.clone(),
-                })
-            }
+        }
+        if self.flight.get() == Some(gen) {
+            Poll::Running
+        } else {
+            Poll::Abandoned
         }
     }
 
@@ -174,36 +203,34 @@ impl IsolateCache {
     }
 }
 
-/// Held by the request that fetches the token. Finishing it (or dropping it, if that
-/// request is cancelled) releases every waiting request.
+/// Held by the request that fetches the token.
 pub struct FlightGuard {
-    cache: std::rc::Rc<IsolateCache>,
+    cache: Rc<IsolateCache>,
+    gen: u64,
 }
 
 impl FlightGuard {
-    /// Stores the outcome in memory (on success) and hands it to every waiter.
+    /// Stores the outcome (the token in memory on success) for the waiting requests.
     pub fn finish(self, result: Result<CachedToken, Auth0Error>) {
         if let Ok(t) = &result {
             *self.cache.token.borrow_mut() = Some(t.clone());
         }
-        let waiters = self.cache.flight.borrow_mut().take().unwrap_or_default();
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
+        *self.cache.finished.borrow_mut() = Some((self.gen, result));
+        // Drop clears the flight.
     }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        // On cancellation, dropping the senders tells the waiters to fetch for themselves.
-        self.cache.flight.borrow_mut().take();
+        if self.cache.flight.get() == Some(self.gen) {
+            self.cache.flight.set(None);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::rc::Rc;
 
     const NOW: u64 = 1_700_000_000_000;
 
@@ -253,12 +280,13 @@ mod tests {
         let Acquire::Lead(guard) = cache.acquire(NOW) else {
             panic!("first caller leads")
         };
-        let Acquire::Wait(mut rx) = cache.acquire(NOW) else {
+        let Acquire::Busy(gen) = cache.acquire(NOW) else {
             panic!("second caller waits")
         };
+        assert!(matches!(cache.poll(gen), Poll::Running));
         let t = CachedToken::new("tok".into(), 100, NOW, 10);
         guard.finish(Ok(t.clone()));
-        assert_eq!(rx.try_recv().unwrap(), Some(Ok(t.clone())));
+        assert!(matches!(cache.poll(gen), Poll::Done(Ok(ref r)) if *r == t));
         assert!(matches!(cache.acquire(NOW), Acquire::Ready(r) if r == t));
         assert!(!cache.invalidate_token("other"));
         assert!(cache.invalidate_token("tok"));
@@ -266,17 +294,34 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_leader_releases_waiters() {
+    fn waiters_see_the_leaders_error() {
+        let cache = Rc::new(IsolateCache::default());
+        let Acquire::Lead(guard) = cache.acquire(NOW) else {
+            panic!("leads")
+        };
+        let Acquire::Busy(gen) = cache.acquire(NOW) else {
+            panic!("waits")
+        };
+        let err = Auth0Error::Unavailable {
+            detail: "down".into(),
+        };
+        guard.finish(Err(err.clone()));
+        assert!(matches!(cache.poll(gen), Poll::Done(Err(ref e)) if *e == err));
+        assert!(
+            matches!(cache.acquire(NOW), Acquire::Lead(_)),
+            "the next request tries again"
+        );
+    }
+
+    #[test]
+    fn cancelled_leader_frees_the_slot() {
         let cache = Rc::new(IsolateCache::default());
         let lead = cache.acquire(NOW);
-        let Acquire::Wait(mut rx) = cache.acquire(NOW) else {
+        let Acquire::Busy(gen) = cache.acquire(NOW) else {
             panic!("waits")
         };
         drop(lead);
-        assert!(
-            rx.try_recv().is_err(),
-            "sender dropped: waiter must fetch itself"
-        );
+        assert!(matches!(cache.poll(gen), Poll::Abandoned));
         assert!(matches!(cache.acquire(NOW), Acquire::Lead(_)));
     }
 

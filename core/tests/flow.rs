@@ -927,3 +927,24 @@ fn invalid_config_is_reported_whole() {
     let (h, body) = ok.run(HttpRequest::new("GET", "/healthz"));
     assert_eq!((h.response.status, body), (200, json!({"status": "ok"})));
 }
+
+#[test]
+fn a_stale_cached_role_id_is_looked_up_again() {
+    let svc = Svc::new(&[]);
+    svc.invite(ada());
+    svc.fake.script(
+        "POST /api/v2/users/auth0%7Cabc123/roles",
+        vec![Ok(json_resp(
+            404,
+            json!({"statusCode": 404, "error": "Not Found", "message": "The role does not exist."}),
+        ))],
+    );
+    let (h, body) = svc.invite(json!({"email": "grace@example.com"}));
+    assert_eq!(h.response.status, 201, "{body}");
+    assert_eq!(
+        svc.fake.count("GET /api/v2/roles"),
+        2,
+        "resolved again after the 404"
+    );
+    assert_eq!(svc.fake.count("POST /api/v2/users/auth0%7Cabc123/roles"), 3);
+}
