@@ -584,3 +584,95 @@ impl<'a, P: Platform> Auth0<'a, P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn user_ids_are_encoded_as_one_path_segment() {
+        assert_eq!(encode_segment("auth0|abc123"), "auth0%7Cabc123");
+        assert_eq!(
+            encode_segment("google-oauth2|1/2 x"),
+            "google-oauth2%7C1%2F2%20x"
+        );
+        assert_eq!(encode_segment("a.b_c~d-e"), "a.b_c~d-e");
+    }
+
+    #[test]
+    fn ticket_fields() {
+        let t = ticket_body(
+            "auth0|x",
+            &TicketTarget::ResultUrl("https://a.example/w".into()),
+            600,
+        );
+        assert_eq!(
+            t,
+            json!({"user_id": "auth0|x", "ttl_sec": 600, "mark_email_as_verified": true,
+                   "includeEmailInRedirect": false, "result_url": "https://a.example/w"})
+        );
+        let t = ticket_body("auth0|x", &TicketTarget::ClientId("cid".into()), 600);
+        assert_eq!(t["client_id"], "cid");
+        assert!(t.get("result_url").is_none());
+        assert!(ticket_body("u", &TicketTarget::Default, 60)
+            .get("client_id")
+            .is_none());
+    }
+
+    #[test]
+    fn error_messages_from_every_shape() {
+        let mgmt = r#"{"statusCode":400,"error":"Bad Request","message":"PasswordStrengthError: Password is too weak","errorCode":"invalid_password"}"#;
+        assert_eq!(
+            error_message(&resp(400, mgmt)),
+            "PasswordStrengthError: Password is too weak"
+        );
+        // Recorded 409s and 404s have no errorCode.
+        let conflict =
+            r#"{"statusCode":409,"error":"Conflict","message":"The user already exists."}"#;
+        assert_eq!(
+            error_message(&resp(409, conflict)),
+            "The user already exists."
+        );
+        let token = r#"{"error":"access_denied","error_description":"Unauthorized"}"#;
+        assert_eq!(error_message(&resp(401, token)), "Unauthorized");
+        assert_eq!(
+            error_message(&resp(502, "<html>bad gateway</html>")),
+            "HTTP 502"
+        );
+        assert_eq!(error_message(&resp(503, "")), "HTTP 503");
+    }
+
+    #[test]
+    fn roles_from_bare_arrays_and_totals_objects() {
+        let bare = json!([{"id": "rol_1", "name": "beta-tester-2"}, {"id": "rol_2", "name": "beta-tester"}]);
+        assert_eq!(pick_role(&bare, "beta-tester").as_deref(), Some("rol_2"));
+        let totals = json!({"roles": [{"id": "rol_9", "name": "test-role14"}], "start": 0, "limit": 50, "total": 1});
+        assert_eq!(pick_role(&totals, "test-role14").as_deref(), Some("rol_9"));
+        assert_eq!(pick_role(&totals, "Test-Role14"), None, "exact match only");
+        assert_eq!(pick_role(&json!({"unexpected": true}), "x"), None);
+    }
+
+    #[test]
+    fn users_by_email_picks_the_configured_connection() {
+        // Shape of recordings/users_by_email_200.json, plus a social account for the same address.
+        let users: Vec<UserSummary> = serde_json::from_value(json!([
+            {"user_id": "google-oauth2|1", "identities": [{"connection": "google-oauth2", "provider": "google-oauth2"}]},
+            {"user_id": "auth0|63d17c4f62d6dbc216a6e8ed", "email": "chuck212@example.com",
+             "identities": [{"connection": "Username-Password-Authentication", "user_id": "63d17c4f62d6dbc216a6e8ed", "provider": "auth0", "isSocial": false}],
+             "app_metadata": {"facts": ["a"]}}
+        ]))
+        .unwrap();
+        let u = pick_user(users.clone(), "Username-Password-Authentication").unwrap();
+        assert_eq!(u.user_id, "auth0|63d17c4f62d6dbc216a6e8ed");
+        assert_eq!(u.app_metadata.unwrap()["facts"], json!(["a"]));
+        assert!(pick_user(users, "Other-DB").is_none());
+    }
+}
