@@ -18,6 +18,7 @@ pub mod retry;
 pub mod secret;
 pub mod time;
 pub mod token;
+pub mod webhook;
 
 pub use api::{handle, Handled};
 pub use config::Config;
