@@ -1,0 +1,32 @@
+//! A local emulator of the Auth0 Authentication API (client credentials
+//! token endpoint) and the Management API endpoints an invite service uses:
+//! users, roles, role assignment, tickets and verification-email jobs.
+//!
+//! It answers like Auth0 (status codes, error bodies, `errorCode`s,
+//! `x-ratelimit-*` headers), keeps everything in memory, and adds a control
+//! API under `/__emulator/` for tests (stats, reset, fault injection, rate
+//! limits, 429 storms, token revocation, inspection of stored data).
+//!
+//! Start it in-process with [`start`]:
+//!
+//! ```no_run
+//! let handle = auth0_emulator::start(auth0_emulator::Options {
+//!     port: 0,
+//!     ..Default::default()
+//! })
+//! .expect("bind");
+//! println!("{}", handle.base_url());
+//! ```
+
+pub mod api;
+pub mod control;
+pub mod options;
+pub mod ratelimit;
+pub mod server;
+pub mod state;
+pub mod util;
+pub mod validate;
+
+pub use options::{parse_args, Command, Options, USAGE};
+pub use ratelimit::RateLimitSetting;
+pub use server::{start, Handle};

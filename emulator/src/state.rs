@@ -1,0 +1,386 @@
+//! The in-memory model: users, roles, issued tokens, the outbox of "sent"
+//! messages, request counters and the runtime configuration. One [`State`]
+//! lives behind an `Arc<Mutex<_>>` shared by all worker threads.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Map, Value};
+
+use crate::options::Options;
+use crate::ratelimit::{Limiter, RateLimitSetting};
+use crate::util;
+
+/// Endpoint templates counted in `/__emulator/stats`.
+pub const ENDPOINTS: &[&str] = &[
+    "POST /oauth/token",
+    "POST /api/v2/users",
+    "GET /api/v2/users/{id}",
+    "PATCH /api/v2/users/{id}",
+    "GET /api/v2/users-by-email",
+    "GET /api/v2/roles",
+    "POST /api/v2/roles",
+    "GET /api/v2/users/{id}/roles",
+    "POST /api/v2/users/{id}/roles",
+    "POST /api/v2/tickets/password-change",
+    "POST /api/v2/tickets/email-verification",
+    "POST /api/v2/jobs/verification-email",
+];
+
+/// Settings fixed at startup.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub domain: String,
+    pub audience: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub connection_name: String,
+    /// A stable `con_...` id derived from the connection name.
+    pub connection_id: String,
+    /// The startup options, restored by `/__emulator/reset`.
+    pub defaults: Options,
+}
+
+impl Settings {
+    pub fn from_options(opts: &Options) -> Self {
+        Settings {
+            domain: opts.domain.clone(),
+            audience: format!("https://{}/api/v2/", opts.domain),
+            client_id: opts.client_id.clone(),
+            client_secret: opts.client_secret.clone(),
+            connection_name: opts.connection.clone(),
+            connection_id: connection_id_for(&opts.connection),
+            defaults: opts.clone(),
+        }
+    }
+}
+
+fn connection_id_for(name: &str) -> String {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let digest = util::md5(name.as_bytes());
+    let id: String = digest
+        .iter()
+        .take(16)
+        .map(|b| ALNUM[(*b as usize) % 62] as char)
+        .collect();
+    format!("con_{id}")
+}
+
+/// Configuration that the control API can change at runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub token_lifetime_sec: u64,
+    pub latency_ms: u64,
+    pub fail_rate: f64,
+    pub fail_next: u64,
+    /// Epoch ms until which every management request gets 429 (0 = none).
+    pub storm_until_ms: u64,
+    /// Scopes put into tokens issued from now on.
+    pub scopes: Vec<String>,
+}
+
+impl RuntimeConfig {
+    pub fn from_options(opts: &Options) -> Self {
+        RuntimeConfig {
+            token_lifetime_sec: opts.token_lifetime_sec,
+            latency_ms: opts.latency_ms,
+            fail_rate: opts.fail_rate,
+            fail_next: 0,
+            storm_until_ms: 0,
+            scopes: opts.scopes.clone(),
+        }
+    }
+}
+
+/// An issued access token.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub expires_at_ms: u64,
+    pub scopes: Vec<String>,
+}
+
+/// A role.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+}
+
+impl Role {
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("name".into(), json!(self.name));
+        if let Some(d) = &self.description {
+            m.insert("description".into(), json!(d));
+        }
+        Value::Object(m)
+    }
+}
+
+/// A database-connection user. The password is never stored.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: String,
+    /// The part after `auth0|`, also the identity's `user_id`.
+    pub local_id: String,
+    pub connection: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub username: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_verified: Option<bool>,
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub user_metadata: Option<Map<String, Value>>,
+    pub app_metadata: Option<Map<String, Value>>,
+    pub blocked: Option<bool>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Assigned role ids, in assignment order.
+    pub role_ids: Vec<String>,
+    /// Tickets created for this user (control API only).
+    pub tickets: Vec<Value>,
+}
+
+impl User {
+    /// The user as the Management API returns it.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_string(), v);
+        };
+        if let Some(b) = self.blocked {
+            put("blocked", json!(b));
+        }
+        put("created_at", json!(self.created_at));
+        if let Some(e) = &self.email {
+            put("email", json!(e));
+        }
+        put("email_verified", json!(self.email_verified));
+        if let Some(v) = &self.family_name {
+            put("family_name", json!(v));
+        }
+        if let Some(v) = &self.given_name {
+            put("given_name", json!(v));
+        }
+        put(
+            "identities",
+            json!([{
+                "connection": self.connection,
+                "user_id": self.local_id,
+                "provider": "auth0",
+                "isSocial": false
+            }]),
+        );
+        if let Some(v) = &self.name {
+            put("name", json!(v));
+        }
+        if let Some(v) = &self.nickname {
+            put("nickname", json!(v));
+        }
+        if let Some(v) = &self.phone_number {
+            put("phone_number", json!(v));
+        }
+        if let Some(v) = self.phone_verified {
+            put("phone_verified", json!(v));
+        }
+        if let Some(v) = &self.picture {
+            put("picture", json!(v));
+        }
+        put("updated_at", json!(self.updated_at));
+        put("user_id", json!(self.user_id));
+        if let Some(v) = &self.user_metadata {
+            put("user_metadata", Value::Object(v.clone()));
+        }
+        if let Some(v) = &self.username {
+            put("username", json!(v));
+        }
+        if let Some(v) = &self.app_metadata {
+            put("app_metadata", Value::Object(v.clone()));
+        }
+        Value::Object(m)
+    }
+}
+
+/// Request counters.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub endpoints: BTreeMap<&'static str, u64>,
+    pub token_requests: u64,
+    pub management_requests: u64,
+    pub rate_limited: u64,
+    pub faults_injected: u64,
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Stats {
+            endpoints: ENDPOINTS.iter().map(|e| (*e, 0)).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn hit(&mut self, template: &'static str) {
+        *self.endpoints.entry(template).or_insert(0) += 1;
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "endpoints": self.endpoints,
+            "token_requests": self.token_requests,
+            "management_requests": self.management_requests,
+            "rate_limited": self.rate_limited,
+            "faults_injected": self.faults_injected,
+        })
+    }
+}
+
+/// Tokens kept after expiry so that they are reported as "Expired"; beyond
+/// this many stored tokens, long-expired ones are dropped.
+const TOKEN_PRUNE_THRESHOLD: usize = 10_000;
+
+/// The whole emulator state.
+#[derive(Debug)]
+pub struct State {
+    pub settings: Settings,
+    pub config: RuntimeConfig,
+    pub limiter: Limiter,
+    pub users: Vec<User>,
+    pub roles: Vec<Role>,
+    pub tokens: HashMap<String, TokenInfo>,
+    pub outbox: Vec<Value>,
+    pub stats: Stats,
+}
+
+impl State {
+    pub fn new(opts: &Options) -> Self {
+        State {
+            settings: Settings::from_options(opts),
+            config: RuntimeConfig::from_options(opts),
+            limiter: Limiter::new(opts.rate_limit),
+            users: Vec::new(),
+            roles: Vec::new(),
+            tokens: HashMap::new(),
+            outbox: Vec::new(),
+            stats: Stats::new(),
+        }
+    }
+
+    /// Clears all data and counters and restores the startup configuration.
+    pub fn reset(&mut self) {
+        let defaults = self.settings.defaults.clone();
+        *self = State::new(&defaults);
+    }
+
+    pub fn set_rate_limit(&mut self, setting: RateLimitSetting) {
+        self.limiter = Limiter::new(setting);
+    }
+
+    /// Issues a token with the given scopes, valid for the configured lifetime.
+    pub fn issue_token(&mut self, scopes: Vec<String>, now_ms: u64) -> String {
+        if self.tokens.len() >= TOKEN_PRUNE_THRESHOLD {
+            let cutoff = now_ms.saturating_sub(3_600_000);
+            self.tokens.retain(|_, t| t.expires_at_ms > cutoff);
+        }
+        let token = util::random_alnum(64);
+        let expires_at_ms =
+            now_ms.saturating_add(self.config.token_lifetime_sec.saturating_mul(1000));
+        self.tokens.insert(
+            token.clone(),
+            TokenInfo {
+                expires_at_ms,
+                scopes,
+            },
+        );
+        token
+    }
+
+    pub fn user(&self, user_id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.user_id == user_id)
+    }
+
+    pub fn user_mut(&mut self, user_id: &str) -> Option<&mut User> {
+        self.users.iter_mut().find(|u| u.user_id == user_id)
+    }
+
+    pub fn role(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id == id)
+    }
+
+    /// Roles sorted by name (case-insensitive), then id.
+    pub fn sorted_roles<'a>(&'a self, ids: Option<&[String]>) -> Vec<&'a Role> {
+        let mut roles: Vec<&Role> = match ids {
+            None => self.roles.iter().collect(),
+            Some(ids) => ids.iter().filter_map(|id| self.role(id)).collect(),
+        };
+        roles.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        roles
+    }
+
+    /// The user JSON plus role names and tickets, for the control API.
+    pub fn user_debug_json(&self, user: &User) -> Value {
+        let mut v = user.to_json();
+        if let Value::Object(m) = &mut v {
+            let names: Vec<&str> = user
+                .role_ids
+                .iter()
+                .filter_map(|id| self.role(id))
+                .map(|r| r.name.as_str())
+                .collect();
+            m.insert("roles".into(), json!(names));
+            m.insert("tickets".into(), Value::Array(user.tickets.clone()));
+        }
+        v
+    }
+
+    /// Records a verification email as "sent".
+    pub fn send_verification_email(&mut self, user_id: &str, reason: &str, job_id: Option<&str>) {
+        let to = self.user(user_id).and_then(|u| u.email.clone());
+        let mut entry = Map::new();
+        entry.insert(
+            "id".into(),
+            json!(format!("msg_{}", util::random_alnum(16))),
+        );
+        entry.insert("type".into(), json!("verification_email"));
+        entry.insert("to".into(), json!(to));
+        entry.insert("user_id".into(), json!(user_id));
+        entry.insert("reason".into(), json!(reason));
+        if let Some(j) = job_id {
+            entry.insert("job_id".into(), json!(j));
+        }
+        entry.insert("created_at".into(), json!(util::now_rfc3339()));
+        self.outbox.push(Value::Object(entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_id_is_stable() {
+        let a = connection_id_for("Username-Password-Authentication");
+        assert_eq!(a, connection_id_for("Username-Password-Authentication"));
+        assert!(a.starts_with("con_"));
+        assert_eq!(a.len(), 20);
+    }
+
+    #[test]
+    fn stats_start_with_every_endpoint() {
+        let s = Stats::new().to_json();
+        assert_eq!(s["endpoints"]["POST /api/v2/users/{id}/roles"], 0);
+        assert_eq!(
+            s["endpoints"].as_object().map(|m| m.len()),
+            Some(ENDPOINTS.len())
+        );
+    }
+}
