@@ -48,6 +48,11 @@ pub struct InviteInput {
     pub ticket_target: TicketTarget,
     /// Ticket lifetime.
     pub ticket_ttl_sec: u64,
+    /// The caller vouches for the address (`email_verified: true` on creation). Payment
+    /// webhooks don't: their invitee proves the address by using the emailed link.
+    pub email_verified: bool,
+    /// Create a password-change ticket (not needed when Auth0 sends its own email).
+    pub want_ticket: bool,
 }
 
 /// What the caller gets back.
@@ -61,8 +66,8 @@ pub struct InviteOutcome {
     pub created: bool,
     /// Roles given in this request.
     pub roles: Vec<String>,
-    /// The password-change link.
-    pub ticket_url: String,
+    /// The password-change link, when one was asked for.
+    pub ticket_url: Option<String>,
     /// When the link expires (RFC 3339).
     pub ticket_expires_at: String,
 }
@@ -241,6 +246,8 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
         app_metadata,
         ticket_target,
         ticket_ttl_sec,
+        email_verified: true,
+        want_ticket: true,
     })
 }
 
@@ -263,7 +270,7 @@ pub fn create_user_body(
         "connection": cfg.connection,
         "email": input.email,
         "password": password,
-        "email_verified": true,
+        "email_verified": input.email_verified,
         "verify_email": false,
         "app_metadata": app_metadata,
     });
@@ -395,8 +402,16 @@ pub async fn run_invite<P: Platform>(
             _ => Ok(()),
         }
     };
-    let ticket_step =
-        client.password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec);
+    let ticket_step = async {
+        if input.want_ticket {
+            client
+                .password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec)
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    };
     let (roles_done, ticket): (Result<(), InviteError>, _) = join(roles_step, ticket_step).await;
     roles_done?;
     let ticket_url = ticket?;
