@@ -21,7 +21,7 @@ mod entry {
     use crate::platform::WorkerPlatform;
 
     /// Largest body the shell reads; the core answers 413 above its own, smaller limit.
-    const READ_LIMIT: usize = 64 * 1024;
+    const READ_LIMIT: usize = 512 * 1024;
 
     thread_local! {
         /// Isolate memory: the first tier of the token and role caches.

@@ -10,6 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::error::ValidationError;
 use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
+use crate::payments;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
 use crate::secret::{bearer_token, match_api_key};
 use crate::token::IsolateCache;
@@ -71,7 +72,7 @@ pub async fn handle<P: Platform>(
     if let Some(c) = code {
         log["code"] = json!(c);
     }
-    if let Some(d) = detail {
+    if let Some(d) = detail.or_else(|| ctx.note.take()) {
         log["detail"] = json!(d);
     }
     if let Some(l) = outcome.label {
@@ -108,6 +109,29 @@ async fn route<P: Platform>(
             ),
         })),
         ("/v1/invites", "POST") => invite(req, config, p, cache, ctx).await,
+        ("/v1/webhooks/stripe" | "/v1/webhooks/standard", "POST") => {
+            let cfg = match config {
+                Ok(c) => c,
+                Err(e) => return plain(Err(config_invalid(e))),
+            };
+            let source = if path.ends_with("stripe") {
+                "stripe"
+            } else {
+                "standard"
+            };
+            let response = if source == "stripe" {
+                payments::stripe(req, cfg, p, cache, ctx).await
+            } else {
+                payments::standard(req, cfg, p, cache, ctx).await
+            };
+            Outcome {
+                response,
+                label: Some(source.to_string()),
+            }
+        }
+        ("/v1/webhooks/stripe" | "/v1/webhooks/standard", _) => {
+            plain(Err(method_not_allowed("POST")))
+        }
         ("/healthz", _) => plain(Err(method_not_allowed("GET, HEAD"))),
         ("/v1/invites", _) => plain(Err(method_not_allowed("POST"))),
         _ => plain(Err(ApiError::new(
@@ -115,6 +139,17 @@ async fn route<P: Platform>(
             "not_found",
             format!("no route for {path}"),
         ))),
+    }
+}
+
+fn config_invalid(e: &ConfigError) -> ApiError {
+    ApiError {
+        log_detail: Some(e.to_string()),
+        ..ApiError::new(
+            500,
+            "config_invalid",
+            format!("the service is misconfigured: {}", e.problems.join("; ")),
+        )
     }
 }
 
@@ -141,14 +176,7 @@ async fn invite<P: Platform>(
         Ok(c) => c,
         Err(e) => {
             return Outcome {
-                response: Err(ApiError {
-                    log_detail: Some(e.to_string()),
-                    ..ApiError::new(
-                        500,
-                        "config_invalid",
-                        format!("the service is misconfigured: {}", e.problems.join("; ")),
-                    )
-                }),
+                response: Err(config_invalid(e)),
                 label: None,
             }
         }
@@ -173,8 +201,8 @@ async fn invite<P: Platform>(
     }
 }
 
-/// Checks the body's type and size before reading it.
-pub fn check_json_body(req: &HttpRequest, max: usize) -> Result<(), ValidationError> {
+/// Refuses a body over `max` bytes, by its declared length or its actual one.
+pub fn check_body_size(req: &HttpRequest, max: usize) -> Result<(), ValidationError> {
     let declared = req
         .header_value("content-length")
         .and_then(|v| v.trim().parse::<usize>().ok());
@@ -186,6 +214,12 @@ pub fn check_json_body(req: &HttpRequest, max: usize) -> Result<(), ValidationEr
             message: format!("body must be at most {max} bytes"),
         });
     }
+    Ok(())
+}
+
+/// Checks the body's size and JSON content type.
+pub fn check_json_body(req: &HttpRequest, max: usize) -> Result<(), ValidationError> {
+    check_body_size(req, max)?;
     let ctype = req.header_value("content-type").unwrap_or("");
     let essence = ctype.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {

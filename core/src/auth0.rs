@@ -43,6 +43,8 @@ pub struct RequestCtx {
     pub upstream_calls: Cell<u32>,
     /// Where the first token came from.
     pub token_source: Cell<Option<TokenSource>>,
+    /// Something worth logging about a request that still succeeded.
+    pub note: RefCell<Option<String>>,
 }
 
 impl RequestCtx {
@@ -53,6 +55,7 @@ impl RequestCtx {
             deferred: RefCell::new(Vec::new()),
             upstream_calls: Cell::new(0),
             token_source: Cell::new(None),
+            note: RefCell::new(None),
         }
     }
 
@@ -224,7 +227,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// Sends `req`, retrying 429, 5xx and network errors until the deadline. Returns the
     /// first other answer.
-    async fn send_retrying(&self, req: HttpRequest) -> Result<HttpResponse, Auth0Error> {
+    pub async fn send_retrying(&self, req: HttpRequest) -> Result<HttpResponse, Auth0Error> {
         let mut attempt = 0;
         loop {
             let outcome = match self.send_once(req.clone()).await {

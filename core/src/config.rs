@@ -52,6 +52,50 @@ pub struct Config {
     pub upstream_deadline_ms: u64,
     /// Accepted API keys.
     pub api_keys: Vec<ApiKey>,
+    /// Payment webhooks and email delivery.
+    pub webhooks: WebhookConfig,
+}
+
+/// How invite emails are sent (for webhook invites, whose link must go by email).
+#[derive(Clone, Debug)]
+pub enum EmailDelivery {
+    /// Auth0 sends its own Change Password email (`POST /dbconnections/change_password`);
+    /// no ticket URL passes through the service.
+    Auth0,
+    /// A Resend-compatible HTTP email API (`POST {base}/emails`) sends the repo's template,
+    /// which holds the ticket URL.
+    Resend {
+        /// API key.
+        api_key: Secret,
+        /// `https://api.resend.com` or an override (the emulator).
+        base_url: String,
+    },
+}
+
+/// Settings of the payment webhooks and of email delivery. All optional: a webhook route
+/// without secrets answers 404 `webhook_not_configured`.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// `STRIPE_WEBHOOK_SECRETS` (`whsec_…`, several for rotation).
+    pub stripe_secrets: Vec<Secret>,
+    /// Largest accepted age of a Stripe signature.
+    pub stripe_tolerance_sec: u64,
+    /// Stripe price or product id → role names.
+    pub stripe_role_map: Vec<(String, Vec<String>)>,
+    /// `STANDARD_WEBHOOK_SECRETS` (`whsec_<base64>`).
+    pub standard_secrets: Vec<Secret>,
+    /// Roles for a paid invite that names none.
+    pub payment_roles: Vec<String>,
+    /// How the link is emailed.
+    pub delivery: EmailDelivery,
+    /// Sender address for `resend`.
+    pub from_email: Option<String>,
+    /// Product name used in the email.
+    pub product_name: String,
+    /// At most one email per address in this many seconds.
+    pub email_cooldown_sec: u64,
+    /// The application whose login page Auth0's email and the ticket lead to.
+    pub email_client_id: String,
 }
 
 /// Every problem found in the configuration.
@@ -154,6 +198,111 @@ pub fn origin_of(url: &Url) -> String {
 
 fn valid_role_name(name: &str) -> bool {
     !name.is_empty() && name.chars().count() <= 50 && !name.chars().any(char::is_control)
+}
+
+fn secrets_list<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, name: &str) -> Vec<Secret> {
+    r.list(name).into_iter().map(Secret::new).collect()
+}
+
+fn read_webhooks<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    allowed_roles: &[String],
+    client_id: &str,
+) -> WebhookConfig {
+    let stripe_secrets = secrets_list(r, "STRIPE_WEBHOOK_SECRETS");
+    if stripe_secrets
+        .iter()
+        .any(|s| !s.expose().starts_with("whsec_"))
+    {
+        r.problems
+            .push("STRIPE_WEBHOOK_SECRETS entries must start with whsec_".into());
+    }
+    let stripe_tolerance_sec = r.number("STRIPE_TOLERANCE_SEC", 300, (0, 86_400));
+    let mut stripe_role_map = Vec::new();
+    for entry in r.list("STRIPE_ROLE_MAP") {
+        let Some((id, roles)) = entry.split_once(':') else {
+            r.problems.push(format!(
+                "STRIPE_ROLE_MAP entry {entry:?} is not in the form price_or_product_id:role|role"
+            ));
+            continue;
+        };
+        let roles: Vec<String> = roles.split('|').map(|x| x.trim().to_string()).collect();
+        for role in &roles {
+            if !allowed_roles.contains(role) {
+                r.problems.push(format!(
+                    "STRIPE_ROLE_MAP maps {} to '{role}', which is not in ALLOWED_ROLES",
+                    id.trim()
+                ));
+            }
+        }
+        stripe_role_map.push((id.trim().to_string(), roles));
+    }
+    let standard_secrets = secrets_list(r, "STANDARD_WEBHOOK_SECRETS");
+    if standard_secrets
+        .iter()
+        .any(|s| crate::webhook::standard_key(s).is_none())
+    {
+        r.problems
+            .push("STANDARD_WEBHOOK_SECRETS entries must be whsec_ followed by base64".into());
+    }
+    let payment_roles = r.list("PAYMENT_ROLES");
+    for role in &payment_roles {
+        if !allowed_roles.contains(role) {
+            r.problems.push(format!(
+                "PAYMENT_ROLES contains '{role}', which is not in ALLOWED_ROLES"
+            ));
+        }
+    }
+    let delivery = match r.opt("EMAIL_DELIVERY").as_deref() {
+        None | Some("auth0") => EmailDelivery::Auth0,
+        Some("resend") => {
+            let api_key = r.opt("EMAIL_API_KEY").unwrap_or_default();
+            if api_key.is_empty() {
+                r.problems
+                    .push("EMAIL_API_KEY is missing (needed by EMAIL_DELIVERY=resend)".into());
+            }
+            let base_url = match r.opt("EMAIL_API_BASE_URL") {
+                None => "https://api.resend.com".to_string(),
+                Some(raw) => match parse_web_url(&raw) {
+                    Ok(_) => raw.trim_end_matches('/').to_string(),
+                    Err(why) => {
+                        r.problems.push(format!("EMAIL_API_BASE_URL {why}"));
+                        String::new()
+                    }
+                },
+            };
+            EmailDelivery::Resend {
+                api_key: Secret::new(api_key),
+                base_url,
+            }
+        }
+        Some(_) => {
+            r.problems
+                .push("EMAIL_DELIVERY must be auth0 or resend".into());
+            EmailDelivery::Auth0
+        }
+    };
+    let from_email = r.opt("FROM_EMAIL");
+    if matches!(delivery, EmailDelivery::Resend { .. }) && from_email.is_none() {
+        r.problems
+            .push("FROM_EMAIL is missing (needed by EMAIL_DELIVERY=resend)".into());
+    }
+    WebhookConfig {
+        stripe_secrets,
+        stripe_tolerance_sec,
+        stripe_role_map,
+        standard_secrets,
+        payment_roles,
+        delivery,
+        from_email,
+        product_name: r
+            .opt("PRODUCT_NAME")
+            .unwrap_or_else(|| "our product".into()),
+        email_cooldown_sec: r.number("EMAIL_COOLDOWN_SEC", 600, (60, 86_400)),
+        email_client_id: r
+            .opt("TICKET_CLIENT_ID")
+            .unwrap_or_else(|| client_id.to_string()),
+    }
 }
 
 impl Config {
@@ -295,6 +444,8 @@ impl Config {
             }
         }
 
+        let webhooks = read_webhooks(&mut r, &allowed_roles, &client_id);
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -318,6 +469,7 @@ impl Config {
             token_refresh_margin_sec,
             upstream_deadline_ms,
             api_keys,
+            webhooks,
         })
     }
 }

@@ -9,10 +9,12 @@
 pub mod api;
 pub mod auth0;
 pub mod config;
+pub mod delivery;
 pub mod email;
 pub mod error;
 pub mod invite;
 pub mod password;
+pub mod payments;
 pub mod platform;
 pub mod retry;
 pub mod secret;
