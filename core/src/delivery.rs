@@ -121,7 +121,9 @@ pub async fn send_invite_email<P: Platform>(
                 }));
             let resp = client.send_retrying(req).await?;
             match resp.status {
-                200..=299 => {}
+                // 409: this idempotency key was already used, i.e. the email went out on an
+                // earlier attempt whose answer we lost.
+                200..=299 | 409 => {}
                 401 | 403 => {
                     return Err(Auth0Error::Auth {
                         status: resp.status,

@@ -28,8 +28,9 @@ fn auth_error(status: u16, error: &str, description: &str) -> Reply {
     )
 }
 
-/// Reads the token request parameters from a JSON or form body.
-fn token_params(inc: &Incoming) -> Result<HashMap<String, String>, Reply> {
+/// Reads the string parameters of an Authentication API JSON or form body.
+/// Non-string JSON values are ignored.
+fn body_params(inc: &Incoming) -> Result<HashMap<String, String>, Reply> {
     let ct = inc.content_type.to_ascii_lowercase();
     let trimmed = inc
         .body
@@ -56,6 +57,13 @@ fn token_params(inc: &Incoming) -> Result<HashMap<String, String>, Reply> {
             }
         }
     }
+    Ok(params)
+}
+
+/// Reads the token request parameters from a JSON or form body, plus an
+/// `Authorization: Basic` header.
+fn token_params(inc: &Incoming) -> Result<HashMap<String, String>, Reply> {
+    let mut params = body_params(inc)?;
     // client_secret_basic: credentials in an Authorization: Basic header.
     if let Some(auth) = &inc.authorization {
         if let Some((scheme, rest)) = auth.trim().split_once(' ') {
@@ -171,6 +179,86 @@ pub fn token(state: &mut State, inc: &Incoming, now_ms: u64) -> Reply {
         }),
         AUTH_CT,
     )
+}
+
+/// Body of Auth0's answer to a change-password request, whether or not the
+/// user exists.
+pub const CHANGE_PASSWORD_SENT: &str = "We've just sent you an email to reset your password.";
+
+/// The answer to a change-password request hit by fault injection.
+pub fn change_password_unavailable() -> Reply {
+    auth_error(
+        503,
+        "temporarily_unavailable",
+        "The service is temporarily unavailable.",
+    )
+}
+
+/// `POST /dbconnections/change_password`: "sends" Auth0's Change Password
+/// email. Public (no token). Answers the same 200 whether or not the user
+/// exists; only an existing user gets an outbox entry.
+pub fn change_password(state: &mut State, inc: &Incoming) -> Reply {
+    if inc.body_too_large {
+        return auth_error(413, "invalid_request", "Request payload too large");
+    }
+    let params = match body_params(inc) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let Some(client_id) = get("client_id") else {
+        return auth_error(
+            400,
+            "invalid_request",
+            "Missing required parameter: client_id",
+        );
+    };
+    if client_id != state.settings.client_id
+        && !state
+            .settings
+            .public_client_ids
+            .iter()
+            .any(|c| c == client_id)
+    {
+        return auth_error(400, "invalid_request", "Unknown client");
+    }
+    let Some(email) = get("email") else {
+        return auth_error(400, "invalid_request", "Missing required parameter: email");
+    };
+    let connection = get("connection");
+    if connection != Some(state.settings.connection_name.as_str()) {
+        return auth_error(400, "invalid_request", "connection not found");
+    }
+    let connection = state.settings.connection_name.clone();
+    let wanted = email.to_lowercase();
+    let user = state
+        .users
+        .iter()
+        .find(|u| u.connection == connection && u.email.as_deref() == Some(wanted.as_str()));
+    if let Some(user) = user {
+        let mut entry = Map::new();
+        entry.insert(
+            "id".into(),
+            json!(format!("msg_{}", util::random_alnum(16))),
+        );
+        entry.insert("kind".into(), json!("change_password"));
+        entry.insert("to".into(), json!(user.email));
+        entry.insert("user_id".into(), json!(user.user_id));
+        entry.insert("connection".into(), json!(connection));
+        entry.insert("client_id".into(), json!(client_id));
+        if let Some(org) = get("organization") {
+            entry.insert("organization".into(), json!(org));
+        }
+        entry.insert("user_exists".into(), json!(true));
+        entry.insert("at".into(), json!(util::now_rfc3339()));
+        state.outbox.push(Value::Object(entry));
+    }
+    Reply {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: CHANGE_PASSWORD_SENT.as_bytes().to_vec(),
+        headers: Vec::new(),
+    }
 }
 
 // ---------------------------------------------------------------------------

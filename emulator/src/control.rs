@@ -1,6 +1,7 @@
 //! The control API under `/__emulator/`: counters, reset, runtime
 //! configuration (latency, faults, rate limits, 429 storms, scopes), token
-//! revocation and read access to the stored users, roles and outbox.
+//! revocation and read access to the stored users, roles and outbox
+//! (filterable by recipient and kind).
 //! No authentication, no rate limiting, not counted in the stats.
 
 use serde_json::{json, Map, Value};
@@ -52,7 +53,11 @@ pub fn handle(state: &mut State, inc: &Incoming) -> Reply {
             let roles: Vec<Value> = state.roles.iter().map(|r| r.to_json()).collect();
             Reply::mgmt(200, &Value::Array(roles))
         }
-        ("GET", "outbox") => Reply::mgmt(200, &Value::Array(state.outbox.clone())),
+        ("GET", "outbox") => {
+            let to = inc.query_param("to").filter(|t| !t.trim().is_empty());
+            let kind = inc.query_param("kind").filter(|k| !k.is_empty());
+            Reply::mgmt(200, &Value::Array(state.outbox_filtered(to, kind)))
+        }
         _ => Reply::not_found(),
     }
 }
@@ -67,6 +72,7 @@ pub fn config_json(state: &State) -> Value {
         "client_id": state.settings.client_id,
         "connection": state.settings.connection_name,
         "connection_id": state.settings.connection_id,
+        "public_client_ids": state.settings.public_client_ids,
         "token_lifetime_sec": state.config.token_lifetime_sec,
         "latency_ms": state.config.latency_ms,
         "rate_limit": state.limiter.setting().to_json(),

@@ -1,6 +1,8 @@
 //! A local emulator of the Auth0 Authentication API (client credentials
 //! token endpoint) and the Management API endpoints an invite service uses:
-//! users, roles, role assignment, tickets and verification-email jobs.
+//! users, roles, role assignment, tickets and verification-email jobs, plus
+//! Auth0's `POST /dbconnections/change_password` and a fake Resend-style
+//! email API (`POST /emails`) whose messages land in an outbox.
 //!
 //! It answers like Auth0 (status codes, error bodies, `errorCode`s,
 //! `x-ratelimit-*` headers), keeps everything in memory, and adds a control
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod control;
+pub mod emailapi;
 pub mod options;
 pub mod ratelimit;
 pub mod server;

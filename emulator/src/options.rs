@@ -22,8 +22,12 @@ pub struct Options {
     pub token_lifetime_sec: u64,
     pub latency_ms: u64,
     pub rate_limit: RateLimitSetting,
-    /// Share (0..=1) of management requests answered 503.
+    /// Share (0..=1) of management, change-password and email API requests answered 503.
     pub fail_rate: f64,
+    /// Client ids, besides `client_id`, accepted by `POST /dbconnections/change_password`.
+    pub public_client_ids: Vec<String>,
+    /// The API key accepted by the fake email API (`POST /emails`).
+    pub email_api_key: String,
     /// Worker threads taking requests off the server queue.
     pub threads: usize,
     /// Log one line per request to stderr.
@@ -47,6 +51,8 @@ impl Default for Options {
             latency_ms: 0,
             rate_limit: RateLimitSetting::None,
             fail_rate: 0.0,
+            public_client_ids: Vec::new(),
+            email_api_key: "re_dev_key".into(),
             threads: 16,
             log_requests: true,
         }
@@ -83,17 +89,23 @@ OPTIONS:
     --token-lifetime SECS    access token lifetime [default: 86400]
     --latency-ms MS          delay added to every Auth0 API request [default: 0]
     --rate-limit SPEC        none | free (2/s, burst 2) | RPS:BURST [default: none]
-    --fail-rate RATE         share (0.0-1.0) of management requests answered 503 [default: 0.0]
+    --fail-rate RATE         share (0.0-1.0) of management, change-password and email API
+                             requests answered 503 [default: 0.0]
+    --public-client-ids A,B  more client ids accepted by /dbconnections/change_password
+                             (besides --client-id) [default: none]
+    --email-api-key KEY      API key accepted by the fake email API, POST /emails [default: re_dev_key]
     --threads N              worker threads [default: 16]
     --quiet                  don't log requests to stderr
     -h, --help               print this help
 
 Control API (no auth): GET /__emulator/stats, POST /__emulator/reset, POST /__emulator/reset-stats,
 GET|POST /__emulator/config, POST /__emulator/revoke-tokens, GET /__emulator/users[?email=],
-GET /__emulator/roles, GET /__emulator/outbox
+GET /__emulator/roles, GET /__emulator/outbox[?to=][&kind=]
 ";
 
 /// What the command line asks for.
+// Built once per process; boxing `Options` would only complicate callers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     Run(Options),
@@ -134,6 +146,8 @@ where
             "--latency-ms",
             "--rate-limit",
             "--fail-rate",
+            "--public-client-ids",
+            "--email-api-key",
             "--threads",
         ];
         if !known.contains(&flag.as_str()) {
@@ -183,6 +197,8 @@ where
                 }
                 opts.fail_rate = r;
             }
+            "--public-client-ids" => opts.public_client_ids = split_scopes(&value),
+            "--email-api-key" => opts.email_api_key = value.trim().to_string(),
             "--threads" => {
                 let n = num("--threads")?;
                 if !(1..=256).contains(&n) {
@@ -201,6 +217,9 @@ where
     }
     if opts.connection.is_empty() {
         return Err("--connection must not be empty".into());
+    }
+    if opts.email_api_key.is_empty() || opts.email_api_key.contains(char::is_whitespace) {
+        return Err("--email-api-key must be non-empty and without spaces".into());
     }
     Ok(Command::Run(opts))
 }
@@ -222,6 +241,20 @@ mod tests {
         assert_eq!(o.port, 8788);
         assert_eq!(o.scopes.len(), 7);
         assert_eq!(o.rate_limit, RateLimitSetting::None);
+        assert!(o.public_client_ids.is_empty());
+        assert_eq!(o.email_api_key, "re_dev_key");
+    }
+
+    #[test]
+    fn email_flags() {
+        let o = run(&[
+            "--public-client-ids",
+            "spa-1, spa-2,,spa-1",
+            "--email-api-key=re_test_123",
+        ]);
+        assert_eq!(o.public_client_ids, vec!["spa-1", "spa-2"]);
+        assert_eq!(o.email_api_key, "re_test_123");
+        assert!(parse_args(["--email-api-key", ""]).is_err());
     }
 
     #[test]

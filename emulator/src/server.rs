@@ -1,7 +1,8 @@
 //! HTTP plumbing: the tiny_http server, its worker threads, reading requests,
 //! routing to the Authentication API, the Management API (through the
-//! latency / fault / 429 / rate-limit / auth / scope pipeline) and the control
-//! API, and writing responses.
+//! latency / fault / 429 / rate-limit / auth / scope pipeline), the
+//! change-password and email endpoints (latency / fault pipeline) and the
+//! control API, and writing responses.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::options::Options;
 use crate::state::State;
-use crate::{api, control, util};
+use crate::{api, control, emailapi, util};
 
 /// Largest request body accepted (like Hapi's default payload limit).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -34,6 +35,8 @@ pub struct Incoming {
     pub query: Vec<(String, String)>,
     pub content_type: String,
     pub authorization: Option<String>,
+    /// The `Idempotency-Key` header (email API).
+    pub idempotency_key: Option<String>,
     pub body: Vec<u8>,
     /// The body exceeded [`MAX_BODY`] (and was dropped). Answered 413 at the
     /// point where Auth0 (Hapi) reads the payload: after authentication.
@@ -264,6 +267,7 @@ fn serve(shared: &Shared, mut rq: tiny_http::Request) {
         .collect();
     let content_type = header_value(&rq, "Content-Type").unwrap_or_default();
     let authorization = header_value(&rq, "Authorization");
+    let idempotency_key = header_value(&rq, "Idempotency-Key");
 
     let mut body = Vec::new();
     let read = rq
@@ -284,6 +288,7 @@ fn serve(shared: &Shared, mut rq: tiny_http::Request) {
                 query,
                 content_type,
                 authorization,
+                idempotency_key,
                 body,
                 body_too_large,
             };
@@ -323,11 +328,7 @@ fn sleep_ms(ms: u64) {
 pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
     if inc.path == "/oauth/token" {
         if inc.method != "POST" {
-            return Reply::json_with(
-                404,
-                &json!({"statusCode":404,"error":"Not Found","message":"Not Found"}),
-                AUTH_CT,
-            );
+            return auth_not_found();
         }
         let latency = {
             let mut st = shared.lock();
@@ -342,6 +343,30 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
         let mut st = shared.lock();
         return api::token(&mut st, inc, util::now_ms());
     }
+    if inc.path == "/dbconnections/change_password" {
+        if inc.method != "POST" {
+            return auth_not_found();
+        }
+        return faultable(
+            shared,
+            inc,
+            "POST /dbconnections/change_password",
+            api::change_password_unavailable,
+            api::change_password,
+        );
+    }
+    if inc.path == "/emails" {
+        if inc.method != "POST" {
+            return emailapi::method_not_allowed();
+        }
+        return faultable(
+            shared,
+            inc,
+            "POST /emails",
+            emailapi::unavailable,
+            emailapi::send,
+        );
+    }
     if inc.path == "/api/v2" || inc.path.starts_with("/api/v2/") {
         return management(shared, inc);
     }
@@ -353,6 +378,37 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
         return control::handle(&mut st, inc);
     }
     Reply::not_found()
+}
+
+fn auth_not_found() -> Reply {
+    Reply::json_with(
+        404,
+        &json!({"statusCode":404,"error":"Not Found","message":"Not Found"}),
+        AUTH_CT,
+    )
+}
+
+/// The pipeline of the change-password and email endpoints: count the
+/// arrival, latency (slept without the lock), fault injection (`fail_next`,
+/// `fail_rate` → `on_fault`), then the handler. No rate limit, no storm.
+fn faultable(
+    shared: &Shared,
+    inc: &Incoming,
+    template: &'static str,
+    on_fault: fn() -> Reply,
+    handler: fn(&mut State, &Incoming) -> Reply,
+) -> Reply {
+    let latency = {
+        let mut st = shared.lock();
+        st.stats.hit(template);
+        st.config.latency_ms
+    };
+    sleep_ms(latency);
+    let mut st = shared.lock();
+    if st.take_fault() {
+        return on_fault();
+    }
+    handler(&mut st, inc)
 }
 
 /// The Management API pipeline: latency, faults, 429 storm, rate limit,
@@ -376,14 +432,7 @@ fn management(shared: &Shared, inc: &Incoming) -> Reply {
     let now_ms = util::now_ms();
 
     // (2) fault injection
-    let fault = if st.config.fail_next > 0 {
-        st.config.fail_next -= 1;
-        true
-    } else {
-        st.config.fail_rate > 0.0 && util::random_f64() < st.config.fail_rate
-    };
-    if fault {
-        st.stats.faults_injected += 1;
+    if st.take_fault() {
         let h = st.limiter.peek(now, now_ms);
         return Reply::mgmt_error(503, "The service is temporarily unavailable.", None)
             .with_headers(h.to_pairs());

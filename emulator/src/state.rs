@@ -24,7 +24,12 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /api/v2/tickets/password-change",
     "POST /api/v2/tickets/email-verification",
     "POST /api/v2/jobs/verification-email",
+    "POST /dbconnections/change_password",
+    "POST /emails",
 ];
+
+/// How long the email API remembers an `Idempotency-Key` (24 h, as Resend).
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Settings fixed at startup.
 #[derive(Debug, Clone)]
@@ -36,6 +41,10 @@ pub struct Settings {
     pub connection_name: String,
     /// A stable `con_...` id derived from the connection name.
     pub connection_id: String,
+    /// Further client ids accepted by `/dbconnections/change_password`.
+    pub public_client_ids: Vec<String>,
+    /// The key the email API accepts.
+    pub email_api_key: String,
     /// The startup options, restored by `/__emulator/reset`.
     pub defaults: Options,
 }
@@ -49,6 +58,8 @@ impl Settings {
             client_secret: opts.client_secret.clone(),
             connection_name: opts.connection.clone(),
             connection_id: connection_id_for(&opts.connection),
+            public_client_ids: opts.public_client_ids.clone(),
+            email_api_key: opts.email_api_key.clone(),
             defaults: opts.clone(),
         }
     }
@@ -253,6 +264,8 @@ pub struct State {
     pub roles: Vec<Role>,
     pub tokens: HashMap<String, TokenInfo>,
     pub outbox: Vec<Value>,
+    /// Email API idempotency keys: key → (message id, first use in epoch ms).
+    pub email_idempotency: HashMap<String, (String, u64)>,
     pub stats: Stats,
 }
 
@@ -266,6 +279,7 @@ impl State {
             roles: Vec::new(),
             tokens: HashMap::new(),
             outbox: Vec::new(),
+            email_idempotency: HashMap::new(),
             stats: Stats::new(),
         }
     }
@@ -274,6 +288,21 @@ impl State {
     pub fn reset(&mut self) {
         let defaults = self.settings.defaults.clone();
         *self = State::new(&defaults);
+    }
+
+    /// Decides whether this request gets an injected 503: `fail_next` first
+    /// (consumed), then `fail_rate`. Counts the fault.
+    pub fn take_fault(&mut self) -> bool {
+        let fault = if self.config.fail_next > 0 {
+            self.config.fail_next -= 1;
+            true
+        } else {
+            self.config.fail_rate > 0.0 && util::random_f64() < self.config.fail_rate
+        };
+        if fault {
+            self.stats.faults_injected += 1;
+        }
+        fault
     }
 
     pub fn set_rate_limit(&mut self, setting: RateLimitSetting) {
@@ -350,6 +379,7 @@ impl State {
             "id".into(),
             json!(format!("msg_{}", util::random_alnum(16))),
         );
+        entry.insert("kind".into(), json!("verification_email"));
         entry.insert("type".into(), json!("verification_email"));
         entry.insert("to".into(), json!(to));
         entry.insert("user_id".into(), json!(user_id));
@@ -357,8 +387,45 @@ impl State {
         if let Some(j) = job_id {
             entry.insert("job_id".into(), json!(j));
         }
-        entry.insert("created_at".into(), json!(util::now_rfc3339()));
+        let now = util::now_rfc3339();
+        entry.insert("at".into(), json!(now));
+        entry.insert("created_at".into(), json!(now));
         self.outbox.push(Value::Object(entry));
+    }
+
+    /// Outbox entries, in order, optionally only those addressed to `to`
+    /// (case-insensitive; matches a string `to`, an element of an array `to`,
+    /// or the address inside `Name <address>`) and of the given `kind`.
+    pub fn outbox_filtered(&self, to: Option<&str>, kind: Option<&str>) -> Vec<Value> {
+        let to = to.map(|t| t.trim().to_lowercase());
+        self.outbox
+            .iter()
+            .filter(|e| kind.is_none_or(|k| e.get("kind").and_then(Value::as_str) == Some(k)))
+            .filter(|e| match &to {
+                None => true,
+                Some(want) => match e.get("to") {
+                    Some(Value::String(s)) => address_matches(s, want),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(|s| address_matches(s, want)),
+                    _ => false,
+                },
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Whether a recipient (`a@b.co` or `Name <a@b.co>`) is the lowercased `want`.
+fn address_matches(recipient: &str, want: &str) -> bool {
+    let r = recipient.trim().to_lowercase();
+    if r == want {
+        return true;
+    }
+    match (r.rfind('<'), r.ends_with('>')) {
+        (Some(i), true) => r[i + 1..r.len() - 1].trim() == want,
+        _ => false,
     }
 }
 
@@ -372,6 +439,14 @@ mod tests {
         assert_eq!(a, connection_id_for("Username-Password-Authentication"));
         assert!(a.starts_with("con_"));
         assert_eq!(a.len(), 20);
+    }
+
+    #[test]
+    fn recipients_match() {
+        assert!(address_matches("A@B.co", "a@b.co"));
+        assert!(address_matches("Ada <A@b.co>", "a@b.co"));
+        assert!(!address_matches("Ada <x@b.co>", "a@b.co"));
+        assert!(!address_matches("ab.co", "a@b.co"));
     }
 
     #[test]

@@ -65,6 +65,23 @@ pub fn random_hex(n: usize) -> String {
     hex(&bytes)
 }
 
+/// A random version 4 UUID, lowercase with dashes (`8-4-4-4-12`).
+pub fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    fill_random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -313,6 +330,15 @@ mod tests {
         );
         assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
         assert!(base64_decode("***").is_none());
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = random_uuid();
+        let parts: Vec<usize> = u.split('-').map(str::len).collect();
+        assert_eq!(parts, vec![8, 4, 4, 4, 12]);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, random_uuid());
     }
 
     #[test]

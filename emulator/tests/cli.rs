@@ -13,6 +13,8 @@ fn help_and_bad_args() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("--rate-limit"));
     assert!(text.contains("--fail-rate"));
+    assert!(text.contains("--email-api-key"));
+    assert!(text.contains("--public-client-ids"));
 
     let out = Command::new(BIN).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));

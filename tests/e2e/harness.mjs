@@ -5,6 +5,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { existsSync } from "node:fs";
+import { createHmac } from "node:crypto";
 import { Miniflare } from "miniflare";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -44,6 +45,7 @@ export async function startEmulator(extraArgs = []) {
     revokeTokens: () => call("POST", "/__emulator/revoke-tokens"),
     users: (email) => call("GET", "/__emulator/users" + (email ? `?email=${encodeURIComponent(email)}` : "")),
     roles: () => call("GET", "/__emulator/roles"),
+    outbox: (to) => call("GET", "/__emulator/outbox" + (to ? `?to=${encodeURIComponent(to)}` : "")),
     stop: () => new Promise((resolve) => { proc.once("exit", resolve); proc.kill("SIGTERM"); }),
   };
 }
@@ -111,3 +113,19 @@ export async function eventually(fn, ms = 3_000) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export const STRIPE_SECRET = "whsec_e2e_stripe_secret";
+export const STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/** A Stripe-Signature header, as Stripe computes it. */
+export function stripeSignature(body, secret = STRIPE_SECRET, t = Math.floor(Date.now() / 1000)) {
+  const v1 = createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
+  return `t=${t},v1=${v1}`;
+}
+
+/** Standard Webhooks headers for `body`. */
+export function standardHeaders(id, body, secret = STANDARD_SECRET, ts = Math.floor(Date.now() / 1000)) {
+  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const sig = createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest("base64");
+  return { "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": `v1,${sig}` };
+}
