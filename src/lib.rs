@@ -49,10 +49,7 @@ mod entry {
         let headers: Vec<(String, String)> = req.headers().entries().collect();
         let url = req
             .url()
-            .map(|u| match u.query() {
-                Some(q) => format!("{}?{q}", u.path()),
-                None => u.path().to_string(),
-            })
+            .map(|u| u.to_string())
             .unwrap_or_else(|_| req.path());
         let declared = req
             .headers()
@@ -78,7 +75,8 @@ mod entry {
     async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         let kv = env.kv("TOKEN_CACHE").ok();
         let config = read_config(&env, kv.is_some());
-        let platform = Rc::new(WorkerPlatform::new(kv));
+        let limiter = env.rate_limiter("PUBLIC_RATE_LIMITER").ok();
+        let platform = Rc::new(WorkerPlatform::new(kv).with_limiter(limiter));
         let cache = CACHE.with(Rc::clone);
 
         let core_req = to_core(req).await;

@@ -2,22 +2,30 @@
 //! KV namespace, `Date.now()`, `setTimeout` and `crypto.getRandomValues` (via getrandom).
 
 use invite_core::platform::{StoreError, TransportError};
-use invite_core::{Clock, HttpRequest, HttpResponse, KvOp, Rng, Store, Transport};
+use invite_core::{Clock, HttpRequest, HttpResponse, KvOp, RateLimit, Rng, Store, Transport};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
+use worker::RateLimiter;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 /// The Workers implementation of every port.
 pub struct WorkerPlatform {
     kv: Option<KvStore>,
+    limiter: Option<RateLimiter>,
 }
 
 impl WorkerPlatform {
     /// Adapters over the given KV namespace (`None` when the binding is missing).
     pub fn new(kv: Option<KvStore>) -> Self {
-        WorkerPlatform { kv }
+        WorkerPlatform { kv, limiter: None }
+    }
+
+    /// Adds the rate-limiting binding (`PUBLIC_RATE_LIMITER`), when there is one.
+    pub fn with_limiter(mut self, limiter: Option<RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     fn kv(&self) -> Result<&KvStore, StoreError> {
@@ -80,6 +88,14 @@ impl Store for WorkerPlatform {
                 .map_err(err),
             KvOp::Delete { key } => kv.delete(key).await.map_err(err),
         }
+    }
+}
+
+impl RateLimit for WorkerPlatform {
+    async fn allow(&self, key: &str) -> Option<bool> {
+        let limiter = self.limiter.as_ref()?;
+        // If the binding itself fails, let the request through rather than block sign-ups.
+        limiter.limit(key.to_string()).await.ok().map(|o| o.success)
     }
 }
 

@@ -6,14 +6,15 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use crate::auth0::{Auth0, RequestCtx};
+use crate::config::origin_of;
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::error::ValidationError;
 use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
-use crate::payments;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
 use crate::secret::{bearer_token, match_api_key};
 use crate::token::IsolateCache;
+use crate::{page, payments, public};
 
 /// The result of handling one request.
 #[derive(Debug)]
@@ -29,6 +30,10 @@ pub struct Handled {
 struct Outcome {
     response: Result<HttpResponse, ApiError>,
     label: Option<String>,
+    /// CORS headers to add to whatever the answer is.
+    cors: Option<public::Cors>,
+    /// Answer errors with an HTML page (a plain form post).
+    html_errors: bool,
 }
 
 /// Handles one inbound request.
@@ -40,19 +45,33 @@ pub async fn handle<P: Platform>(
 ) -> Handled {
     let started = p.now_ms();
     let request_id = random_hex(p, 8).unwrap_or_else(|_| "0".repeat(16));
-    let path = req.url.split(['?', '#']).next().unwrap_or("").to_string();
+    // Inbound URLs are absolute in the Worker (the origin matters for CORS); tests may pass
+    // a bare path.
+    let (path, self_origin) = match url::Url::parse(&req.url) {
+        Ok(u) => (u.path().to_string(), Some(origin_of(&u))),
+        Err(_) => (
+            req.url.split(['?', '#']).next().unwrap_or("").to_string(),
+            None,
+        ),
+    };
     let budget = config.as_ref().map(|c| c.upstream_deadline_ms).unwrap_or(0);
     let ctx = RequestCtx::new(started, budget);
 
-    let outcome = route(&req, &path, config, p, cache, &ctx).await;
+    let outcome = route(&req, &path, self_origin.as_deref(), config, p, cache, &ctx).await;
     let (mut response, code, detail) = match outcome.response {
         Ok(r) => (r, None, None),
+        Err(e) if outcome.html_errors => {
+            (public::html_error(&e), Some(e.code), e.log_detail.clone())
+        }
         Err(e) => (
             error_response(&e, &request_id),
             Some(e.code),
             e.log_detail.clone(),
         ),
     };
+    if let Some(c) = &outcome.cors {
+        response = public::with_cors(response, c);
+    }
     response
         .headers
         .push(("x-request-id".into(), request_id.clone()));
@@ -91,6 +110,7 @@ pub async fn handle<P: Platform>(
 async fn route<P: Platform>(
     req: &HttpRequest,
     path: &str,
+    self_origin: Option<&str>,
     config: &Result<Config, ConfigError>,
     p: &P,
     cache: &Rc<IsolateCache>,
@@ -99,8 +119,37 @@ async fn route<P: Platform>(
     let plain = |response| Outcome {
         response,
         label: None,
+        cors: None,
+        html_errors: false,
     };
     match (path, req.method.as_str()) {
+        ("/", "GET" | "HEAD") => plain(match config {
+            Ok(cfg) => Ok(page::landing(cfg)),
+            Err(e) => Err(config_invalid(e)),
+        }),
+        ("/thanks", "GET" | "HEAD") => plain(Ok(page::message(
+            200,
+            "Check your inbox",
+            public::ACCEPTED_MESSAGE,
+        ))),
+        ("/v1/public/invites", "OPTIONS" | "POST") => {
+            let cfg = match config {
+                Ok(c) => c,
+                Err(e) => return plain(Err(config_invalid(e))),
+            };
+            if req.method == "OPTIONS" {
+                return plain(Ok(public::preflight(req, self_origin, cfg)));
+            }
+            let cors = public::cors(req, self_origin, cfg);
+            let response = public::invite(req, &cors, cfg, p, cache, ctx).await;
+            Outcome {
+                response,
+                label: Some("public".into()),
+                html_errors: public::wants_html(req),
+                cors: Some(cors),
+            }
+        }
+        ("/v1/public/invites", _) => plain(Err(method_not_allowed("POST, OPTIONS"))),
         ("/healthz", "GET" | "HEAD") => plain(Ok(match config {
             Ok(_) => HttpResponse::json(200, &json!({"status": "ok"})),
             Err(e) => HttpResponse::json(
@@ -127,6 +176,8 @@ async fn route<P: Platform>(
             Outcome {
                 response,
                 label: Some(source.to_string()),
+                cors: None,
+                html_errors: false,
             }
         }
         ("/v1/webhooks/stripe" | "/v1/webhooks/standard", _) => {
@@ -178,6 +229,8 @@ async fn invite<P: Platform>(
             return Outcome {
                 response: Err(config_invalid(e)),
                 label: None,
+                cors: None,
+                html_errors: false,
             }
         }
     };
@@ -192,12 +245,16 @@ async fn invite<P: Platform>(
                 "send a valid API key as Authorization: Bearer <key>",
             )),
             label: None,
+            cors: None,
+            html_errors: false,
         };
     };
     let response = invite_authorized(req, cfg, p, cache, ctx, &label).await;
     Outcome {
         response,
         label: Some(label),
+        cors: None,
+        html_errors: false,
     }
 }
 

@@ -54,6 +54,25 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     /// Payment webhooks and email delivery.
     pub webhooks: WebhookConfig,
+    /// The public landing-page form.
+    pub public: PublicConfig,
+}
+
+/// Settings of the public sign-up form (`POST /v1/public/invites` and the page at `/`).
+#[derive(Clone, Debug)]
+pub struct PublicConfig {
+    /// Roles every public sign-up gets (never from the request).
+    pub roles: Vec<String>,
+    /// Where a plain HTML form post is redirected (303); `None`: the built-in `/thanks`.
+    pub thank_you_url: Option<String>,
+    /// Turnstile site key, shown on the page.
+    pub turnstile_site_key: Option<String>,
+    /// Turnstile secret; when set, every public request must pass siteverify.
+    pub turnstile_secret: Option<Secret>,
+    /// `https://challenges.cloudflare.com` or an override (the emulator).
+    pub turnstile_base_url: String,
+    /// Origins whose pages may post to the public route.
+    pub allowed_origins: Vec<String>,
 }
 
 /// How invite emails are sent (for webhook invites, whose link must go by email).
@@ -305,6 +324,64 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
     }
 }
 
+fn read_public<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    allowed_roles: &[String],
+) -> PublicConfig {
+    let roles = r.list("PUBLIC_ROLES");
+    for role in &roles {
+        if !allowed_roles.contains(role) {
+            r.problems.push(format!(
+                "PUBLIC_ROLES contains '{role}', which is not in ALLOWED_ROLES"
+            ));
+        }
+    }
+    let thank_you_url = r.opt("THANK_YOU_URL");
+    if let Some(u) = &thank_you_url {
+        if !u.starts_with('/') {
+            if let Err(why) = parse_web_url(u) {
+                r.problems.push(format!(
+                    "THANK_YOU_URL {why} (or use a path such as /thanks)"
+                ));
+            }
+        }
+    }
+    let turnstile_base_url = match r.opt("TURNSTILE_BASE_URL") {
+        None => "https://challenges.cloudflare.com".to_string(),
+        Some(raw) => match parse_web_url(&raw) {
+            Ok(_) => raw.trim_end_matches('/').to_string(),
+            Err(why) => {
+                r.problems.push(format!("TURNSTILE_BASE_URL {why}"));
+                String::new()
+            }
+        },
+    };
+    let mut allowed_origins = Vec::new();
+    for entry in r.list("ALLOWED_ORIGINS") {
+        if entry == "*" {
+            r.problems
+                .push("ALLOWED_ORIGINS must list origins; '*' is not allowed".into());
+            continue;
+        }
+        match Url::parse(&entry) {
+            Ok(url) if origin_of(&url) == entry.trim_end_matches('/') => {
+                allowed_origins.push(origin_of(&url))
+            }
+            _ => r.problems.push(format!(
+                "ALLOWED_ORIGINS entries must be origins like https://www.example.com, not {entry:?}"
+            )),
+        }
+    }
+    PublicConfig {
+        roles,
+        thank_you_url,
+        turnstile_site_key: r.opt("TURNSTILE_SITE_KEY"),
+        turnstile_secret: r.opt("TURNSTILE_SECRET_KEY").map(Secret::new),
+        turnstile_base_url,
+        allowed_origins,
+    }
+}
+
 impl Config {
     /// Reads and validates every variable. `lookup` returns a variable's value, or `None`
     /// when unset.
@@ -445,6 +522,7 @@ impl Config {
         }
 
         let webhooks = read_webhooks(&mut r, &allowed_roles, &client_id);
+        let public = read_public(&mut r, &allowed_roles);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -470,6 +548,7 @@ impl Config {
             upstream_deadline_ms,
             api_keys,
             webhooks,
+            public,
         })
     }
 }

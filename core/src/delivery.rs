@@ -33,7 +33,8 @@ pub struct Email {
     pub text: String,
 }
 
-fn html_escape(s: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

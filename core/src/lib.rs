@@ -13,9 +13,11 @@ pub mod delivery;
 pub mod email;
 pub mod error;
 pub mod invite;
+pub mod page;
 pub mod password;
 pub mod payments;
 pub mod platform;
+pub mod public;
 pub mod retry;
 pub mod secret;
 pub mod time;
@@ -24,5 +26,7 @@ pub mod webhook;
 
 pub use api::{handle, Handled};
 pub use config::Config;
-pub use platform::{Clock, HttpRequest, HttpResponse, KvOp, Platform, Rng, Store, Transport};
+pub use platform::{
+    Clock, HttpRequest, HttpResponse, KvOp, Platform, RateLimit, Rng, Store, Transport,
+};
 pub use token::IsolateCache;

@@ -139,9 +139,18 @@ pub trait Rng {
     fn fill(&self, buf: &mut [u8]) -> Result<(), String>;
 }
 
+/// A per-key rate limiter (the Workers rate-limiting binding).
+pub trait RateLimit {
+    /// `Some(true)` if `key` may proceed, `Some(false)` if it is over the limit, `None` when
+    /// no limiter is configured.
+    async fn allow(&self, _key: &str) -> Option<bool> {
+        None
+    }
+}
+
 /// Everything the core needs from its host.
-pub trait Platform: Transport + Store + Clock + Rng {}
-impl<T: Transport + Store + Clock + Rng> Platform for T {}
+pub trait Platform: Transport + Store + Clock + Rng + RateLimit {}
+impl<T: Transport + Store + Clock + Rng + RateLimit> Platform for T {}
 
 /// A key-value write the core asks for, to be run after the response (`wait_until`).
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,345 @@
+//! The public sign-up route, safe to expose to the internet: it never returns a ticket URL,
+//! gives the same answer whether or not the account existed, and emails the link (the inbox
+//! proves the address). Abuse controls: origin allowlist (CORS), per-IP rate limit,
+//! Turnstile, a honeypot field and a per-address email cooldown.
+
+use std::rc::Rc;
+
+use serde_json::{json, Map, Value};
+
+use crate::api::check_body_size;
+use crate::auth0::{error_message, Auth0, RequestCtx, TicketTarget};
+use crate::config::{Config, EmailDelivery};
+use crate::delivery::{cooldown_key, send_invite_email};
+use crate::email;
+use crate::error::{ApiError, ValidationError};
+use crate::invite::{run_invite, InviteInput};
+use crate::page;
+use crate::platform::{random_hex, HttpRequest, HttpResponse, Platform};
+use crate::token::IsolateCache;
+
+/// Largest accepted body.
+pub const MAX_PUBLIC_BODY: usize = 8 * 1024;
+/// The one success message, identical for new and existing accounts.
+pub const ACCEPTED_MESSAGE: &str = "Check your inbox for a link to set your password.";
+/// Seconds a rate-limited client is told to wait.
+pub const RATE_LIMIT_RETRY_SEC: u64 = 60;
+
+/// The fields of the form.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PublicForm {
+    /// Raw address.
+    pub email: Option<String>,
+    /// Optional name.
+    pub name: Option<String>,
+    /// `cf-turnstile-response`.
+    pub captcha: Option<String>,
+    /// `website`, the honeypot: humans never fill it.
+    pub honeypot: Option<String>,
+}
+
+/// Whether the caller is a plain HTML form (answer with pages and redirects).
+pub fn wants_html(req: &HttpRequest) -> bool {
+    let accept = req.header_value("accept").unwrap_or("");
+    let ctype = req.header_value("content-type").unwrap_or("");
+    accept.contains("text/html") && ctype.starts_with("application/x-www-form-urlencoded")
+}
+
+fn set(form: &mut PublicForm, key: &str, value: String) {
+    let v = Some(value).filter(|v| !v.trim().is_empty());
+    match key {
+        "email" => form.email = v,
+        "name" => form.name = v,
+        "cf-turnstile-response" => form.captcha = v,
+        "website" => form.honeypot = v,
+        _ => {} // Extra fields from embedding pages are ignored.
+    }
+}
+
+/// Parses a form-encoded or JSON body.
+pub fn parse_form(req: &HttpRequest) -> Result<PublicForm, ValidationError> {
+    let ctype = req.header_value("content-type").unwrap_or("");
+    let essence = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let mut form = PublicForm::default();
+    match essence.as_str() {
+        "application/x-www-form-urlencoded" => {
+            for (k, v) in url::form_urlencoded::parse(&req.body) {
+                set(&mut form, &k, v.into_owned());
+            }
+        }
+        "application/json" => {
+            let value: Value = serde_json::from_slice(&req.body).map_err(|_| ValidationError {
+                status: 400,
+                code: "invalid_json",
+                field: None,
+                message: "body is not valid JSON".into(),
+            })?;
+            let Value::Object(obj) = value else {
+                return Err(ValidationError {
+                    status: 400,
+                    code: "invalid_json",
+                    field: None,
+                    message: "body must be a JSON object".into(),
+                });
+            };
+            for (k, v) in obj {
+                match v {
+                    Value::String(s) => set(&mut form, &k, s),
+                    Value::Null => {}
+                    _ if ["email", "name", "cf-turnstile-response", "website"]
+                        .contains(&k.as_str()) =>
+                    {
+                        return Err(ValidationError::field(
+                            "invalid_field",
+                            &k,
+                            format!("{k} must be a string"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {
+            return Err(ValidationError {
+                status: 415,
+                code: "unsupported_media_type",
+                field: None,
+                message: "send application/x-www-form-urlencoded or application/json".into(),
+            })
+        }
+    }
+    Ok(form)
+}
+
+/// What the `Origin` header means for this request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cors {
+    /// No `Origin` (curl, server to server) or the Worker's own page.
+    SameOrigin,
+    /// An allowlisted page: echo it in `Access-Control-Allow-Origin`.
+    Allowed(String),
+    /// Any other page.
+    Denied,
+}
+
+/// Classifies the request's `Origin` against `ALLOWED_ORIGINS`.
+pub fn cors(req: &HttpRequest, self_origin: Option<&str>, cfg: &Config) -> Cors {
+    match req.header_value("origin") {
+        None => Cors::SameOrigin,
+        Some(o) if Some(o) == self_origin => Cors::SameOrigin,
+        Some(o) if cfg.public.allowed_origins.iter().any(|a| a == o) => {
+            Cors::Allowed(o.to_string())
+        }
+        Some(_) => Cors::Denied,
+    }
+}
+
+/// Adds the CORS headers for `cors` (always `Vary: Origin`; never `*`).
+pub fn with_cors(mut resp: HttpResponse, cors: &Cors) -> HttpResponse {
+    resp.headers.push(("vary".into(), "Origin".into()));
+    if let Cors::Allowed(o) = cors {
+        resp.headers
+            .push(("access-control-allow-origin".into(), o.clone()));
+    }
+    resp
+}
+
+/// `OPTIONS /v1/public/invites`: the CORS preflight.
+pub fn preflight(req: &HttpRequest, self_origin: Option<&str>, cfg: &Config) -> HttpResponse {
+    let c = cors(req, self_origin, cfg);
+    if c == Cors::Denied {
+        return with_cors(
+            HttpResponse {
+                status: 403,
+                headers: vec![],
+                body: vec![],
+            },
+            &c,
+        );
+    }
+    with_cors(
+        HttpResponse {
+            status: 204,
+            headers: vec![
+                ("access-control-allow-methods".into(), "POST".into()),
+                ("access-control-allow-headers".into(), "content-type".into()),
+                ("access-control-max-age".into(), "600".into()),
+            ],
+            body: vec![],
+        },
+        &c,
+    )
+}
+
+fn accepted(cfg: &Config, html: bool) -> HttpResponse {
+    if html {
+        let location = cfg
+            .public
+            .thank_you_url
+            .clone()
+            .unwrap_or_else(|| "/thanks".into());
+        return HttpResponse {
+            status: 303,
+            headers: vec![("location".into(), location)],
+            body: vec![],
+        };
+    }
+    HttpResponse::json(
+        202,
+        &json!({"status": "accepted", "message": ACCEPTED_MESSAGE}),
+    )
+}
+
+/// A random UUID v4 (Turnstile's idempotency key).
+fn uuid_v4(p: &impl Platform) -> Option<String> {
+    let h = random_hex(p, 16).ok()?;
+    let mut b: Vec<char> = h.chars().collect();
+    b[12] = '4';
+    b[16] = ['8', '9', 'a', 'b'][(b[16].to_digit(16).unwrap_or(0) & 3) as usize];
+    let s: String = b.into_iter().collect();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..]
+    ))
+}
+
+fn captcha_failed() -> ApiError {
+    ApiError::new(
+        403,
+        "captcha_failed",
+        "the captcha check failed; please try again",
+    )
+}
+
+/// `POST /v1/public/invites`. CORS headers are added by the caller.
+pub async fn invite<P: Platform>(
+    req: &HttpRequest,
+    cors_result: &Cors,
+    cfg: &Config,
+    p: &P,
+    cache: &Rc<IsolateCache>,
+    ctx: &RequestCtx,
+) -> Result<HttpResponse, ApiError> {
+    let note = |s: &str| *ctx.note.borrow_mut() = Some(s.to_string());
+    if *cors_result == Cors::Denied {
+        return Err(ApiError::new(
+            403,
+            "origin_not_allowed",
+            "this origin may not use the sign-up form; add it to ALLOWED_ORIGINS",
+        ));
+    }
+    check_body_size(req, MAX_PUBLIC_BODY)?;
+    let form = parse_form(req)?;
+    let html = wants_html(req);
+
+    let ip = req.header_value("cf-connecting-ip").unwrap_or("unknown");
+    if p.allow(&format!("public-invite:{ip}")).await == Some(false) {
+        return Err(ApiError {
+            retry_after_sec: Some(RATE_LIMIT_RETRY_SEC),
+            ..ApiError::new(
+                429,
+                "rate_limited",
+                "too many sign-ups from this address; try again later",
+            )
+        });
+    }
+    if form.honeypot.is_some() {
+        note("honeypot filled: nothing done");
+        return Ok(accepted(cfg, html));
+    }
+    let email = match form.email.as_deref() {
+        None => {
+            return Err(
+                ValidationError::field("missing_field", "email", "email is required").into(),
+            )
+        }
+        Some(raw) => email::normalize(raw)
+            .map_err(|why| ValidationError::field("invalid_email", "email", why))?,
+    };
+    let client = Auth0::new(cfg, p, cache, ctx);
+
+    if let Some(secret) = &cfg.public.turnstile_secret {
+        let Some(token) = form.captcha.as_deref() else {
+            return Err(captcha_failed());
+        };
+        let mut body = json!({"secret": secret.expose(), "response": token});
+        if ip != "unknown" {
+            body["remoteip"] = json!(ip);
+        }
+        if let Some(key) = uuid_v4(p) {
+            body["idempotency_key"] = json!(key);
+        }
+        let verify = HttpRequest::new(
+            "POST",
+            format!("{}/turnstile/v0/siteverify", cfg.public.turnstile_base_url),
+        )
+        .json(&body);
+        let resp = client.send_retrying(verify).await?;
+        let ok = resp.status == 200
+            && serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| v.get("success").and_then(Value::as_bool))
+                .unwrap_or(false);
+        if !ok {
+            *ctx.note.borrow_mut() = Some(format!("siteverify refused: {}", error_message(&resp)));
+            return Err(captcha_failed());
+        }
+    }
+
+    if matches!(p.get(&cooldown_key(&email)).await, Ok(Some(_))) {
+        note("email cooldown: nothing sent");
+        return Ok(accepted(cfg, html));
+    }
+    let mut app_metadata = Map::new();
+    app_metadata.insert("invite_source".into(), json!("public_form"));
+    let input = InviteInput {
+        email: email.clone(),
+        profile: form
+            .name
+            .iter()
+            .map(|n| ("name", n.trim().chars().take(300).collect()))
+            .collect(),
+        roles: cfg.public.roles.clone(),
+        user_metadata: None,
+        app_metadata,
+        ticket_target: match (&cfg.result_url, &cfg.ticket_client_id) {
+            (Some(u), _) => TicketTarget::ResultUrl(u.clone()),
+            (None, Some(c)) => TicketTarget::ClientId(c.clone()),
+            (None, None) => TicketTarget::Default,
+        },
+        ticket_ttl_sec: cfg.ticket_ttl_sec,
+        email_verified: false,
+        want_ticket: matches!(cfg.webhooks.delivery, EmailDelivery::Resend { .. }),
+    };
+    let out = run_invite(&client, cfg, p, input, "public_form").await?;
+    let ticket = out
+        .ticket_url
+        .as_deref()
+        .map(|u| (u, out.ticket_expires_at.as_str()));
+    let key = random_hex(p, 16).unwrap_or_default();
+    send_invite_email(
+        &client,
+        cfg,
+        p,
+        &email,
+        form.name.as_deref(),
+        ticket,
+        &format!("public:{key}"),
+    )
+    .await?;
+    Ok(accepted(cfg, html))
+}
+
+/// The HTML answer to a failed plain form post.
+pub fn html_error(e: &ApiError) -> HttpResponse {
+    page::message(e.status, "Something went wrong", &e.message)
+}
