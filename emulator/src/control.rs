@@ -1,7 +1,8 @@
 //! The control API under `/__emulator/`: counters, reset, runtime
 //! configuration (latency, faults, rate limits, 429 storms, scopes), token
 //! revocation and read access to the stored users, roles and outbox
-//! (filterable by recipient and kind).
+//! (filterable by recipient and kind) and the recorded Turnstile siteverify
+//! calls.
 //! No authentication, no rate limiting, not counted in the stats.
 
 use serde_json::{json, Map, Value};
@@ -58,6 +59,7 @@ pub fn handle(state: &mut State, inc: &Incoming) -> Reply {
             let kind = inc.query_param("kind").filter(|k| !k.is_empty());
             Reply::mgmt(200, &Value::Array(state.outbox_filtered(to, kind)))
         }
+        ("GET", "siteverify") => Reply::mgmt(200, &Value::Array(state.siteverify.clone())),
         _ => Reply::not_found(),
     }
 }

@@ -2,7 +2,8 @@
 //! token endpoint) and the Management API endpoints an invite service uses:
 //! users, roles, role assignment, tickets and verification-email jobs, plus
 //! Auth0's `POST /dbconnections/change_password` and a fake Resend-style
-//! email API (`POST /emails`) whose messages land in an outbox.
+//! email API (`POST /emails`) whose messages land in an outbox, and a
+//! stand-in for Cloudflare Turnstile's `POST /turnstile/v0/siteverify`.
 //!
 //! It answers like Auth0 (status codes, error bodies, `errorCode`s,
 //! `x-ratelimit-*` headers), keeps everything in memory, and adds a control
@@ -27,6 +28,7 @@ pub mod options;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
+pub mod turnstile;
 pub mod util;
 pub mod validate;
 

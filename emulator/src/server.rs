@@ -1,8 +1,8 @@
 //! HTTP plumbing: the tiny_http server, its worker threads, reading requests,
 //! routing to the Authentication API, the Management API (through the
 //! latency / fault / 429 / rate-limit / auth / scope pipeline), the
-//! change-password and email endpoints (latency / fault pipeline) and the
-//! control API, and writing responses.
+//! change-password and email endpoints (latency / fault pipeline), the
+//! Turnstile siteverify stand-in and the control API, and writing responses.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::options::Options;
 use crate::state::State;
-use crate::{api, control, emailapi, util};
+use crate::{api, control, emailapi, turnstile, util};
 
 /// Largest request body accepted (like Hapi's default payload limit).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -366,6 +366,15 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
             emailapi::unavailable,
             emailapi::send,
         );
+    }
+    if inc.path == "/turnstile/v0/siteverify" {
+        // Counted, but no latency, fault, storm or rate limit.
+        if inc.method != "POST" {
+            return turnstile::method_not_allowed();
+        }
+        let mut st = shared.lock();
+        st.stats.hit("POST /turnstile/v0/siteverify");
+        return turnstile::siteverify(&mut st, inc);
     }
     if inc.path == "/api/v2" || inc.path.starts_with("/api/v2/") {
         return management(shared, inc);

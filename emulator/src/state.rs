@@ -26,6 +26,7 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /api/v2/jobs/verification-email",
     "POST /dbconnections/change_password",
     "POST /emails",
+    "POST /turnstile/v0/siteverify",
 ];
 
 /// How long the email API remembers an `Idempotency-Key` (24 h, as Resend).
@@ -266,6 +267,8 @@ pub struct State {
     pub outbox: Vec<Value>,
     /// Email API idempotency keys: key → (message id, first use in epoch ms).
     pub email_idempotency: HashMap<String, (String, u64)>,
+    /// Turnstile siteverify calls, oldest first (never the secret).
+    pub siteverify: Vec<Value>,
     pub stats: Stats,
 }
 
@@ -280,6 +283,7 @@ impl State {
             tokens: HashMap::new(),
             outbox: Vec::new(),
             email_idempotency: HashMap::new(),
+            siteverify: Vec::new(),
             stats: Stats::new(),
         }
     }
