@@ -306,7 +306,16 @@ pub async fn invite<P: Platform>(
         profile: form
             .name
             .iter()
-            .map(|n| ("name", n.trim().chars().take(300).collect()))
+            .map(|n| {
+                (
+                    "name",
+                    n.trim()
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(300)
+                        .collect(),
+                )
+            })
             .collect(),
         roles: cfg.public.roles.clone(),
         user_metadata: None,
