@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there:
 # the wasm32 target, rustfmt/clippy, worker-build, wasm-bindgen-cli at the Cargo.lock version,
-# and the npm packages (wrangler, miniflare, binaryen's wasm-opt). Safe to run repeatedly.
+# the npm packages (wrangler, miniflare, binaryen's wasm-opt, playwright-core) and Debian's
+# Chromium for the browser tests. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,13 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"
   npm ci --no-audit --no-fund
+fi
+
+# Debian's Chromium for the browser end-to-end tests (tests/e2e/browser.test.mjs drives it
+# with playwright-core; nothing is downloaded by Playwright itself).
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  say "apt-get install chromium (for the browser tests)"
+  ${SUDO:-} apt-get update && ${SUDO:-} apt-get install -y --no-install-recommends chromium
 fi

@@ -24,7 +24,8 @@ fn html(status: u16, body: String) -> HttpResponse {
                     .into(),
             ),
             ("x-content-type-options".into(), "nosniff".into()),
-            ("referrer-policy".into(), "no-referrer".into()),
+            // Not `no-referrer`: with it, browsers send `Origin: null` on the page's own form post.
+            ("referrer-policy".into(), "strict-origin-when-cross-origin".into()),
         ],
         body: body.into_bytes(),
     }

@@ -132,6 +132,11 @@ pub fn cors(req: &HttpRequest, self_origin: Option<&str>, cfg: &Config) -> Cors 
     match req.header_value("origin") {
         None => Cors::SameOrigin,
         Some(o) if Some(o) == self_origin => Cors::SameOrigin,
+        // A page with `Referrer-Policy: no-referrer` posts with `Origin: null`; the browser's
+        // own `Sec-Fetch-Site` (not settable by scripts) still says whether it is ours.
+        Some("null") if req.header_value("sec-fetch-site") == Some("same-origin") => {
+            Cors::SameOrigin
+        }
         Some(o) if cfg.public.allowed_origins.iter().any(|a| a == o) => {
             Cors::Allowed(o.to_string())
         }

@@ -1500,6 +1500,18 @@ fn cors_allowlist_and_preflight() {
         Some("https://www.example.com")
     );
 
+    // `Origin: null` counts as our own page only when the browser says so.
+    let mut null_origin = form_req("email=null%40example.com");
+    null_origin.headers.retain(|(k, _)| k != "origin");
+    null_origin.headers.push(("origin".into(), "null".into()));
+    let (h, _) = svc.run(null_origin.clone());
+    assert_eq!(h.response.status, 403);
+    null_origin
+        .headers
+        .push(("sec-fetch-site".into(), "same-origin".into()));
+    let (h, _) = svc.run(null_origin);
+    assert_eq!(h.response.status, 303);
+
     let preflight = |origin: &str| {
         HttpRequest::new("OPTIONS", "https://invites.example.com/v1/public/invites")
             .header("origin", origin)

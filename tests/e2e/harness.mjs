@@ -129,3 +129,30 @@ export function standardHeaders(id, body, secret = STANDARD_SECRET, ts = Math.fl
   const sig = createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest("base64");
   return { "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": `v1,${sig}` };
 }
+
+/**
+ * Starts the built Worker in workerd served over real HTTP on 127.0.0.1 (a free port), for
+ * a real browser: like `startWorker`, plus `PUBLIC_ROLES=beta-tester` and a generous
+ * `PUBLIC_RATE_LIMITER`. `overrides` replace bindings (set `ALLOWED_ORIGINS` here);
+ * `undefined` removes one. `url` is the Worker's origin, without a trailing slash.
+ */
+export async function startWorkerHttp(emulatorUrl, overrides = {}) {
+  const bindings = { ...baseBindings(emulatorUrl), PUBLIC_ROLES: "beta-tester", ...overrides };
+  for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
+  const mf = new Miniflare({
+    scriptPath: path.join(root, "build/index.js"),
+    modules: true,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+    kvNamespaces: ["TOKEN_CACHE"],
+    ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit: 1000, period: 60 } } },
+    bindings,
+    host: "127.0.0.1",
+    port: 0,
+  });
+  const ready = await mf.ready; // a URL object, e.g. http://127.0.0.1:43127/
+  return { mf, url: ready.origin, stop: () => mf.dispose() };
+}
