@@ -39,11 +39,17 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
-# Debian's Chromium for the browser end-to-end tests (tests/e2e/browser.test.mjs drives it
-# with playwright-core; nothing is downloaded by Playwright itself).
-if [ ! -x /usr/bin/chromium ]; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-  say "apt-get install chromium (for the browser tests)"
-  ${SUDO:-} apt-get update && ${SUDO:-} apt-get install -y --no-install-recommends chromium
+# Chromium for the browser end-to-end tests (tests/e2e/browser.test.mjs drives it with
+# playwright-core; Playwright downloads nothing). Only for the test command (SETUP_BROWSER=1).
+# Elsewhere than Debian/Ubuntu, install Chromium yourself and set CHROMIUM_PATH.
+if [ "${SETUP_BROWSER:-0}" = "1" ] && [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+  if command -v apt-get >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+    say "apt-get install chromium (for the browser tests)"
+    ${SUDO:-} apt-get update && ${SUDO:-} apt-get install -y --no-install-recommends chromium
+  else
+    echo "Chromium is needed by the browser tests: install it and set CHROMIUM_PATH" >&2
+    exit 1
+  fi
 fi

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-bash scripts/setup.sh
+SETUP_BROWSER=1 bash scripts/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

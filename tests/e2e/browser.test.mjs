@@ -1,7 +1,7 @@
 // End to end in a real browser: Debian's Chromium (driven by playwright-core) against the
 // built Worker served by workerd over HTTP on 127.0.0.1, and the Auth0 emulator. Covers the
 // landing page with and without JavaScript, and CORS as the browser enforces it.
-// Needs /usr/bin/chromium (scripts/setup.sh installs it), scripts/build.sh and
+// Needs Chromium at $CHROMIUM_PATH or /usr/bin/chromium (scripts/test.sh installs it), scripts/build.sh and
 // `cargo build -p auth0-emulator`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -58,7 +58,7 @@ before(async () => {
   emu = await startEmulator();
   worker = await startWorkerHttp(emu.url, { ALLOWED_ORIGINS: pageServers[0].origin });
   browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
