@@ -84,6 +84,16 @@ fn type_error(field: &str, expected: &str) -> ValidationError {
     )
 }
 
+/// Where a ticket sends the user when the request names no `result_url`: `RESULT_URL`, else
+/// `TICKET_CLIENT_ID`'s login page, else Auth0's default.
+pub fn default_ticket_target(cfg: &Config) -> TicketTarget {
+    match (&cfg.result_url, &cfg.ticket_client_id) {
+        (Some(u), _) => TicketTarget::ResultUrl(u.clone()),
+        (None, Some(c)) => TicketTarget::ClientId(c.clone()),
+        (None, None) => TicketTarget::Default,
+    }
+}
+
 /// Validates a JSON invite body against the configuration.
 pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, ValidationError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError {
@@ -195,11 +205,7 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
     }
 
     let ticket_target = match obj.remove("result_url") {
-        None | Some(Value::Null) => match (&cfg.result_url, &cfg.ticket_client_id) {
-            (Some(u), _) => TicketTarget::ResultUrl(u.clone()),
-            (None, Some(c)) => TicketTarget::ClientId(c.clone()),
-            (None, None) => TicketTarget::Default,
-        },
+        None | Some(Value::Null) => default_ticket_target(cfg),
         Some(Value::String(raw)) => {
             let url = parse_web_url(&raw).map_err(|why| {
                 bad(

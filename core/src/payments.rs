@@ -9,12 +9,12 @@
 use serde_json::{json, Map, Value};
 
 use crate::api::check_body_size;
-use crate::auth0::{Auth0, RequestCtx, TicketTarget};
+use crate::auth0::{Auth0, RequestCtx};
 use crate::config::{Config, EmailDelivery};
 use crate::delivery::{send_invite_email, Sent};
 use crate::email;
 use crate::error::{ApiError, Auth0Error, InviteError};
-use crate::invite::{run_invite, InviteInput};
+use crate::invite::{default_ticket_target, run_invite, InviteInput};
 use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
 use crate::token::IsolateCache;
 use crate::webhook::{verify_standard, verify_stripe};
@@ -337,11 +337,7 @@ async fn process<P: Platform>(
         roles: invite.roles.clone(),
         user_metadata: None,
         app_metadata,
-        ticket_target: match (&cfg.result_url, &cfg.ticket_client_id) {
-            (Some(u), _) => TicketTarget::ResultUrl(u.clone()),
-            (None, Some(c)) => TicketTarget::ClientId(c.clone()),
-            (None, None) => TicketTarget::Default,
-        },
+        ticket_target: default_ticket_target(cfg),
         ticket_ttl_sec: cfg.ticket_ttl_sec,
         email_verified: false,
         want_ticket,

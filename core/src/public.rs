@@ -8,12 +8,12 @@ use std::rc::Rc;
 use serde_json::{json, Map, Value};
 
 use crate::api::check_body_size;
-use crate::auth0::{error_message, Auth0, RequestCtx, TicketTarget};
+use crate::auth0::{error_message, Auth0, RequestCtx};
 use crate::config::{Config, EmailDelivery};
 use crate::delivery::{cooldown_key, send_invite_email};
 use crate::email;
 use crate::error::{ApiError, ValidationError};
-use crate::invite::{run_invite, InviteInput};
+use crate::invite::{default_ticket_target, run_invite, InviteInput};
 use crate::page;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, Platform};
 use crate::token::IsolateCache;
@@ -325,11 +325,7 @@ pub async fn invite<P: Platform>(
         roles: cfg.public.roles.clone(),
         user_metadata: None,
         app_metadata,
-        ticket_target: match (&cfg.result_url, &cfg.ticket_client_id) {
-            (Some(u), _) => TicketTarget::ResultUrl(u.clone()),
-            (None, Some(c)) => TicketTarget::ClientId(c.clone()),
-            (None, None) => TicketTarget::Default,
-        },
+        ticket_target: default_ticket_target(cfg),
         ticket_ttl_sec: cfg.ticket_ttl_sec,
         email_verified: false,
         want_ticket: matches!(cfg.webhooks.delivery, EmailDelivery::Resend { .. }),

@@ -66,11 +66,15 @@ export function baseBindings(emulatorUrl) {
   };
 }
 
-/** Starts the built Worker in workerd. `overrides` replace bindings; `undefined` removes one. */
-export async function startWorker(emulatorUrl, overrides = {}, { kv = true } = {}) {
+/**
+ * Miniflare options for the built Worker: its bindings (`baseBindings` plus `overrides`;
+ * `undefined` removes one), KV, and the `PUBLIC_RATE_LIMITER` binding (`rateLimit` per minute).
+ * With `http`, it is also served on a free port of 127.0.0.1.
+ */
+export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimit = 1000, http = false } = {}) {
   const bindings = { ...baseBindings(emulatorUrl), ...overrides };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
-  const mf = new Miniflare({
+  return {
     scriptPath: path.join(root, "build/index.js"),
     modules: true,
     modulesRules: [
@@ -79,8 +83,15 @@ export async function startWorker(emulatorUrl, overrides = {}, { kv = true } = {
     ],
     compatibilityDate: "2026-04-01",
     kvNamespaces: kv ? ["TOKEN_CACHE"] : [],
+    ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
     bindings,
-  });
+    ...(http ? { host: "127.0.0.1", port: 0 } : {}),
+  };
+}
+
+/** Starts the built Worker in workerd. `overrides` replace bindings; `undefined` removes one. */
+export async function startWorker(emulatorUrl, overrides = {}, { kv = true } = {}) {
+  const mf = new Miniflare(workerOptions(emulatorUrl, overrides, { kv }));
   await mf.ready;
   const fetchWorker = async (p, init = {}) => {
     const r = await mf.dispatchFetch("http://worker.test" + p, init);
@@ -137,22 +148,7 @@ export function standardHeaders(id, body, secret = STANDARD_SECRET, ts = Math.fl
  * `undefined` removes one. `url` is the Worker's origin, without a trailing slash.
  */
 export async function startWorkerHttp(emulatorUrl, overrides = {}) {
-  const bindings = { ...baseBindings(emulatorUrl), PUBLIC_ROLES: "beta-tester", ...overrides };
-  for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
-  const mf = new Miniflare({
-    scriptPath: path.join(root, "build/index.js"),
-    modules: true,
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2026-04-01",
-    kvNamespaces: ["TOKEN_CACHE"],
-    ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit: 1000, period: 60 } } },
-    bindings,
-    host: "127.0.0.1",
-    port: 0,
-  });
+  const mf = new Miniflare(workerOptions(emulatorUrl, { PUBLIC_ROLES: "beta-tester", ...overrides }, { http: true }));
   const ready = await mf.ready; // a URL object, e.g. http://127.0.0.1:43127/
   return { mf, url: ready.origin, stop: () => mf.dispose() };
 }

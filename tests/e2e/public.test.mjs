@@ -2,29 +2,16 @@
 // rate-limiting binding), against the emulator (Auth0, change-password email, siteverify).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-import { startEmulator, baseBindings } from "./harness.mjs";
+import { startEmulator, workerOptions } from "./harness.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const ACCEPTED = { status: "accepted", message: "Check your inbox for a link to set your password." };
 let emu;
 const workers = [];
 
 async function publicWorker(overrides = {}, limit = 1000) {
-  const mf = new Miniflare({
-    scriptPath: path.join(root, "build/index.js"),
-    modules: true,
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2026-04-01",
-    kvNamespaces: ["TOKEN_CACHE"],
-    ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit, period: 60 } } },
-    bindings: { ...baseBindings(emu.url), PUBLIC_ROLES: "beta-tester", TURNSTILE_BASE_URL: emu.url, ...overrides },
-  });
+  const mf = new Miniflare(workerOptions(emu.url,
+    { PUBLIC_ROLES: "beta-tester", TURNSTILE_BASE_URL: emu.url, ...overrides }, { rateLimit: limit }));
   await mf.ready;
   workers.push(mf);
   return async (body, { type = "application/json", headers = {} } = {}) => {
