@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-wasm-bindgen}"
 export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
-args=(--release)
-if [ "${WORKER_BUILD_NO_OPT:-0}" = "1" ]; then args+=(--no-opt); fi
-exec worker-build "${args[@]}"
+if [ "${WORKER_BUILD_NO_OPT:-0}" = "1" ]; then
+  exec worker-build --release --no-opt
+fi
+worker-build --release
+# worker-build always keeps the name section (--debuginfo); nothing needs it at run time, and
+# dropping it makes the upload about 13% smaller.
+"$WASM_OPT_BIN" build/index_bg.wasm --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  --strip-debug -o build/index_bg.wasm
