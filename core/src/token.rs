@@ -166,11 +166,6 @@ impl IsolateCache {
         }
     }
 
-    /// The token in memory, fresh or not.
-    pub fn peek_token(&self) -> Option<CachedToken> {
-        self.token.borrow().clone()
-    }
-
     /// Drops the memory token if it is still `access_token` (a 401 proved it dead). Returns
     /// whether it was dropped.
     pub fn invalidate_token(&self, access_token: &str) -> bool {
