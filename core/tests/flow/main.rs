@@ -1,0 +1,9 @@
+//! The invite service end to end on the host: the real core over a fake transport (a
+//! scripted Auth0), a fake KV store, a fake clock and a deterministic random source.
+//!
+//! One test binary, one module per route over the shared fakes in `support`.
+
+mod invites;
+mod public;
+mod support;
+mod webhooks;

@@ -1,0 +1,360 @@
+//! The fakes every flow test runs over: a scripted Auth0 (and email API, siteverify), KV, a
+//! clock, a deterministic random source and a rate limiter; `Svc::run` checks the invariants
+//! (no token, ticket, secret or API key in any log line) on every call.
+#![allow(dead_code)]
+
+pub use std::cell::{Cell, RefCell};
+pub use std::collections::{HashMap, VecDeque};
+pub use std::future::Future;
+pub use std::pin::Pin;
+pub use std::rc::Rc;
+pub use std::task::{Context, Poll};
+
+pub use futures::executor::block_on;
+pub use invite_core::config::ConfigError;
+pub use invite_core::platform::{StoreError, TransportError};
+pub use invite_core::webhook::sign_for_test;
+pub use invite_core::{
+    handle, Clock, Config, Handled, HttpRequest, HttpResponse, IsolateCache, KvOp, RateLimit, Rng,
+    Store, Transport,
+};
+pub use serde_json::{json, Value};
+pub const NOW: u64 = 1_795_729_183_000; // 2026-11-26T21:39:43Z
+pub const KEY: &str = "backend-key-0123456789";
+
+/// Resolves after being polled once more, so concurrent requests really interleave.
+pub struct YieldOnce(pub bool);
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+pub type Reply = Result<HttpResponse, TransportError>;
+
+#[derive(Default)]
+pub struct Fake {
+    pub now: Cell<u64>,
+    pub rng: Cell<u64>,
+    pub kv: RefCell<HashMap<String, String>>,
+    pub sent: RefCell<Vec<HttpRequest>>,
+    pub sleeps: RefCell<Vec<u64>>,
+    /// Scripted answers per "METHOD /path" (path without query), used before the defaults.
+    pub script: RefCell<HashMap<String, VecDeque<Reply>>>,
+    pub tokens_issued: Cell<u32>,
+    pub yield_on_send: bool,
+    /// Requests allowed per key by the fake rate limiter (`None`: no limiter).
+    pub rate_limit: Cell<Option<u32>>,
+    pub limited: RefCell<HashMap<String, u32>>,
+}
+
+pub fn json_resp(status: u16, body: Value) -> HttpResponse {
+    HttpResponse::json(status, &body)
+}
+
+pub fn path_of(url: &str) -> String {
+    // Drop scheme and host: the Auth0 tenant and the email API share the fake.
+    let rest = match url.split_once("://") {
+        Some((_, after)) => after.find('/').map(|i| &after[i..]).unwrap_or("/"),
+        None => url,
+    };
+    rest.split('?').next().unwrap_or("").to_string()
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl Fake {
+    pub fn new() -> Self {
+        let f = Fake::default();
+        f.now.set(NOW);
+        f.rng.set(0x2545_F491_4F6C_DD1D);
+        f
+    }
+
+    pub fn script(&self, route: &str, replies: Vec<Reply>) {
+        self.script
+            .borrow_mut()
+            .entry(route.to_string())
+            .or_default()
+            .extend(replies);
+    }
+
+    pub fn default_reply(&self, req: &HttpRequest) -> HttpResponse {
+        let path = path_of(&req.url);
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        match (req.method.as_str(), path.as_str()) {
+            ("POST", "/oauth/token") => {
+                self.tokens_issued.set(self.tokens_issued.get() + 1);
+                json_resp(
+                    200,
+                    json!({"access_token": format!("tok-{}", self.tokens_issued.get()), "expires_in": 86400, "token_type": "Bearer"}),
+                )
+            }
+            ("GET", "/api/v2/roles") => {
+                let name = query_param(&req.url, "name_filter").unwrap_or_default();
+                // Like Auth0: a case-insensitive filter that may return near matches.
+                json_resp(
+                    200,
+                    json!([
+                        {"id": format!("rol_{name}-admin"), "name": format!("{name}-admin")},
+                        {"id": format!("rol_{name}"), "name": name},
+                    ]),
+                )
+            }
+            ("POST", "/api/v2/roles") => json_resp(
+                200,
+                json!({"id": format!("rol_new_{}", body["name"].as_str().unwrap_or("")), "name": body["name"]}),
+            ),
+            ("POST", "/api/v2/users") => json_resp(
+                201,
+                json!({
+                    "user_id": "auth0|abc123", "email": body["email"],
+                    "identities": [{"connection": body["connection"], "user_id": "abc123", "provider": "auth0", "isSocial": false}]
+                }),
+            ),
+            ("GET", "/api/v2/users-by-email") => json_resp(
+                200,
+                json!([
+                    {"user_id": "google-oauth2|999", "identities": [{"connection": "google-oauth2"}]},
+                    {"user_id": "auth0|existing1", "identities": [{"connection": "Username-Password-Authentication"}],
+                     "app_metadata": {"roles": ["early-access"], "plan": "x"}},
+                ]),
+            ),
+            ("POST", p) if p.ends_with("/roles") => HttpResponse {
+                status: 204,
+                headers: vec![(
+                    "content-type".into(),
+                    "application/json; charset=utf-8".into(),
+                )],
+                body: vec![],
+            },
+            ("PATCH", _) => json_resp(200, json!({"user_id": "auth0|existing1"})),
+            ("POST", "/api/v2/tickets/password-change") => json_resp(
+                201,
+                json!({"ticket": "https://acme.eu.auth0.com/u/reset-password?ticket=SECRETTICKET#"}),
+            ),
+            ("POST", "/dbconnections/change_password") => HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: b"We've just sent you an email to reset your password.".to_vec(),
+            },
+            ("POST", "/emails") => json_resp(200, json!({"id": "email-1"})),
+            ("POST", "/turnstile/v0/siteverify") => {
+                json_resp(200, json!({"success": true, "error-codes": []}))
+            }
+            _ => json_resp(
+                404,
+                json!({"statusCode": 404, "error": "Not Found", "message": "Not Found"}),
+            ),
+        }
+    }
+
+    pub fn routes(&self) -> Vec<String> {
+        self.sent
+            .borrow()
+            .iter()
+            .map(|r| format!("{} {}", r.method, path_of(&r.url)))
+            .collect()
+    }
+
+    pub fn count(&self, route: &str) -> usize {
+        self.routes().iter().filter(|r| *r == route).count()
+    }
+
+    pub fn management_calls(&self) -> usize {
+        self.routes()
+            .iter()
+            .filter(|r| r.contains("/api/v2/"))
+            .count()
+    }
+
+    pub fn body_of(&self, route: &str) -> Value {
+        let sent = self.sent.borrow();
+        let req = sent
+            .iter()
+            .find(|r| format!("{} {}", r.method, path_of(&r.url)) == route)
+            .unwrap_or_else(|| panic!("no {route}"));
+        serde_json::from_slice(&req.body).expect("json body")
+    }
+}
+
+impl Transport for Fake {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        if self.yield_on_send {
+            YieldOnce(false).await;
+        }
+        self.sent.borrow_mut().push(req.clone());
+        let route = format!("{} {}", req.method, path_of(&req.url));
+        let scripted = self
+            .script
+            .borrow_mut()
+            .get_mut(&route)
+            .and_then(VecDeque::pop_front);
+        match scripted {
+            Some(reply) => reply,
+            None => Ok(self.default_reply(&req)),
+        }
+    }
+}
+
+impl Store for Fake {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.kv.borrow().get(key).cloned())
+    }
+    async fn apply(&self, op: &KvOp) -> Result<(), StoreError> {
+        match op {
+            KvOp::Put {
+                key,
+                value,
+                ttl_sec,
+            } => {
+                assert!(*ttl_sec >= 60, "KV rejects expiration_ttl below 60");
+                self.kv.borrow_mut().insert(key.clone(), value.clone());
+            }
+            KvOp::Delete { key } => {
+                self.kv.borrow_mut().remove(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Clock for Fake {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    async fn sleep(&self, ms: u64) {
+        // Time passes only once the timer is polled again, so a racing send can win.
+        YieldOnce(false).await;
+        self.sleeps.borrow_mut().push(ms);
+        self.now.set(self.now.get() + ms);
+    }
+}
+
+impl RateLimit for Fake {
+    async fn allow(&self, key: &str) -> Option<bool> {
+        let limit = self.rate_limit.get()?;
+        let mut hits = self.limited.borrow_mut();
+        let n = hits.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        Some(*n <= limit)
+    }
+}
+
+impl Rng for Fake {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        for b in buf {
+            let mut x = self.rng.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.rng.set(x);
+            *b = (x >> 32) as u8;
+        }
+        Ok(())
+    }
+}
+
+pub fn config(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut vars: HashMap<String, String> = [
+        ("AUTH0_DOMAIN", "acme.eu.auth0.com"),
+        ("AUTH0_CLIENT_ID", "client-1"),
+        ("AUTH0_CLIENT_SECRET", "client-secret-value"),
+        (
+            "INVITE_API_KEYS",
+            &format!("backend:{KEY},admin:admin-key-0123456789"),
+        ),
+        ("ALLOWED_ROLES", "beta-tester,early-access"),
+        ("DEFAULT_ROLES", "beta-tester"),
+        ("RESULT_URL", "https://app.example.com/welcome"),
+        (
+            "RESULT_URL_ALLOWLIST",
+            "https://app.example.com,https://other.example.com",
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|k| vars.get(k).cloned())
+}
+
+pub fn invite_req(body: &Value) -> HttpRequest {
+    let mut r = HttpRequest::new("POST", "/v1/invites")
+        .header("Authorization", format!("Bearer {KEY}"))
+        .header("Content-Type", "application/json");
+    r.body = body.to_string().into_bytes();
+    r
+}
+
+pub struct Svc {
+    pub fake: Fake,
+    pub cfg: Result<Config, ConfigError>,
+    pub cache: Rc<IsolateCache>,
+}
+
+impl Svc {
+    pub fn new(extra: &[(&str, &str)]) -> Self {
+        Svc {
+            fake: Fake::new(),
+            cfg: config(extra),
+            cache: Rc::new(IsolateCache::default()),
+        }
+    }
+
+    /// Handles a request, then runs its deferred KV writes, as `wait_until` would.
+    pub fn run(&self, req: HttpRequest) -> (Handled, Value) {
+        let handled = block_on(handle(req, &self.cfg, &self.fake, &self.cache));
+        for op in &handled.deferred {
+            block_on(self.fake.apply(op)).expect("kv");
+        }
+        let body = serde_json::from_slice(&handled.response.body).unwrap_or(Value::Null);
+        assert!(
+            !handled.log.contains("tok-"),
+            "token in log: {}",
+            handled.log
+        );
+        assert!(
+            !handled.log.contains("SECRETTICKET"),
+            "ticket in log: {}",
+            handled.log
+        );
+        assert!(
+            !handled.log.contains("client-secret-value"),
+            "secret in log"
+        );
+        assert!(!handled.log.contains(KEY), "api key in log");
+        (handled, body)
+    }
+
+    pub fn invite(&self, body: Value) -> (Handled, Value) {
+        self.run(invite_req(&body))
+    }
+}
+
+pub fn ada() -> Value {
+    json!({"email": "Ada@Example.com", "name": "Ada Lovelace", "given_name": "Ada", "family_name": "Lovelace",
+           "roles": ["beta-tester"], "user_metadata": {"preferred_language": "en"}, "app_metadata": {"plan": "beta"},
+           "result_url": "https://app.example.com/welcome", "ticket_ttl_sec": 86400})
+}
+
+pub fn error_code(h: &Handled, body: &Value) -> (u16, String) {
+    (
+        h.response.status,
+        body["error"]["code"].as_str().unwrap_or("").to_string(),
+    )
+}

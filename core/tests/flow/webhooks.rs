@@ -1,0 +1,320 @@
+//! The payment webhook routes: Stripe and Standard Webhooks, exactly once per event, email delivery.
+
+use crate::support::*;
+
+pub(crate) const WHSEC: &str = "whsec_stripe_test_secret";
+pub(crate) const STD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub(crate) fn webhook_svc(extra: &[(&str, &str)]) -> Svc {
+    let mut vars = vec![
+        (
+            "STRIPE_WEBHOOK_SECRETS",
+            "whsec_old_rotated_out,whsec_stripe_test_secret",
+        ),
+        ("STANDARD_WEBHOOK_SECRETS", STD_SECRET),
+        ("PAYMENT_ROLES", "beta-tester"),
+        (
+            "STRIPE_ROLE_MAP",
+            "price_early:early-access,prod_beta:beta-tester|early-access",
+        ),
+    ];
+    vars.extend_from_slice(extra);
+    Svc::new(&vars)
+}
+
+pub(crate) fn stripe_req(event: &Value, signed_at_ms: u64) -> HttpRequest {
+    let body = event.to_string().into_bytes();
+    let mut r = HttpRequest::new("POST", "/v1/webhooks/stripe")
+        .header(
+            "Stripe-Signature",
+            sign_for_test::stripe(&body, WHSEC, signed_at_ms / 1000),
+        )
+        .header("Content-Type", "application/json");
+    r.body = body;
+    r
+}
+
+pub(crate) fn checkout(id: &str, email: &str) -> Value {
+    json!({"id": id, "object": "event", "type": "checkout.session.completed",
+           "data": {"object": {"object": "checkout.session", "payment_status": "paid",
+                               "customer_details": {"email": email, "name": "Ada Lovelace"},
+                               "metadata": {"invite_roles": "early-access,admin"}}}})
+}
+
+pub(crate) fn status_of(body: &Value) -> &str {
+    body["status"].as_str().unwrap_or("")
+}
+
+#[test]
+fn stripe_checkout_creates_the_user_and_auth0_emails_the_link() {
+    let svc = webhook_svc(&[]);
+    let (h, body) = svc.run(stripe_req(&checkout("evt_1", "Ada@Example.com"), NOW));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+    assert!(!String::from_utf8_lossy(&h.response.body).contains("ticket"));
+    let user = svc.fake.body_of("POST /api/v2/users");
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["email_verified"], false);
+    assert_eq!(user["name"], "Ada Lovelace");
+    assert_eq!(user["app_metadata"]["invited_by"], "stripe");
+    assert_eq!(user["app_metadata"]["invite_event"], "evt_1");
+    // "admin" is not allowed and is dropped.
+    assert_eq!(
+        svc.fake.body_of("POST /api/v2/users/auth0%7Cabc123/roles"),
+        json!({"roles": ["rol_early-access"]})
+    );
+    assert_eq!(
+        svc.fake.body_of("POST /dbconnections/change_password"),
+        json!({"client_id": "client-1", "email": "ada@example.com", "connection": "Username-Password-Authentication"})
+    );
+    assert_eq!(
+        svc.fake.count("POST /api/v2/tickets/password-change"),
+        0,
+        "Auth0 sends its own link"
+    );
+
+    let calls = svc.fake.sent.borrow().len();
+    for _ in 0..4 {
+        let (h, body) = svc.run(stripe_req(&checkout("evt_1", "Ada@Example.com"), NOW));
+        assert_eq!((h.response.status, status_of(&body)), (200, "duplicate"));
+    }
+    assert_eq!(
+        svc.fake.sent.borrow().len(),
+        calls,
+        "a done event makes zero calls"
+    );
+}
+
+#[test]
+fn stripe_signature_failures_make_no_upstream_call() {
+    let svc = webhook_svc(&[]);
+    let event = checkout("evt_2", "a@example.com");
+    let stale = stripe_req(&event, NOW - 301_000);
+    let mut tampered = stripe_req(&event, NOW);
+    tampered.body = checkout("evt_2", "evil@example.com")
+        .to_string()
+        .into_bytes();
+    let mut unknown = stripe_req(&event, NOW);
+    let body = unknown.body.clone();
+    unknown.headers[0].1 = sign_for_test::stripe(&body, "whsec_unknown", NOW / 1000);
+    let mut missing = stripe_req(&event, NOW);
+    missing.headers.remove(0);
+    for req in [stale, tampered, unknown, missing] {
+        let (h, body) = svc.run(req);
+        assert_eq!(error_code(&h, &body), (400, "invalid_signature".into()));
+        assert_eq!(
+            body["error"]["message"],
+            "webhook signature verification failed"
+        );
+    }
+    assert!(svc.fake.sent.borrow().is_empty());
+}
+
+#[test]
+fn stripe_events_we_do_not_act_on() {
+    let svc = webhook_svc(&[]);
+    let other = json!({"id": "evt_3", "type": "customer.created", "data": {"object": {}}});
+    let (_, body) = svc.run(stripe_req(&other, NOW));
+    assert_eq!(body, json!({"status": "ignored"}));
+    let mut unpaid = checkout("evt_4", "a@example.com");
+    unpaid["data"]["object"]["payment_status"] = json!("unpaid");
+    assert_eq!(
+        svc.run(stripe_req(&unpaid, NOW)).1,
+        json!({"status": "ignored"})
+    );
+    let renewal = json!({"id": "evt_5", "type": "invoice.paid", "data": {"object": {"billing_reason": "subscription_cycle", "customer_email": "a@example.com"}}});
+    assert_eq!(
+        svc.run(stripe_req(&renewal, NOW)).1,
+        json!({"status": "ignored"})
+    );
+    let mut no_email = checkout("evt_6", "x");
+    no_email["data"]["object"]["customer_details"] = json!({});
+    let (h, body) = svc.run(stripe_req(&no_email, NOW));
+    assert_eq!((h.response.status, status_of(&body)), (200, "skipped"));
+    assert!(svc.fake.sent.borrow().is_empty());
+}
+
+#[test]
+fn stripe_invoice_roles_come_from_the_price_map() {
+    let svc = webhook_svc(&[]);
+    let invoice = json!({"id": "evt_7", "type": "invoice.paid", "data": {"object": {
+        "billing_reason": "subscription_create", "customer_email": "grace@example.com", "customer_name": "Grace Hopper",
+        "lines": {"data": [{"price": {"id": "price_other", "product": "prod_beta"}}, {"pricing": {"price_details": {"price": "price_early", "product": "prod_x"}}}]}}}});
+    let (h, body) = svc.run(stripe_req(&invoice, NOW));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body} {}",
+        h.log
+    );
+    assert_eq!(
+        svc.fake.body_of("POST /api/v2/users")["name"],
+        "Grace Hopper"
+    );
+    let roles = svc.fake.body_of("POST /api/v2/users/auth0%7Cabc123/roles");
+    assert_eq!(
+        roles,
+        json!({"roles": ["rol_beta-tester", "rol_early-access"]})
+    );
+}
+
+#[test]
+fn retryable_failures_answer_5xx_and_leave_the_event_unmarked() {
+    let svc = webhook_svc(&[("UPSTREAM_DEADLINE_MS", "1000")]);
+    svc.fake.script(
+        "POST /api/v2/users",
+        (0..20).map(|_| Ok(json_resp(503, json!({})))).collect(),
+    );
+    let (h, body) = svc.run(stripe_req(&checkout("evt_8", "down@example.com"), NOW));
+    assert_eq!(error_code(&h, &body), (502, "upstream_unavailable".into()));
+    assert!(
+        !svc.fake.kv.borrow().keys().any(|k| k.contains("evt_8")),
+        "not marked"
+    );
+    svc.fake.script.borrow_mut().clear();
+    let (h, body) = svc.run(stripe_req(
+        &checkout("evt_8", "down@example.com"),
+        svc.fake.now.get(),
+    ));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+}
+
+#[test]
+fn permanent_failures_answer_200_and_are_not_retried() {
+    let svc = webhook_svc(&[]);
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(
+            400,
+            json!({"statusCode": 400, "message": "Payload validation error"}),
+        ))],
+    );
+    let (h, body) = svc.run(stripe_req(&checkout("evt_9", "bad@example.com"), NOW));
+    assert_eq!(
+        (h.response.status, body),
+        (
+            200,
+            json!({"status": "failed", "reason": "invite_rejected"})
+        )
+    );
+    let (_, body) = svc.run(stripe_req(&checkout("evt_9", "bad@example.com"), NOW));
+    assert_eq!(body, json!({"status": "duplicate"}));
+}
+
+#[test]
+fn resend_delivery_emails_the_ticket_with_the_template() {
+    let svc = webhook_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_test_key"),
+        ("FROM_EMAIL", "Acme <hello@acme.example>"),
+        ("PRODUCT_NAME", "Acme Beta"),
+        ("EMAIL_API_BASE_URL", "https://email.example"),
+    ]);
+    let (h, body) = svc.run(stripe_req(&checkout("evt_10", "ada@example.com"), NOW));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+    assert!(!h.log.contains("re_test_key"));
+    let sent = svc.fake.sent.borrow();
+    let email = sent
+        .iter()
+        .find(|r| r.url == "https://email.example/emails")
+        .expect("email sent");
+    assert_eq!(
+        email.header_value("authorization"),
+        Some("Bearer re_test_key")
+    );
+    assert_eq!(
+        email.header_value("idempotency-key"),
+        Some("webhook:v1:stripe:evt_10")
+    );
+    let msg: Value = serde_json::from_slice(&email.body).unwrap();
+    assert_eq!(msg["to"], json!(["ada@example.com"]));
+    assert_eq!(msg["from"], "Acme <hello@acme.example>");
+    assert_eq!(msg["subject"], "Your Acme Beta account is ready");
+    assert!(msg["html"]
+        .as_str()
+        .unwrap()
+        .contains("ticket=SECRETTICKET#"));
+    assert!(msg["text"].as_str().unwrap().contains("Hi Ada Lovelace,"));
+    drop(sent);
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
+}
+
+#[test]
+fn one_email_per_address_within_the_cooldown() {
+    let svc = webhook_svc(&[]);
+    svc.run(stripe_req(&checkout("evt_11", "ada@example.com"), NOW));
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(409, json!({"statusCode": 409})))],
+    );
+    let (_, body) = svc.run(stripe_req(&checkout("evt_12", "ada@example.com"), NOW));
+    assert_eq!(body["email"], "cooldown", "{body}");
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+}
+
+pub(crate) fn standard_req(id: &str, ts: u64, msg: &Value) -> HttpRequest {
+    let body = msg.to_string().into_bytes();
+    let mut r = HttpRequest::new("POST", "/v1/webhooks/standard")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign_for_test::standard(id, ts, &body, STD_SECRET),
+        )
+        .header("content-type", "application/json");
+    r.body = body;
+    r
+}
+
+#[test]
+fn standard_webhooks_invite_requested() {
+    let svc = webhook_svc(&[]);
+    let msg = json!({"type": "invite.requested", "data": {"email": "Lin@Example.com", "name": "Lin", "roles": ["early-access", "root"]}});
+    let (h, body) = svc.run(standard_req("msg_1", NOW / 1000, &msg));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+    assert_eq!(
+        svc.fake.body_of("POST /api/v2/users")["app_metadata"]["invite_source"],
+        "standard"
+    );
+    assert_eq!(
+        svc.fake.body_of("POST /api/v2/users/auth0%7Cabc123/roles"),
+        json!({"roles": ["rol_early-access"]})
+    );
+    assert_eq!(
+        svc.run(standard_req("msg_1", NOW / 1000, &msg)).1,
+        json!({"status": "duplicate"})
+    );
+    let other = json!({"type": "user.deleted", "data": {}});
+    assert_eq!(
+        svc.run(standard_req("msg_2", NOW / 1000, &other)).1,
+        json!({"status": "ignored"})
+    );
+    let (h, body) = svc.run(standard_req("msg_3", NOW / 1000 - 400, &msg));
+    assert_eq!(error_code(&h, &body), (400, "invalid_signature".into()));
+}
+
+#[test]
+fn webhooks_without_secrets_are_off() {
+    let svc = Svc::new(&[]);
+    let (h, body) = svc.run(stripe_req(&checkout("evt_1", "a@example.com"), NOW));
+    assert_eq!(
+        error_code(&h, &body),
+        (404, "webhook_not_configured".into())
+    );
+}
