@@ -1,8 +1,8 @@
 //! The control API under `/__emulator/`: counters, reset, runtime
 //! configuration (latency, faults, rate limits, 429 storms, scopes), token
-//! revocation and read access to the stored users, roles and outbox
-//! (filterable by recipient and kind) and the recorded Turnstile siteverify
-//! calls.
+//! revocation, simulated user logins, and read access to the stored users,
+//! roles and outbox (filterable by recipient and kind) and the recorded
+//! Turnstile siteverify calls.
 //! No authentication, no rate limiting, not counted in the stats.
 
 use serde_json::{json, Map, Value};
@@ -12,6 +12,9 @@ use crate::ratelimit::RateLimitSetting;
 use crate::server::{Incoming, Reply};
 use crate::state::State;
 use crate::util;
+
+/// The IP address recorded as `last_ip` by a simulated login.
+pub const LOGIN_IP: &str = "127.0.0.1";
 
 fn bad_request(message: &str) -> Reply {
     Reply::mgmt_error(400, message, None)
@@ -50,6 +53,7 @@ pub fn handle(state: &mut State, inc: &Incoming) -> Reply {
                 .collect();
             Reply::mgmt(200, &Value::Array(users))
         }
+        ("POST", "login") => login(state, inc),
         ("GET", "roles") => {
             let roles: Vec<Value> = state.roles.iter().map(|r| r.to_json()).collect();
             Reply::mgmt(200, &Value::Array(roles))
@@ -62,6 +66,51 @@ pub fn handle(state: &mut State, inc: &Incoming) -> Reply {
         ("GET", "siteverify") => Reply::mgmt(200, &Value::Array(state.siteverify.clone())),
         _ => Reply::not_found(),
     }
+}
+
+/// `POST /__emulator/login` with `{"email": ...}` (case-insensitive) or
+/// `{"user_id": ...}`: simulates a successful login of that user. Bumps
+/// `logins_count`, sets `last_login` to now and `last_ip` to [`LOGIN_IP`],
+/// and answers 200 with the user as the Management API returns it. 400 for
+/// a bad body, 404 when no user matches, 401 when the user is blocked (and
+/// then nothing changes).
+fn login(state: &mut State, inc: &Incoming) -> Reply {
+    const SHAPE: &str =
+        "login body must be a JSON object with exactly one of \"email\" or \"user_id\"";
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&inc.body) else {
+        return bad_request(SHAPE);
+    };
+    if let Some(other) = body.keys().find(|k| *k != "email" && *k != "user_id") {
+        return bad_request(&format!("unknown login key '{other}'"));
+    }
+    let wanted = |key: &str| match body.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.as_str())),
+        Some(_) => Err(bad_request(&format!("{key} must be a non-empty string"))),
+    };
+    let (email, user_id) = match (wanted("email"), wanted("user_id")) {
+        (Err(r), _) | (_, Err(r)) => return r,
+        (Ok(e), Ok(u)) => (e, u),
+    };
+    let found = match (email, user_id) {
+        (Some(email), None) => {
+            let email = email.to_lowercase();
+            state
+                .users
+                .iter_mut()
+                .find(|u| u.email.as_deref() == Some(email.as_str()))
+        }
+        (None, Some(id)) => state.users.iter_mut().find(|u| u.user_id == id),
+        _ => return bad_request(SHAPE),
+    };
+    let Some(user) = found else {
+        return crate::api::user_not_found();
+    };
+    if user.blocked == Some(true) {
+        return Reply::mgmt_error(401, "The user is blocked and cannot log in.", None);
+    }
+    user.record_login(LOGIN_IP, util::now_rfc3339());
+    Reply::mgmt(200, &user.to_json())
 }
 
 /// The effective runtime configuration.

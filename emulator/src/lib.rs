@@ -8,7 +8,8 @@
 //! It answers like Auth0 (status codes, error bodies, `errorCode`s,
 //! `x-ratelimit-*` headers), keeps everything in memory, and adds a control
 //! API under `/__emulator/` for tests (stats, reset, fault injection, rate
-//! limits, 429 storms, token revocation, inspection of stored data).
+//! limits, 429 storms, token revocation, simulated user logins, inspection of
+//! stored data).
 //!
 //! Start it in-process with [`start`]:
 //!

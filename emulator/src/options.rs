@@ -100,7 +100,7 @@ OPTIONS:
 
 Control API (no auth): GET /__emulator/stats, POST /__emulator/reset, POST /__emulator/reset-stats,
 GET|POST /__emulator/config, POST /__emulator/revoke-tokens, GET /__emulator/users[?email=],
-GET /__emulator/roles, GET /__emulator/outbox[?to=][&kind=]
+POST /__emulator/login {email|user_id}, GET /__emulator/roles, GET /__emulator/outbox[?to=][&kind=]
 ";
 
 /// What the command line asks for.

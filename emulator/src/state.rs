@@ -152,6 +152,14 @@ pub struct User {
     pub blocked: Option<bool>,
     pub created_at: String,
     pub updated_at: String,
+    /// Successful logins so far (`POST /__emulator/login`). A user that has
+    /// never logged in shows neither `logins_count` nor `last_login`, as in
+    /// Auth0.
+    pub logins_count: u64,
+    /// When the user last logged in (RFC 3339 with milliseconds).
+    pub last_login: Option<String>,
+    /// The IP address of the last login.
+    pub last_ip: Option<String>,
     /// Assigned role ids, in assignment order.
     pub role_ids: Vec<String>,
     /// Tickets created for this user (control API only).
@@ -188,6 +196,15 @@ impl User {
                 "isSocial": false
             }]),
         );
+        if let Some(v) = &self.last_ip {
+            put("last_ip", json!(v));
+        }
+        if let Some(v) = &self.last_login {
+            put("last_login", json!(v));
+        }
+        if self.logins_count > 0 {
+            put("logins_count", json!(self.logins_count));
+        }
         if let Some(v) = &self.name {
             put("name", json!(v));
         }
@@ -215,6 +232,14 @@ impl User {
             put("app_metadata", Value::Object(v.clone()));
         }
         Value::Object(m)
+    }
+
+    /// Records a successful login from `ip` at `at` (RFC 3339): one more
+    /// `logins_count`, and `last_login` / `last_ip` set.
+    pub fn record_login(&mut self, ip: &str, at: String) {
+        self.logins_count += 1;
+        self.last_login = Some(at);
+        self.last_ip = Some(ip.to_string());
     }
 }
 
