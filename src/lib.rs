@@ -12,16 +12,14 @@ pub mod platform;
 mod entry {
     use std::rc::Rc;
 
+    use futures::StreamExt;
     use invite_core::config::ConfigError;
-    use invite_core::{handle, Config, HttpRequest, IsolateCache, Store};
+    use invite_core::{handle, BodyError, BodySource, Config, HttpRequest, IsolateCache, Store};
     use worker::{
         console_error, console_log, event, Context, Env, Headers, Request, Response, Result,
     };
 
     use crate::platform::WorkerPlatform;
-
-    /// Largest body the shell reads; the core answers 413 above its own, smaller limit.
-    const READ_LIMIT: usize = 512 * 1024;
 
     thread_local! {
         /// Isolate memory: the first tier of the token and role caches.
@@ -45,29 +43,42 @@ mod entry {
         }
     }
 
-    async fn to_core(mut req: Request) -> HttpRequest {
-        let headers: Vec<(String, String)> = req.headers().entries().collect();
-        let url = req
-            .url()
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| req.path());
-        let declared = req
-            .headers()
-            .get("content-length")
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse::<usize>().ok());
-        // An oversized declared body is refused by the core without reading it.
-        let body = if declared.is_some_and(|n| n > READ_LIMIT) {
-            Vec::new()
-        } else {
-            req.bytes().await.unwrap_or_default()
-        };
+    /// The request line and headers; the body stays in the platform until a route asks for
+    /// it through [`WorkerBody`].
+    fn to_core(req: &Request) -> HttpRequest {
         HttpRequest {
             method: req.method().to_string(),
-            url,
-            headers,
-            body,
+            url: req
+                .url()
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| req.path()),
+            headers: req.headers().entries().collect(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The inbound body as a stream, read chunk by chunk and abandoned as soon as it passes
+    /// the route's limit: an oversized body never sits in isolate memory.
+    struct WorkerBody(Request);
+
+    impl BodySource for WorkerBody {
+        async fn read_limited(mut self, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
+            if self.0.inner().body().is_none() {
+                return Ok(Vec::new());
+            }
+            let mut stream = self
+                .0
+                .stream()
+                .map_err(|e| BodyError::Unreadable(e.to_string()))?;
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| BodyError::Unreadable(e.to_string()))?;
+                if out.len() + chunk.len() > limit {
+                    return Err(BodyError::TooLarge);
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
         }
     }
 
@@ -79,8 +90,15 @@ mod entry {
         let platform = Rc::new(WorkerPlatform::new(kv).with_limiter(limiter));
         let cache = CACHE.with(Rc::clone);
 
-        let core_req = to_core(req).await;
-        let handled = handle(core_req, &config, platform.as_ref(), &cache).await;
+        let core_req = to_core(&req);
+        let handled = handle(
+            core_req,
+            WorkerBody(req),
+            &config,
+            platform.as_ref(),
+            &cache,
+        )
+        .await;
         console_log!("{}", handled.log);
 
         if !handled.deferred.is_empty() {

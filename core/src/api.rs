@@ -1,17 +1,20 @@
-//! The HTTP API: routing, authentication, the error shape and the log line. The Worker shell
-//! converts its request into an [`HttpRequest`], calls [`handle`], and sends back what it gets.
+//! The HTTP API: routing, authentication, reading the body, the error shape and the log
+//! line. The Worker shell converts its request (headers only) into an [`HttpRequest`], passes
+//! the body as a [`BodySource`], calls [`handle`], and sends back what it gets.
 
 use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use crate::auth0::{Auth0, RequestCtx};
+use crate::auth0::{Ctx, RequestState};
 use crate::config::origin_of;
 use crate::config::{Config, ConfigError};
-use crate::error::ApiError;
-use crate::error::ValidationError;
+use crate::error::{ApiError, ErrorCode, ValidationError};
+use crate::http::{check_declared_size, check_json_type, BodyError, BodySource};
 use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
+use crate::payments::MAX_WEBHOOK_BYTES;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
+use crate::public::MAX_PUBLIC_BODY;
 use crate::secret::{bearer_token, match_api_key};
 use crate::token::IsolateCache;
 use crate::{page, payments, public};
@@ -36,9 +39,68 @@ struct Outcome {
     html_errors: bool,
 }
 
-/// Handles one inbound request.
+impl Outcome {
+    fn plain(response: Result<HttpResponse, ApiError>) -> Self {
+        Outcome {
+            response,
+            label: None,
+            cors: None,
+            html_errors: false,
+        }
+    }
+
+    fn labelled(response: Result<HttpResponse, ApiError>, label: &str) -> Self {
+        Outcome {
+            label: Some(label.to_string()),
+            ..Outcome::plain(response)
+        }
+    }
+}
+
+/// The routes, decided from the method and path alone, before any body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Landing,
+    Thanks,
+    Favicon,
+    Healthz,
+    PublicInvite,
+    PublicPreflight,
+    Invite,
+    Webhook(&'static str),
+    WrongMethod(&'static str),
+    NotFound,
+}
+
+fn classify(method: &str, path: &str) -> Route {
+    let get = matches!(method, "GET" | "HEAD");
+    match path {
+        "/" if get => Route::Landing,
+        "/thanks" if get => Route::Thanks,
+        "/favicon.ico" if get => Route::Favicon,
+        "/healthz" if get => Route::Healthz,
+        "/" | "/thanks" | "/favicon.ico" | "/healthz" => Route::WrongMethod("GET, HEAD"),
+        "/v1/public/invites" => match method {
+            "POST" => Route::PublicInvite,
+            "OPTIONS" => Route::PublicPreflight,
+            _ => Route::WrongMethod("POST, OPTIONS"),
+        },
+        "/v1/invites" if method == "POST" => Route::Invite,
+        "/v1/webhooks/stripe" if method == "POST" => Route::Webhook("stripe"),
+        "/v1/webhooks/standard" if method == "POST" => Route::Webhook("standard"),
+        "/v1/invites" | "/v1/webhooks/stripe" | "/v1/webhooks/standard" => {
+            Route::WrongMethod("POST")
+        }
+        _ => Route::NotFound,
+    }
+}
+
+/// Handles one inbound request. `body` is read only by a route that takes one, after the
+/// checks that need no body (configuration, API key, origin, webhook switch), and never past
+/// that route's limit.
 pub async fn handle<P: Platform>(
     req: HttpRequest,
+    body: impl BodySource,
     config: &Result<Config, ConfigError>,
     p: &P,
     cache: &Rc<IsolateCache>,
@@ -55,19 +117,25 @@ pub async fn handle<P: Platform>(
         ),
     };
     let budget = config.as_ref().map(|c| c.upstream_deadline_ms).unwrap_or(0);
-    let ctx = RequestCtx::new(started, budget);
+    let state = RequestState::new(started, budget);
+    let route = classify(&req.method, &path);
 
-    let outcome = route(&req, &path, self_origin.as_deref(), config, p, cache, &ctx).await;
-    let (mut response, code, detail) = match outcome.response {
-        Ok(r) => (r, None, None),
-        Err(e) if outcome.html_errors => {
-            (public::html_error(&e), Some(e.code), e.log_detail.clone())
-        }
-        Err(e) => (
-            error_response(&e, &request_id),
-            Some(e.code),
-            e.log_detail.clone(),
-        ),
+    let outcome = dispatch(
+        route,
+        &path,
+        req.clone(),
+        body,
+        self_origin.as_deref(),
+        config,
+        p,
+        cache,
+        &state,
+    )
+    .await;
+    let (mut response, error) = match outcome.response {
+        Ok(r) => (r, None),
+        Err(e) if outcome.html_errors => (public::html_error(&e), Some(e)),
+        Err(e) => (error_response(&e, &request_id), Some(e)),
     };
     if let Some(c) = &outcome.cors {
         response = public::with_cors(response, c);
@@ -75,233 +143,188 @@ pub async fn handle<P: Platform>(
     response
         .headers
         .push(("x-request-id".into(), request_id.clone()));
-    response
-        .headers
-        .push(("cache-control".into(), "no-store".into()));
+    if response.header_value("cache-control").is_none() {
+        response
+            .headers
+            .push(("cache-control".into(), "no-store".into()));
+    }
 
     let mut log = json!({
         "level": if response.status >= 500 { "error" } else if response.status >= 400 { "warn" } else { "info" },
         "request_id": request_id,
         "method": req.method,
-        "route": path,
+        "route": crate::error::truncate(&path, 200),
         "status": response.status,
-        "upstream_calls": ctx.upstream_calls.get(),
+        "upstream_calls": state.upstream_calls.get(),
         "duration_ms": p.now_ms().saturating_sub(started),
     });
-    if let Some(c) = code {
-        log["code"] = json!(c);
+    if let Some(e) = &error {
+        log["code"] = json!(e.code.as_str());
+        if let Some(s) = e.service {
+            log["service"] = json!(s.id());
+        }
     }
-    if let Some(d) = detail.or_else(|| ctx.note.take()) {
+    if let Some(d) = error
+        .and_then(|e| e.log_detail)
+        .or_else(|| state.note.take())
+    {
         log["detail"] = json!(d);
     }
     if let Some(l) = outcome.label {
         log["key"] = json!(l);
     }
-    if let Some(s) = ctx.token_source.get() {
+    if let Some(s) = state.token_source.get() {
         log["token"] = json!(s.as_str());
     }
     Handled {
         response,
-        deferred: ctx.deferred.take(),
+        deferred: state.deferred.take(),
         log: log.to_string(),
     }
 }
 
-async fn route<P: Platform>(
-    req: &HttpRequest,
+/// Reads the body into `req`: refused by its declared length before reading, and by its
+/// actual length while reading (never more than `limit + 1` bytes are kept).
+async fn read_body(
+    req: &mut HttpRequest,
+    body: impl BodySource,
+    limit: usize,
+) -> Result<(), ValidationError> {
+    check_declared_size(req, limit)?;
+    req.body = match body.read_limited(limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Err(ValidationError::too_large(limit)),
+        Err(BodyError::Unreadable(why)) => {
+            return Err(ValidationError::invalid_json(format!(
+                "the body could not be read: {why}"
+            )))
+        }
+    };
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch<P: Platform>(
+    route: Route,
     path: &str,
+    mut req: HttpRequest,
+    body: impl BodySource,
     self_origin: Option<&str>,
     config: &Result<Config, ConfigError>,
     p: &P,
     cache: &Rc<IsolateCache>,
-    ctx: &RequestCtx,
+    state: &RequestState,
 ) -> Outcome {
-    let plain = |response| Outcome {
-        response,
-        label: None,
-        cors: None,
-        html_errors: false,
+    match route {
+        Route::Thanks => {
+            return Outcome::plain(Ok(page::message(
+                200,
+                "Check your inbox",
+                public::ACCEPTED_MESSAGE,
+            )))
+        }
+        Route::Favicon => return Outcome::plain(Ok(page::favicon())),
+        Route::WrongMethod(allow) => {
+            return Outcome::plain(Err(ApiError::method_not_allowed(allow)))
+        }
+        Route::NotFound => return Outcome::plain(Err(ApiError::not_found(path))),
+        Route::Healthz => return Outcome::plain(Ok(healthz(config))),
+        _ => {}
+    }
+    let cfg = match config {
+        Ok(c) => c,
+        // The problems are for the operator (log, /healthz), not for every caller.
+        Err(e) => return Outcome::plain(Err(ApiError::config_invalid(&e.to_string()))),
     };
-    match (path, req.method.as_str()) {
-        ("/", "GET" | "HEAD") => plain(match config {
-            Ok(cfg) => Ok(page::landing(cfg)),
-            Err(e) => Err(config_invalid(e)),
-        }),
-        ("/thanks", "GET" | "HEAD") => plain(Ok(page::message(
-            200,
-            "Check your inbox",
-            public::ACCEPTED_MESSAGE,
-        ))),
-        ("/v1/public/invites", "OPTIONS" | "POST") => {
-            let cfg = match config {
-                Ok(c) => c,
-                Err(e) => return plain(Err(config_invalid(e))),
-            };
-            if req.method == "OPTIONS" {
-                return plain(Ok(public::preflight(req, self_origin, cfg)));
+    let cx = Ctx {
+        cfg,
+        p,
+        cache,
+        state,
+    };
+    match route {
+        Route::Landing => Outcome::plain(Ok(page::landing(cfg))),
+        Route::PublicPreflight => Outcome::plain(Ok(public::preflight(&req, self_origin, cfg))),
+        Route::PublicInvite => {
+            let cors = public::cors(&req, self_origin, cfg);
+            let html_errors = public::wants_html(&req);
+            let response = async {
+                if cors == public::Cors::Denied {
+                    return Err(ApiError::origin_not_allowed());
+                }
+                read_body(&mut req, body, MAX_PUBLIC_BODY).await?;
+                public::invite(&cx, &req, &cors).await
             }
-            let cors = public::cors(req, self_origin, cfg);
-            let response = public::invite(req, &cors, cfg, p, cache, ctx).await;
+            .await;
             Outcome {
                 response,
                 label: Some("public".into()),
-                html_errors: public::wants_html(req),
+                html_errors,
                 cors: Some(cors),
             }
         }
-        ("/v1/public/invites", _) => plain(Err(method_not_allowed("POST, OPTIONS"))),
-        ("/healthz", "GET" | "HEAD") => plain(Ok(match config {
-            Ok(_) => HttpResponse::json(200, &json!({"status": "ok"})),
-            Err(e) => HttpResponse::json(
-                503,
-                &json!({"status": "config_invalid", "problems": e.problems}),
-            ),
-        })),
-        ("/v1/invites", "POST") => invite(req, config, p, cache, ctx).await,
-        ("/v1/webhooks/stripe" | "/v1/webhooks/standard", "POST") => {
-            let cfg = match config {
-                Ok(c) => c,
-                Err(e) => return plain(Err(config_invalid(e))),
+        Route::Invite => {
+            let Some(label) = bearer_token(req.header_value("authorization"))
+                .and_then(|key| match_api_key(&cfg.api_keys, key))
+                .map(str::to_string)
+            else {
+                return Outcome::plain(Err(ApiError::unauthorized()));
             };
-            let source = if path.ends_with("stripe") {
-                "stripe"
+            let response = async {
+                check_json_type(&req)?;
+                read_body(&mut req, body, MAX_BODY_BYTES).await?;
+                invite_authorized(&cx, &req, &label).await
+            }
+            .await;
+            Outcome::labelled(response, &label)
+        }
+        Route::Webhook(source) => {
+            let response = async {
+                payments::enabled(cfg, source)?;
+                read_body(&mut req, body, MAX_WEBHOOK_BYTES).await?;
+                if source == "stripe" {
+                    payments::stripe(&cx, &req).await
+                } else {
+                    payments::standard(&cx, &req).await
+                }
+            }
+            .await;
+            Outcome::labelled(response, source)
+        }
+        // Answered before the configuration was needed.
+        Route::Thanks
+        | Route::Favicon
+        | Route::WrongMethod(_)
+        | Route::NotFound
+        | Route::Healthz => Outcome::plain(Err(ApiError::not_found(path))),
+    }
+}
+
+/// `GET /healthz`: 200 with any warnings, or 503 listing every problem by name.
+fn healthz(config: &Result<Config, ConfigError>) -> HttpResponse {
+    match config {
+        Ok(cfg) => {
+            let warnings = cfg.warnings();
+            if warnings.is_empty() {
+                HttpResponse::json(200, &json!({"status": "ok"}))
             } else {
-                "standard"
-            };
-            let response = if source == "stripe" {
-                payments::stripe(req, cfg, p, cache, ctx).await
-            } else {
-                payments::standard(req, cfg, p, cache, ctx).await
-            };
-            Outcome {
-                response,
-                label: Some(source.to_string()),
-                cors: None,
-                html_errors: false,
+                HttpResponse::json(200, &json!({"status": "ok", "warnings": warnings}))
             }
         }
-        ("/v1/webhooks/stripe" | "/v1/webhooks/standard", _) => {
-            plain(Err(method_not_allowed("POST")))
-        }
-        ("/healthz", _) => plain(Err(method_not_allowed("GET, HEAD"))),
-        ("/v1/invites", _) => plain(Err(method_not_allowed("POST"))),
-        _ => plain(Err(ApiError::new(
-            404,
-            "not_found",
-            format!("no route for {path}"),
-        ))),
+        Err(e) => HttpResponse::json(
+            503,
+            &json!({"status": "config_invalid", "problems": e.problems}),
+        ),
     }
-}
-
-fn config_invalid(e: &ConfigError) -> ApiError {
-    ApiError {
-        log_detail: Some(e.to_string()),
-        ..ApiError::new(
-            500,
-            "config_invalid",
-            format!("the service is misconfigured: {}", e.problems.join("; ")),
-        )
-    }
-}
-
-fn method_not_allowed(allow: &'static str) -> ApiError {
-    ApiError {
-        // Carried to the Allow header by error_response.
-        log_detail: Some(format!("allow: {allow}")),
-        ..ApiError::new(
-            405,
-            "method_not_allowed",
-            format!("method not allowed; use {allow}"),
-        )
-    }
-}
-
-async fn invite<P: Platform>(
-    req: &HttpRequest,
-    config: &Result<Config, ConfigError>,
-    p: &P,
-    cache: &Rc<IsolateCache>,
-    ctx: &RequestCtx,
-) -> Outcome {
-    let cfg = match config {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                response: Err(config_invalid(e)),
-                label: None,
-                cors: None,
-                html_errors: false,
-            }
-        }
-    };
-    let Some(label) = bearer_token(req.header_value("authorization"))
-        .and_then(|key| match_api_key(&cfg.api_keys, key))
-        .map(str::to_string)
-    else {
-        return Outcome {
-            response: Err(ApiError::new(
-                401,
-                "unauthorized",
-                "send a valid API key as Authorization: Bearer <key>",
-            )),
-            label: None,
-            cors: None,
-            html_errors: false,
-        };
-    };
-    let response = invite_authorized(req, cfg, p, cache, ctx, &label).await;
-    Outcome {
-        response,
-        label: Some(label),
-        cors: None,
-        html_errors: false,
-    }
-}
-
-/// Refuses a body over `max` bytes, by its declared length or its actual one.
-pub fn check_body_size(req: &HttpRequest, max: usize) -> Result<(), ValidationError> {
-    let declared = req
-        .header_value("content-length")
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) || req.body.len() > max {
-        return Err(ValidationError {
-            status: 413,
-            code: "payload_too_large",
-            field: None,
-            message: format!("body must be at most {max} bytes"),
-        });
-    }
-    Ok(())
-}
-
-/// Checks the body's size and JSON content type.
-pub fn check_json_body(req: &HttpRequest, max: usize) -> Result<(), ValidationError> {
-    check_body_size(req, max)?;
-    let ctype = req.header_value("content-type").unwrap_or("");
-    let essence = ctype.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ValidationError {
-            status: 415,
-            code: "unsupported_media_type",
-            field: None,
-            message: "send Content-Type: application/json".into(),
-        });
-    }
-    Ok(())
 }
 
 async fn invite_authorized<P: Platform>(
+    cx: &Ctx<'_, P>,
     req: &HttpRequest,
-    cfg: &Config,
-    p: &P,
-    cache: &Rc<IsolateCache>,
-    ctx: &RequestCtx,
     label: &str,
 ) -> Result<HttpResponse, ApiError> {
-    check_json_body(req, MAX_BODY_BYTES)?;
-    let input = parse_invite(&req.body, cfg)?;
-    let client = Auth0::new(cfg, p, cache, ctx);
-    let out = run_invite(&client, cfg, p, input, label).await?;
+    let input = parse_invite(&req.body, cx.cfg)?;
+    let out = run_invite(&cx.client(), cx.cfg, cx.p, input, label).await?;
     Ok(HttpResponse::json(
         if out.created { 201 } else { 200 },
         &json!({
@@ -315,28 +338,25 @@ async fn invite_authorized<P: Platform>(
     ))
 }
 
-/// The one error shape: `{"error": {"code", "message", "request_id", "field"?}}`.
+/// The one error shape: `{"error": {"code", "message", "request_id", "field"?, "service"?}}`.
 pub fn error_response(e: &ApiError, request_id: &str) -> HttpResponse {
     let mut body =
-        json!({"error": {"code": e.code, "message": e.message, "request_id": request_id}});
+        json!({"error": {"code": e.code.as_str(), "message": e.message, "request_id": request_id}});
     if let Some(f) = &e.field {
         body["error"]["field"] = Value::String(f.clone());
     }
-    let mut resp = HttpResponse::json(e.status, &body);
-    if e.status == 401 {
+    if let Some(s) = e.service {
+        body["error"]["service"] = json!(s.id());
+    }
+    let mut resp = HttpResponse::json(e.status(), &body);
+    if e.code == ErrorCode::Unauthorized {
         resp = resp.with_header("www-authenticate", "Bearer realm=\"invites\"");
     }
     if let Some(s) = e.retry_after_sec {
         resp = resp.with_header("retry-after", s.to_string());
     }
-    if e.status == 405 {
-        if let Some(allow) = e
-            .log_detail
-            .as_deref()
-            .and_then(|d| d.strip_prefix("allow: "))
-        {
-            resp = resp.with_header("allow", allow);
-        }
+    if let Some(allow) = e.allow {
+        resp = resp.with_header("allow", allow);
     }
     resp
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::error::Auth0Error;
+use crate::error::{Service, UpstreamError};
 use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
 use crate::retry::{decide, Decision, Failure};
 use crate::token::{
@@ -34,7 +34,7 @@ pub fn encode_segment(s: &str) -> String {
 /// Per-request state: the deadline, the KV writes to run after the response, and counters
 /// for the log line.
 #[derive(Debug)]
-pub struct RequestCtx {
+pub struct RequestState {
     /// No upstream call starts or waits past this instant (Unix ms).
     pub deadline_ms: u64,
     /// KV writes for the shell to run with `wait_until`.
@@ -47,10 +47,10 @@ pub struct RequestCtx {
     pub note: RefCell<Option<String>>,
 }
 
-impl RequestCtx {
+impl RequestState {
     /// A context whose deadline is `budget_ms` after `now_ms`.
     pub fn new(now_ms: u64, budget_ms: u64) -> Self {
-        RequestCtx {
+        RequestState {
             deadline_ms: now_ms + budget_ms,
             deferred: RefCell::new(Vec::new()),
             upstream_calls: Cell::new(0),
@@ -78,8 +78,28 @@ pub struct UserSummary {
     /// Current app_metadata.
     #[serde(default)]
     pub app_metadata: Option<serde_json::Map<String, Value>>,
+    /// How often the user has logged in; Auth0 leaves it out until the first login.
+    #[serde(default)]
+    pub logins_count: Option<u64>,
+    /// When the user last logged in; absent until the first login.
+    #[serde(default)]
+    pub last_login: Option<String>,
     #[serde(default)]
     identities: Vec<Identity>,
+}
+
+impl UserSummary {
+    /// Whether this account is an invite this service created that nobody has used yet:
+    /// `app_metadata.invited` (which callers can never set) and no login on record.
+    pub fn is_unaccepted_invite(&self) -> bool {
+        let invited = self
+            .app_metadata
+            .as_ref()
+            .and_then(|m| m.get("invited"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        invited && self.logins_count.unwrap_or(0) == 0 && self.last_login.is_none()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -126,8 +146,9 @@ pub fn error_message(resp: &HttpResponse) -> String {
     }
 }
 
-fn unexpected(resp: &HttpResponse, context: &'static str) -> Auth0Error {
-    Auth0Error::Unexpected {
+fn unexpected(resp: &HttpResponse, context: &'static str) -> UpstreamError {
+    UpstreamError::Unexpected {
+        service: Service::Auth0,
         status: resp.status,
         body: resp.text(),
         context,
@@ -137,7 +158,7 @@ fn unexpected(resp: &HttpResponse, context: &'static str) -> Auth0Error {
 fn parse<T: for<'de> Deserialize<'de>>(
     resp: &HttpResponse,
     context: &'static str,
-) -> Result<T, Auth0Error> {
+) -> Result<T, UpstreamError> {
     serde_json::from_slice(&resp.body).map_err(|_| unexpected(resp, context))
 }
 
@@ -176,25 +197,45 @@ pub fn ticket_body(user_id: &str, target: &TicketTarget, ttl_sec: u64) -> Value 
     body
 }
 
+/// Everything a route handler works with, passed first: the configuration, the platform,
+/// the isolate's caches and this request's state.
+pub struct Ctx<'a, P: Platform> {
+    /// The validated configuration.
+    pub cfg: &'a Config,
+    /// The host's ports.
+    pub p: &'a P,
+    /// Isolate memory: token, role ids, in-flight events.
+    pub cache: &'a Rc<IsolateCache>,
+    /// This request's deadline, deferred writes and log counters.
+    pub state: &'a RequestState,
+}
+
+impl<'a, P: Platform> Ctx<'a, P> {
+    /// The Auth0 (and other upstream) client for this request.
+    pub fn client(&self) -> Auth0<'a, P> {
+        Auth0 {
+            cfg: self.cfg,
+            p: self.p,
+            cache: self.cache,
+            ctx: self.state,
+        }
+    }
+
+    /// Records something worth logging about a request that still succeeded.
+    pub fn note(&self, s: impl Into<String>) {
+        *self.state.note.borrow_mut() = Some(s.into());
+    }
+}
+
 /// The Auth0 client for one request.
 pub struct Auth0<'a, P: Platform> {
     cfg: &'a Config,
     p: &'a P,
     cache: &'a Rc<IsolateCache>,
-    ctx: &'a RequestCtx,
+    ctx: &'a RequestState,
 }
 
 impl<'a, P: Platform> Auth0<'a, P> {
-    /// A client over `p` with the isolate's caches and the request's context.
-    pub fn new(
-        cfg: &'a Config,
-        p: &'a P,
-        cache: &'a Rc<IsolateCache>,
-        ctx: &'a RequestCtx,
-    ) -> Self {
-        Auth0 { cfg, p, cache, ctx }
-    }
-
     /// The request's deadline (Unix ms).
     pub fn deadline_ms(&self) -> u64 {
         self.ctx.deadline_ms
@@ -225,9 +266,13 @@ impl<'a, P: Platform> Auth0<'a, P> {
         }
     }
 
-    /// Sends `req`, retrying 429, 5xx and network errors until the deadline. Returns the
-    /// first other answer.
-    pub async fn send_retrying(&self, req: HttpRequest) -> Result<HttpResponse, Auth0Error> {
+    /// Sends `req` to `service`, retrying 429, 5xx and network errors until the deadline.
+    /// Returns the first other answer.
+    pub async fn send_retrying(
+        &self,
+        service: Service,
+        req: HttpRequest,
+    ) -> Result<HttpResponse, UpstreamError> {
         let mut attempt = 0;
         loop {
             let outcome = match self.send_once(req.clone()).await {
@@ -250,10 +295,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 Decision::RetryAfter(ms) => self.p.sleep(ms).await,
                 Decision::GiveUp { wait_ms } => {
                     return Err(match failure {
-                        Failure::RateLimited { .. } => Auth0Error::RateLimited {
+                        Failure::RateLimited { .. } => UpstreamError::RateLimited {
+                            service,
                             retry_after_sec: wait_ms.div_ceil(1000).max(1),
                         },
-                        Failure::Transient => Auth0Error::Unavailable { detail },
+                        Failure::Transient => UpstreamError::Unavailable { service, detail },
                     })
                 }
             }
@@ -262,7 +308,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
     }
 
     /// A client-credentials grant.
-    async fn fetch_token(&self) -> Result<CachedToken, Auth0Error> {
+    async fn fetch_token(&self) -> Result<CachedToken, UpstreamError> {
         let req =
             HttpRequest::new("POST", format!("{}/oauth/token", self.cfg.base_url)).json(&json!({
                 "grant_type": "client_credentials",
@@ -270,7 +316,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 "client_secret": self.cfg.client_secret.expose(),
                 "audience": self.cfg.audience,
             }));
-        let resp = self.send_retrying(req).await?;
+        let resp = self.send_retrying(Service::Auth0, req).await?;
         match resp.status {
             200 => {
                 #[derive(Deserialize)]
@@ -280,7 +326,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 }
                 // The body holds the token: never keep it in an error.
                 let g: Grant =
-                    serde_json::from_slice(&resp.body).map_err(|_| Auth0Error::Unexpected {
+                    serde_json::from_slice(&resp.body).map_err(|_| UpstreamError::Unexpected {
+                        service: Service::Auth0,
                         status: 200,
                         body: "[token response withheld]".into(),
                         context: "POST /oauth/token",
@@ -292,7 +339,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     self.cfg.token_refresh_margin_sec,
                 ))
             }
-            401 | 403 => Err(Auth0Error::Auth {
+            401 | 403 => Err(UpstreamError::Auth {
+                service: Service::Auth0,
                 status: resp.status,
                 message: error_message(&resp),
                 token_endpoint: true,
@@ -303,7 +351,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// A usable token: memory, else KV, else a grant shared by every request of this
     /// isolate that needs one at the same moment. `avoid` is a token just refused by Auth0.
-    pub async fn token(&self, avoid: Option<&str>) -> Result<CachedToken, Auth0Error> {
+    pub async fn token(&self, avoid: Option<&str>) -> Result<CachedToken, UpstreamError> {
         let key = token_kv_key(&self.cfg.base_url, &self.cfg.client_id, &self.cfg.audience);
         loop {
             match self.cache.acquire(self.p.now_ms()) {
@@ -313,7 +361,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 }
                 Acquire::Busy(gen) => loop {
                     if self.p.now_ms() + TOKEN_POLL_MS >= self.ctx.deadline_ms {
-                        return Err(Auth0Error::Unavailable {
+                        return Err(UpstreamError::Unavailable {
+                            service: Service::Auth0,
                             detail: "waited for another request's token fetch until the deadline"
                                 .into(),
                         });
@@ -364,7 +413,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         method: &str,
         path_and_query: &str,
         body: Option<&Value>,
-    ) -> Result<HttpResponse, Auth0Error> {
+    ) -> Result<HttpResponse, UpstreamError> {
         let mut token = self.token(None).await?;
         let mut refreshed = false;
         loop {
@@ -374,7 +423,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = self.send_retrying(req).await?;
+            let resp = self.send_retrying(Service::Auth0, req).await?;
             match resp.status {
                 401 if !refreshed => {
                     refreshed = true;
@@ -390,7 +439,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     token = self.token(Some(&token.access_token)).await?;
                 }
                 401 | 403 => {
-                    return Err(Auth0Error::Auth {
+                    return Err(UpstreamError::Auth {
+                        service: Service::Auth0,
                         status: resp.status,
                         message: error_message(&resp),
                         token_endpoint: false,
@@ -402,7 +452,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
     }
 
     /// `POST /api/v2/users`.
-    pub async fn create_user(&self, body: &Value) -> Result<Created, Auth0Error> {
+    pub async fn create_user(&self, body: &Value) -> Result<Created, UpstreamError> {
         let resp = self.management("POST", "/api/v2/users", Some(body)).await?;
         match resp.status {
             200 | 201 => {
@@ -411,7 +461,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
             }
             // Decided by the status alone: real 409s may lack errorCode and the message varies.
             409 => Ok(Created::Exists),
-            400 => Err(Auth0Error::Rejected {
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
                 message: error_message(&resp),
             }),
             _ => Err(unexpected(&resp, "POST /api/v2/users")),
@@ -419,7 +470,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
     }
 
     /// `GET /api/v2/users-by-email`, narrowed to the configured connection.
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserSummary>, Auth0Error> {
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserSummary>, UpstreamError> {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("email", email)
             .finish();
@@ -461,7 +512,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// Looks a role up in Auth0 (exact name), creating it when allowed. `Ok(None)`: it does
     /// not exist and may not be created.
-    pub async fn resolve_role(&self, name: &str) -> Result<Option<String>, Auth0Error> {
+    pub async fn resolve_role(&self, name: &str) -> Result<Option<String>, UpstreamError> {
         for _ in 0..2 {
             let query: String = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("name_filter", name)
@@ -500,7 +551,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 _ => return Err(unexpected(&resp, "POST /api/v2/roles")),
             }
         }
-        Err(Auth0Error::Unavailable {
+        Err(UpstreamError::Unavailable {
+            service: Service::Auth0,
             detail: format!("role '{name}' conflicted on create but was not found"),
         })
     }
@@ -511,7 +563,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         &self,
         user_id: &str,
         role_ids: &[String],
-    ) -> Result<bool, Auth0Error> {
+    ) -> Result<bool, UpstreamError> {
         let path = format!("/api/v2/users/{}/roles", encode_segment(user_id));
         let resp = self
             .management("POST", &path, Some(&json!({ "roles": role_ids })))
@@ -524,7 +576,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 self.cache.clear_roles();
                 Ok(false)
             }
-            400 => Err(Auth0Error::Rejected {
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
                 message: error_message(&resp),
             }),
             _ => Err(unexpected(&resp, "POST /api/v2/users/{id}/roles")),
@@ -536,7 +589,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         &self,
         user_id: &str,
         app_metadata: Value,
-    ) -> Result<(), Auth0Error> {
+    ) -> Result<(), UpstreamError> {
         let path = format!("/api/v2/users/{}", encode_segment(user_id));
         let resp = self
             .management(
@@ -547,7 +600,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
             .await?;
         match resp.status {
             200..=299 => Ok(()),
-            400 => Err(Auth0Error::Rejected {
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
                 message: error_message(&resp),
             }),
             _ => Err(unexpected(&resp, "PATCH /api/v2/users/{id}")),
@@ -560,7 +614,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         user_id: &str,
         target: &TicketTarget,
         ttl_sec: u64,
-    ) -> Result<String, Auth0Error> {
+    ) -> Result<String, UpstreamError> {
         let body = ticket_body(user_id, target, ttl_sec);
         let resp = self
             .management("POST", "/api/v2/tickets/password-change", Some(&body))
@@ -574,13 +628,15 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 // The body holds the ticket URL: never keep it in an error.
                 serde_json::from_slice::<Ticket>(&resp.body)
                     .map(|t| t.ticket)
-                    .map_err(|_| Auth0Error::Unexpected {
+                    .map_err(|_| UpstreamError::Unexpected {
+                        service: Service::Auth0,
                         status: resp.status,
                         body: "[ticket response withheld]".into(),
                         context: "POST /api/v2/tickets/password-change",
                     })
             }
-            400 => Err(Auth0Error::Rejected {
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
                 message: error_message(&resp),
             }),
             _ => Err(unexpected(&resp, "POST /api/v2/tickets/password-change")),

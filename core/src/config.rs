@@ -52,6 +52,10 @@ pub struct Config {
     pub upstream_deadline_ms: u64,
     /// Accepted API keys.
     pub api_keys: Vec<ApiKey>,
+    /// `app_metadata` keys a trusted caller may set (`APP_METADATA_KEYS`).
+    pub app_metadata_keys: Vec<String>,
+    /// Hand out links for accounts that are not unaccepted invites (`EXISTING_ACCOUNT_TICKETS`).
+    pub existing_account_tickets: bool,
     /// Payment webhooks and email delivery.
     pub webhooks: WebhookConfig,
     /// The public landing-page form.
@@ -129,6 +133,10 @@ pub struct ConfigError {
 pub const TICKET_TTL_RANGE: (u64, u64) = (60, 2_592_000);
 const DEFAULT_CONNECTION: &str = "Username-Password-Authentication";
 const MIN_API_KEY_LEN: usize = 16;
+/// Shortest Stripe signing secret accepted after `whsec_` (Stripe's are 32).
+pub const MIN_STRIPE_SECRET_CHARS: usize = 16;
+/// Shortest Standard Webhooks key accepted, in bytes (the spec's minimum).
+pub const MIN_STANDARD_KEY_BYTES: usize = 24;
 
 struct Reader<F> {
     lookup: F,
@@ -193,9 +201,34 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
-/// Whether `host` is a loopback host, where plain http is allowed.
+/// Whether `host` is a loopback host, where plain http is allowed: an IP address in
+/// 127.0.0.0/8 or `::1` (bracketed or not), or exactly `localhost`. A name that merely starts
+/// with `127.` (`127.attacker.example`) is a remote host.
 pub fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Checks a `THANK_YOU_URL`: a path on this Worker (one leading `/`, never `//` or `/\`,
+/// which browsers treat as another host) or an absolute https URL; never white space or
+/// control characters (a CR/LF would break every redirect).
+pub fn check_redirect_target(raw: &str) -> Result<(), &'static str> {
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters");
+    }
+    if let Some(rest) = raw.strip_prefix('/') {
+        if rest.starts_with('/') || rest.starts_with('\\') || raw.contains('\\') {
+            return Err("must be a path with one leading / (// and \\ lead to other hosts)");
+        }
+        return Ok(());
+    }
+    parse_web_url(raw).map(|_| ())
 }
 
 /// Parses an absolute https URL (http only for loopback hosts).
@@ -229,14 +262,17 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
     client_id: &str,
 ) -> WebhookConfig {
     let stripe_secrets = secrets_list(r, "STRIPE_WEBHOOK_SECRETS");
-    if stripe_secrets
-        .iter()
-        .any(|s| !s.expose().starts_with("whsec_"))
-    {
-        r.problems
-            .push("STRIPE_WEBHOOK_SECRETS entries must start with whsec_".into());
+    // Stripe's secrets are whsec_ and 32 characters; an empty or tiny key is guessable.
+    if stripe_secrets.iter().any(|s| {
+        s.expose()
+            .strip_prefix("whsec_")
+            .is_none_or(|k| k.len() < MIN_STRIPE_SECRET_CHARS)
+    }) {
+        r.problems.push(format!(
+            "STRIPE_WEBHOOK_SECRETS entries must be whsec_ followed by at least {MIN_STRIPE_SECRET_CHARS} characters"
+        ));
     }
-    let stripe_tolerance_sec = r.number("STRIPE_TOLERANCE_SEC", 300, (0, 86_400));
+    let stripe_tolerance_sec = r.number("STRIPE_TOLERANCE_SEC", 300, (1, 86_400));
     let mut stripe_role_map = Vec::new();
     for entry in r.list("STRIPE_ROLE_MAP") {
         let Some((id, roles)) = entry.split_once(':') else {
@@ -257,12 +293,14 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
         stripe_role_map.push((id.trim().to_string(), roles));
     }
     let standard_secrets = secrets_list(r, "STANDARD_WEBHOOK_SECRETS");
+    // The spec asks for keys of 24 to 64 bytes; an empty key was accepted before.
     if standard_secrets
         .iter()
-        .any(|s| crate::webhook::standard_key(s).is_none())
+        .any(|s| crate::webhook::standard_key(s).is_none_or(|k| k.len() < MIN_STANDARD_KEY_BYTES))
     {
-        r.problems
-            .push("STANDARD_WEBHOOK_SECRETS entries must be whsec_ followed by base64".into());
+        r.problems.push(format!(
+            "STANDARD_WEBHOOK_SECRETS entries must be whsec_ followed by the base64 of at least {MIN_STANDARD_KEY_BYTES} bytes"
+        ));
     }
     let payment_roles = r.list("PAYMENT_ROLES");
     for role in &payment_roles {
@@ -336,14 +374,15 @@ fn read_public<F: Fn(&str) -> Option<String>>(
             ));
         }
     }
-    let thank_you_url = r.opt("THANK_YOU_URL");
-    if let Some(u) = &thank_you_url {
-        if !u.starts_with('/') {
-            if let Err(why) = parse_web_url(u) {
-                r.problems.push(format!(
-                    "THANK_YOU_URL {why} (or use a path such as /thanks)"
-                ));
-            }
+    let raw_thank_you = (r.lookup)("THANK_YOU_URL").filter(|v| !v.trim().is_empty());
+    let mut thank_you_url = None;
+    if let Some(u) = raw_thank_you {
+        // Checked untrimmed: a trailing CR/LF is a problem to report, not to hide.
+        match check_redirect_target(u.trim_matches(' ')) {
+            Ok(()) => thank_you_url = Some(u.trim_matches(' ').to_string()),
+            Err(why) => r.problems.push(format!(
+                "THANK_YOU_URL {why} (use a path such as /thanks or an https URL)"
+            )),
         }
     }
     let turnstile_base_url = match r.opt("TURNSTILE_BASE_URL") {
@@ -521,6 +560,18 @@ impl Config {
             }
         }
 
+        let app_metadata_keys = r.list("APP_METADATA_KEYS");
+        for key in &app_metadata_keys {
+            if crate::invite::RESERVED_APP_METADATA.contains(&key.as_str())
+                || (role_mode == RoleMode::AppMetadata && key == "roles")
+            {
+                r.problems.push(format!(
+                    "APP_METADATA_KEYS lists '{key}', which the service sets itself"
+                ));
+            }
+        }
+        let existing_account_tickets = r.boolean("EXISTING_ACCOUNT_TICKETS", false);
+
         let webhooks = read_webhooks(&mut r, &allowed_roles, &client_id);
         let public = read_public(&mut r, &allowed_roles);
 
@@ -547,9 +598,29 @@ impl Config {
             token_refresh_margin_sec,
             upstream_deadline_ms,
             api_keys,
+            app_metadata_keys,
+            existing_account_tickets,
             webhooks,
             public,
         })
+    }
+
+    /// Settings that work but weaken the service; `/healthz` lists them (status stays 200).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.public.turnstile_secret.is_none() {
+            out.push(
+                "TURNSTILE_SECRET_KEY is not set: the public sign-up form accepts any script that stays under the per-IP limit"
+                    .to_string(),
+            );
+        }
+        if self.existing_account_tickets {
+            out.push(
+                "EXISTING_ACCOUNT_TICKETS=true: every API key can get a password link for any account, admins included"
+                    .to_string(),
+            );
+        }
+        out
     }
 }
 
@@ -674,5 +745,99 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.problems.len(), 1);
         assert!(err.problems[0].starts_with("AUTH0_DOMAIN must be a host name"));
+    }
+
+    fn problems(extra: &[(&'static str, &'static str)]) -> String {
+        match Config::from_lookup(lookup(&with(extra))) {
+            Ok(_) => String::new(),
+            Err(e) => e.problems.join("\n"),
+        }
+    }
+
+    /// Regression (finding 4): `whsec_` alone passed, and forged deliveries signed with an
+    /// empty key were processed.
+    #[test]
+    fn empty_or_tiny_webhook_secrets_are_refused() {
+        for (var, value, ok) in [
+            ("STRIPE_WEBHOOK_SECRETS", "whsec_", false),
+            ("STRIPE_WEBHOOK_SECRETS", "whsec_short", false),
+            ("STRIPE_WEBHOOK_SECRETS", "nowhsec_0123456789abcdef", false),
+            ("STRIPE_WEBHOOK_SECRETS", "whsec_0123456789abcdef", true),
+            ("STANDARD_WEBHOOK_SECRETS", "whsec_", false),
+            ("STANDARD_WEBHOOK_SECRETS", "whsec_Zm9vYmFy", false),
+            ("STANDARD_WEBHOOK_SECRETS", "whsec_!!!", false),
+            (
+                "STANDARD_WEBHOOK_SECRETS",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                true,
+            ),
+        ] {
+            let p = problems(&[(var, value)]);
+            assert_eq!(p.is_empty(), ok, "{var}={value}: {p}");
+            if !ok {
+                assert!(p.starts_with(var), "{p}");
+                assert!(value.len() < 12 || !p.contains(value), "{p}");
+            }
+        }
+    }
+
+    /// Regression (finding 5): `http://127.attacker.example` counted as loopback.
+    #[test]
+    fn loopback_means_a_loopback_address_or_localhost() {
+        for (host, expected) in [
+            ("127.0.0.1", true),
+            ("127.1.2.3", true),
+            ("[::1]", true),
+            ("::1", true),
+            ("localhost", true),
+            ("LOCALHOST", true),
+            ("127.attacker.example", false),
+            ("127.0.0.1.nip.io", false),
+            ("localhost.example", false),
+            ("10.0.0.1", false),
+            ("[::2]", false),
+        ] {
+            assert_eq!(is_loopback(host), expected, "{host}");
+        }
+        assert!(
+            problems(&[("AUTH0_BASE_URL", "http://127.attacker.example")])
+                .contains("must use https")
+        );
+        assert!(problems(&[("AUTH0_BASE_URL", "http://127.0.0.1:8788")]).is_empty());
+    }
+
+    /// Regression (finding 6): open redirects and CR/LF in THANK_YOU_URL.
+    #[test]
+    fn thank_you_url_is_a_local_path_or_an_https_url() {
+        for (value, ok) in [
+            ("/thanks", true),
+            ("/thanks?x=1#y", true),
+            ("https://www.example.com/thanks", true),
+            ("//evil.example/x", false),
+            ("/\\evil.example/x", false),
+            ("/ok\\..\\x", false),
+            ("/thanks\r\nSet-Cookie: a=b", false),
+            ("http://www.example.com/thanks", false),
+            ("javascript:alert(1)", false),
+            ("thanks", false),
+        ] {
+            let p = problems(&[("THANK_YOU_URL", value)]);
+            assert_eq!(p.is_empty(), ok, "{value:?}: {p}");
+        }
+    }
+
+    /// Regression (finding 7): STRIPE_TOLERANCE_SEC=0 switched the age check off.
+    #[test]
+    fn stripe_tolerance_has_a_floor() {
+        assert!(problems(&[("STRIPE_TOLERANCE_SEC", "0")])
+            .contains("STRIPE_TOLERANCE_SEC must be a whole number from 1"));
+        assert!(problems(&[("STRIPE_TOLERANCE_SEC", "1")]).is_empty());
+    }
+
+    #[test]
+    fn app_metadata_keys_never_include_the_service_keys() {
+        assert!(problems(&[("APP_METADATA_KEYS", "plan,company")]).is_empty());
+        let p = problems(&[("APP_METADATA_KEYS", "plan,invited_by")]);
+        assert!(p.contains("APP_METADATA_KEYS lists 'invited_by'"), "{p}");
     }
 }

@@ -1,17 +1,17 @@
 //! Emailing the set-password link, behind one interface: Auth0's own Change Password email,
 //! or the repo's template through a Resend-compatible HTTP email API. A per-address cooldown
-//! in KV keeps the service from being used to flood an inbox.
+//! in KV keeps the service from being used to flood an inbox. [`invite_and_email`] is the
+//! one flow the public and webhook routes share: it never hands its caller the ticket URL.
 
+use askama::Template;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth0::{error_message, Auth0};
+use crate::auth0::{error_message, Auth0, Ctx};
 use crate::config::{Config, EmailDelivery};
-use crate::error::Auth0Error;
+use crate::error::{InviteError, Service, UpstreamError};
+use crate::invite::{run_invite, InviteInput};
 use crate::platform::{HttpRequest, KvOp, Platform};
-
-const HTML_TEMPLATE: &str = include_str!("../templates/invite_email.html");
-const TEXT_TEMPLATE: &str = include_str!("../templates/invite_email.txt");
 
 /// What happened to the email.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,36 +33,58 @@ pub struct Email {
     pub text: String,
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The values of the invite email. askama compiles the templates and fills them in one
+/// pass: an inserted value is never read again as template text, so a name holding
+/// `{{ ticket_url }}` stays that literal text. The HTML part escapes every value.
+#[derive(Template)]
+#[template(path = "invite_email.html")]
+struct HtmlEmail<'a> {
+    product_name: &'a str,
+    greeting_name: &'a str,
+    ticket_url: &'a str,
+    expires_at: &'a str,
 }
 
-/// Fills the templates. Every value is HTML-escaped in the HTML part.
-pub fn render(product: &str, name: Option<&str>, ticket_url: &str, expires_at: &str) -> Email {
-    let greeting = name.unwrap_or("there");
-    let fill = |tpl: &str, esc: fn(&str) -> String| {
-        tpl.replace("{{product_name}}", &esc(product))
-            .replace("{{greeting_name}}", &esc(greeting))
-            .replace("{{ticket_url}}", &esc(ticket_url))
-            .replace("{{expires_at}}", &esc(expires_at))
-    };
-    Email {
-        subject: format!("Your {product} account is ready"),
-        html: fill(HTML_TEMPLATE, html_escape),
-        text: fill(TEXT_TEMPLATE, str::to_string),
+/// The plain-text part: the same values, unescaped.
+#[derive(Template)]
+#[template(path = "invite_email.txt", escape = "none")]
+struct TextEmail<'a> {
+    product_name: &'a str,
+    greeting_name: &'a str,
+    ticket_url: &'a str,
+    expires_at: &'a str,
+}
+
+/// Fills the templates. `name` must already be cleaned ([`crate::invite::clean_name`]);
+/// `None` greets with a neutral "there".
+pub fn render(
+    product: &str,
+    name: Option<&str>,
+    ticket_url: &str,
+    expires_at: &str,
+) -> Result<Email, String> {
+    let greeting_name = name.unwrap_or("there");
+    let html = HtmlEmail {
+        product_name: product,
+        greeting_name,
+        ticket_url,
+        expires_at,
     }
+    .render()
+    .map_err(|e| format!("email template: {e}"))?;
+    let text = TextEmail {
+        product_name: product,
+        greeting_name,
+        ticket_url,
+        expires_at,
+    }
+    .render()
+    .map_err(|e| format!("email template: {e}"))?;
+    Ok(Email {
+        subject: format!("Your {product} account is ready"),
+        html,
+        text,
+    })
 }
 
 /// KV key of an address's cooldown (hashed: no addresses in key listings).
@@ -76,40 +98,27 @@ pub fn cooldown_key(email: &str) -> String {
 /// URL and its expiry (RFC 3339), needed by the `resend` delivery; `idempotency_key` lets
 /// the provider drop a repeated send.
 pub async fn send_invite_email<P: Platform>(
-    client: &Auth0<'_, P>,
-    cfg: &Config,
-    p: &P,
+    cx: &Ctx<'_, P>,
     email: &str,
     name: Option<&str>,
     ticket: Option<(&str, &str)>,
     idempotency_key: &str,
-) -> Result<Sent, Auth0Error> {
+) -> Result<Sent, InviteError> {
+    let (cfg, p) = (cx.cfg, cx.p);
+    let client = cx.client();
     let key = cooldown_key(email);
     if matches!(p.get(&key).await, Ok(Some(_))) {
         return Ok(Sent::Cooldown);
     }
     let w = &cfg.webhooks;
     match &w.delivery {
-        EmailDelivery::Auth0 => {
-            let req = HttpRequest::new(
-                "POST",
-                format!("{}/dbconnections/change_password", cfg.base_url),
-            )
-            .json(&json!({"client_id": w.email_client_id, "email": email, "connection": cfg.connection}));
-            let resp = client.send_retrying(req).await?;
-            if !(200..300).contains(&resp.status) {
-                return Err(Auth0Error::Rejected {
-                    message: format!("change_password: {}", error_message(&resp)),
-                });
-            }
-        }
+        EmailDelivery::Auth0 => send_auth0_email(&client, cfg, email).await?,
         EmailDelivery::Resend { api_key, base_url } => {
             let Some((url, expires_at)) = ticket else {
-                return Err(Auth0Error::Rejected {
-                    message: "no ticket to email".into(),
-                });
+                return Err(InviteError::Internal("no ticket to email".into()));
             };
-            let msg = render(&w.product_name, name, url, expires_at);
+            let msg =
+                render(&w.product_name, name, url, expires_at).map_err(InviteError::Internal)?;
             let req = HttpRequest::new("POST", format!("{base_url}/emails"))
                 .header("authorization", format!("Bearer {}", api_key.expose()))
                 .header("idempotency-key", idempotency_key)
@@ -120,25 +129,26 @@ pub async fn send_invite_email<P: Platform>(
                     "html": msg.html,
                     "text": msg.text,
                 }));
-            let resp = client.send_retrying(req).await?;
+            let resp = client.send_retrying(Service::EmailApi, req).await?;
             match resp.status {
                 // 409: this idempotency key was already used, i.e. the email went out on an
                 // earlier attempt whose answer we lost.
                 200..=299 | 409 => {}
                 401 | 403 => {
-                    return Err(Auth0Error::Auth {
+                    return Err(UpstreamError::Auth {
+                        service: Service::EmailApi,
                         status: resp.status,
-                        message: format!(
-                            "email API refused EMAIL_API_KEY: {}",
-                            error_message(&resp)
-                        ),
+                        message: error_message(&resp),
                         token_endpoint: false,
-                    })
+                    }
+                    .into())
                 }
                 _ => {
-                    return Err(Auth0Error::Rejected {
-                        message: format!("email API: {}", error_message(&resp)),
-                    })
+                    return Err(UpstreamError::Rejected {
+                        service: Service::EmailApi,
+                        message: error_message(&resp),
+                    }
+                    .into())
                 }
             }
         }
@@ -154,6 +164,77 @@ pub async fn send_invite_email<P: Platform>(
     Ok(Sent::Sent)
 }
 
+/// Auth0's own Change Password email (`POST /dbconnections/change_password`).
+async fn send_auth0_email<P: Platform>(
+    client: &Auth0<'_, P>,
+    cfg: &Config,
+    email: &str,
+) -> Result<(), UpstreamError> {
+    let req = HttpRequest::new(
+        "POST",
+        format!("{}/dbconnections/change_password", cfg.base_url),
+    )
+    .json(&json!({"client_id": cfg.webhooks.email_client_id, "email": email, "connection": cfg.connection}));
+    let resp = client.send_retrying(Service::Auth0, req).await?;
+    if !(200..300).contains(&resp.status) {
+        return Err(UpstreamError::Rejected {
+            service: Service::Auth0,
+            message: format!("change_password: {}", error_message(&resp)),
+        });
+    }
+    Ok(())
+}
+
+/// What an untrusted route learns about an emailed invite. It has no ticket URL: only the
+/// invitee's inbox ever gets the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// Whether this invite created the account.
+    pub created: bool,
+    /// Whether the email went out or the cooldown held it back.
+    pub sent: Sent,
+}
+
+/// The one "invite, then email the link" flow of the public and webhook routes. The name in
+/// `input.profile` must come from [`crate::invite::clean_name`]; `greeting` is the name to
+/// greet with (`None` for anonymous callers: their text never reaches someone's inbox). When
+/// Auth0 refuses the invite for good (400) and it carried optional profile fields, it is
+/// retried once without them: a bad name must not lose a paid invite.
+pub async fn invite_and_email<P: Platform>(
+    cx: &Ctx<'_, P>,
+    mut input: InviteInput,
+    greeting: Option<&str>,
+    invited_by: &str,
+    idempotency_key: &str,
+) -> Result<Delivered, InviteError> {
+    input.want_ticket = matches!(cx.cfg.webhooks.delivery, EmailDelivery::Resend { .. });
+    input.email_verified = false;
+    let email = input.email.clone();
+    let client = cx.client();
+    let out = match run_invite(&client, cx.cfg, cx.p, input.clone(), invited_by).await {
+        Err(InviteError::Upstream(UpstreamError::Rejected {
+            service: Service::Auth0,
+            message,
+        })) if !input.profile.is_empty() => {
+            cx.note(format!(
+                "Auth0 refused the profile ({message}); invited without it"
+            ));
+            input.profile.clear();
+            run_invite(&client, cx.cfg, cx.p, input, invited_by).await?
+        }
+        other => other?,
+    };
+    let ticket = out
+        .ticket_url
+        .as_deref()
+        .map(|u| (u, out.ticket_expires_at.as_str()));
+    let sent = send_invite_email(cx, &email, greeting, ticket, idempotency_key).await?;
+    Ok(Delivered {
+        created: out.created,
+        sent,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,17 +246,39 @@ mod tests {
             Some("Ada & Co"),
             "https://t.example/u?ticket=a&b=c#",
             "2026-11-27T00:00:00Z",
-        );
+        )
+        .unwrap();
         assert_eq!(e.subject, "Your Acme <Beta> account is ready");
-        assert!(e.html.contains("Welcome to Acme &lt;Beta&gt;"));
-        assert!(e.html.contains("Hi Ada &amp; Co,"));
+        assert!(e.html.contains("Welcome to Acme &#60;Beta&#62;"));
+        assert!(e.html.contains("Hi Ada &#38; Co,"));
         assert!(e
             .html
-            .contains("href=\"https://t.example/u?ticket=a&amp;b=c#\""));
+            .contains("href=\"https://t.example/u?ticket=a&#38;b=c#\""));
         assert!(e.text.contains("https://t.example/u?ticket=a&b=c#"));
         assert!(e.text.contains("Hi Ada & Co,"));
         assert!(!e.html.contains("{{") && !e.text.contains("{{"));
-        assert!(render("X", None, "u", "t").text.contains("Hi there,"));
+        assert!(render("X", None, "u", "t")
+            .unwrap()
+            .text
+            .contains("Hi there,"));
+    }
+
+    /// Regression (security review, finding 1): successive replacements expanded a name
+    /// holding a placeholder, putting the victim's live link inside the attacker's URL.
+    #[test]
+    fn a_placeholder_in_a_name_is_never_expanded() {
+        let url = "https://t.example/u/reset-password?ticket=LIVE#";
+        for name in [
+            "unlock it here: https://evil.example/unlock?next={{ticket_url}}",
+            "{{ ticket_url }} {{expires_at}} {{ product_name }}",
+            "{% if true %}{{ticket_url}}{% endif %}",
+        ] {
+            let e = render("Acme", Some(name), url, "2026-11-28T00:00:00Z").unwrap();
+            assert_eq!(e.text.matches(url).count(), 1, "{}", e.text);
+            assert_eq!(e.html.matches("ticket=LIVE").count(), 2, "{}", e.html);
+            assert!(!e.text.contains("next=https://t.example"), "{}", e.text);
+            assert!(e.text.contains(name), "the name stays literal text");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The error types of the Auth0 and invite layers, and the one place that maps them to an
-//! HTTP status and a stable machine-readable `code` ([`ApiError`]).
+//! The one error catalogue. [`ErrorCode`] lists every stable `code` the API answers with
+//! (docs/API.md has the same table), each with its status; the named constructors on
+//! [`ApiError`] and [`ValidationError`] are the only places that build an error answer, and
+//! the `From` impls here are the only mapping from upstream and invite failures to codes.
 
 use thiserror::Error;
 
@@ -7,40 +9,260 @@ use thiserror::Error;
 pub const REQUIRED_SCOPES: &str =
     "create:users read:users update:users read:roles create:roles create:role_members create:user_tickets";
 
-/// What went wrong talking to Auth0.
+/// Every stable error code, with its HTTP status. The string forms are documented in
+/// docs/API.md and never change meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the body is not JSON, or not a JSON object.
+    InvalidJson,
+    /// 400: a webhook's signature is missing, wrong or stale.
+    InvalidSignature,
+    /// 400: a field the route does not know.
+    UnknownField,
+    /// 401: missing or wrong API key.
+    Unauthorized,
+    /// 403: the public route was called from a page not in `ALLOWED_ORIGINS`.
+    OriginNotAllowed,
+    /// 403: Turnstile's token is missing or siteverify refused it.
+    CaptchaFailed,
+    /// 404: no such route.
+    NotFound,
+    /// 404: the webhook's secrets are not set.
+    WebhookNotConfigured,
+    /// 405: wrong method.
+    MethodNotAllowed,
+    /// 409: the address belongs to an account that is not an unaccepted invite.
+    AccountExists,
+    /// 409: a webhook event is being processed by another delivery.
+    EventInProgress,
+    /// 413: the body is over the route's limit.
+    PayloadTooLarge,
+    /// 415: wrong content type.
+    UnsupportedMediaType,
+    /// 422: a required field is missing.
+    MissingField,
+    /// 422: the address is not valid.
+    InvalidEmail,
+    /// 422: a field has the wrong type, length or characters, or is reserved.
+    InvalidField,
+    /// 422: an `app_metadata` key not in `APP_METADATA_KEYS`.
+    AppMetadataKeyNotAllowed,
+    /// 422: a role not in `ALLOWED_ROLES`.
+    RoleNotAllowed,
+    /// 422: the role does not exist in Auth0 and `AUTO_CREATE_ROLES` is off.
+    RoleNotFound,
+    /// 422: `result_url` is not https or not allowlisted.
+    ResultUrlNotAllowed,
+    /// 422: `ticket_ttl_sec` out of range.
+    TtlOutOfRange,
+    /// 422: Auth0 refused the invite (400).
+    InviteRejected,
+    /// 429: too many public sign-ups from one client.
+    RateLimited,
+    /// 500: a local failure (no randomness).
+    InternalError,
+    /// 502: Auth0 refused the client credentials or the token's scopes.
+    UpstreamAuth,
+    /// 502: an upstream service kept failing until the deadline.
+    UpstreamUnavailable,
+    /// 502: an upstream service answered something unexpected.
+    UpstreamError,
+    /// 502: the email API refused `EMAIL_API_KEY`.
+    EmailAuth,
+    /// 502: the email API refused the message (sender, domain, payload).
+    EmailRejected,
+    /// 503: the Worker is misconfigured; `GET /healthz` lists the problems.
+    ConfigInvalid,
+    /// 503: an upstream rate limit outlasted the deadline.
+    UpstreamRateLimited,
+}
+
+impl ErrorCode {
+    /// Every code, for the documentation test.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidSignature,
+        ErrorCode::UnknownField,
+        ErrorCode::Unauthorized,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::CaptchaFailed,
+        ErrorCode::NotFound,
+        ErrorCode::WebhookNotConfigured,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::AccountExists,
+        ErrorCode::EventInProgress,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidEmail,
+        ErrorCode::InvalidField,
+        ErrorCode::AppMetadataKeyNotAllowed,
+        ErrorCode::RoleNotAllowed,
+        ErrorCode::RoleNotFound,
+        ErrorCode::ResultUrlNotAllowed,
+        ErrorCode::TtlOutOfRange,
+        ErrorCode::InviteRejected,
+        ErrorCode::RateLimited,
+        ErrorCode::InternalError,
+        ErrorCode::UpstreamAuth,
+        ErrorCode::UpstreamUnavailable,
+        ErrorCode::UpstreamError,
+        ErrorCode::EmailAuth,
+        ErrorCode::EmailRejected,
+        ErrorCode::ConfigInvalid,
+        ErrorCode::UpstreamRateLimited,
+    ];
+
+    /// The stable string.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => "invalid_json",
+            InvalidSignature => "invalid_signature",
+            UnknownField => "unknown_field",
+            Unauthorized => "unauthorized",
+            OriginNotAllowed => "origin_not_allowed",
+            CaptchaFailed => "captcha_failed",
+            NotFound => "not_found",
+            WebhookNotConfigured => "webhook_not_configured",
+            MethodNotAllowed => "method_not_allowed",
+            AccountExists => "account_exists",
+            EventInProgress => "event_in_progress",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            MissingField => "missing_field",
+            InvalidEmail => "invalid_email",
+            InvalidField => "invalid_field",
+            AppMetadataKeyNotAllowed => "app_metadata_key_not_allowed",
+            RoleNotAllowed => "role_not_allowed",
+            RoleNotFound => "role_not_found",
+            ResultUrlNotAllowed => "result_url_not_allowed",
+            TtlOutOfRange => "ttl_out_of_range",
+            InviteRejected => "invite_rejected",
+            RateLimited => "rate_limited",
+            InternalError => "internal_error",
+            UpstreamAuth => "upstream_auth",
+            UpstreamUnavailable => "upstream_unavailable",
+            UpstreamError => "upstream_error",
+            EmailAuth => "email_auth",
+            EmailRejected => "email_rejected",
+            ConfigInvalid => "config_invalid",
+            UpstreamRateLimited => "upstream_rate_limited",
+        }
+    }
+
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            InvalidJson | InvalidSignature | UnknownField => 400,
+            Unauthorized => 401,
+            OriginNotAllowed | CaptchaFailed => 403,
+            NotFound | WebhookNotConfigured => 404,
+            MethodNotAllowed => 405,
+            AccountExists | EventInProgress => 409,
+            PayloadTooLarge => 413,
+            UnsupportedMediaType => 415,
+            MissingField
+            | InvalidEmail
+            | InvalidField
+            | AppMetadataKeyNotAllowed
+            | RoleNotAllowed
+            | RoleNotFound
+            | ResultUrlNotAllowed
+            | TtlOutOfRange
+            | InviteRejected => 422,
+            RateLimited => 429,
+            InternalError => 500,
+            UpstreamAuth | UpstreamUnavailable | UpstreamError | EmailAuth | EmailRejected => 502,
+            ConfigInvalid | UpstreamRateLimited => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An outside service the Worker calls. Errors name it, so a bad `EMAIL_API_KEY` is never
+/// reported as an Auth0 problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Auth0's Authentication and Management APIs.
+    Auth0,
+    /// The Resend-compatible email API.
+    EmailApi,
+    /// Cloudflare Turnstile's siteverify.
+    Turnstile,
+}
+
+impl Service {
+    /// The name used in messages ("Auth0", "the email API", "Turnstile").
+    pub fn display(self) -> &'static str {
+        match self {
+            Service::Auth0 => "Auth0",
+            Service::EmailApi => "the email API",
+            Service::Turnstile => "Turnstile",
+        }
+    }
+
+    /// The machine-readable name (`service` in error bodies and logs).
+    pub fn id(self) -> &'static str {
+        match self {
+            Service::Auth0 => "auth0",
+            Service::EmailApi => "email_api",
+            Service::Turnstile => "turnstile",
+        }
+    }
+}
+
+/// What went wrong talking to an upstream service.
 #[derive(Clone, Debug, Error, PartialEq)]
-pub enum Auth0Error {
-    /// Auth0 refused our client credentials (token endpoint) or our token (401/403).
-    #[error("Auth0 refused the {} ({status}): {message}", if *.token_endpoint { "client credentials" } else { "access token" })]
+pub enum UpstreamError {
+    /// The service refused our credentials (Auth0's token endpoint, a 401/403 to our token,
+    /// or the email API refusing `EMAIL_API_KEY`).
+    #[error("{} refused the {} ({status}): {message}", .service.display(), if *.token_endpoint { "client credentials" } else { "credentials" })]
     Auth {
+        /// Which service.
+        service: Service,
         /// Upstream status.
         status: u16,
-        /// Auth0's message.
+        /// The service's message.
         message: String,
-        /// Whether the token endpoint answered.
+        /// Whether Auth0's token endpoint answered.
         token_endpoint: bool,
     },
-    /// Auth0 kept answering 429 until the request deadline.
-    #[error("Auth0 rate limit outlasted the request deadline")]
+    /// The service kept answering 429 until the request deadline.
+    #[error("{} rate limit outlasted the request deadline", .service.display())]
     RateLimited {
+        /// Which service.
+        service: Service,
         /// Seconds the caller should wait.
         retry_after_sec: u64,
     },
-    /// Auth0 kept failing (5xx, network, timeout) until the request deadline.
-    #[error("Auth0 unavailable: {detail}")]
+    /// The service kept failing (5xx, network, timeout) until the request deadline.
+    #[error("{} unavailable: {detail}", .service.display())]
     Unavailable {
+        /// Which service.
+        service: Service,
         /// What the last attempt saw.
         detail: String,
     },
-    /// Auth0 rejected the payload (400), e.g. a password policy or a malformed field.
-    #[error("Auth0 rejected the request: {message}")]
+    /// The service rejected the payload (4xx), e.g. a password policy or a malformed field.
+    #[error("{} rejected the request: {message}", .service.display())]
     Rejected {
-        /// Auth0's message.
+        /// Which service.
+        service: Service,
+        /// The service's message.
         message: String,
     },
     /// A status or body we did not expect; keeps the raw body for the log.
-    #[error("unexpected Auth0 response {status} to {context}")]
+    #[error("unexpected {} response {status} to {context}", .service.display())]
     Unexpected {
+        /// Which service.
+        service: Service,
         /// Upstream status.
         status: u16,
         /// Raw upstream body, for logs only.
@@ -50,14 +272,25 @@ pub enum Auth0Error {
     },
 }
 
+impl UpstreamError {
+    /// Which service failed.
+    pub fn service(&self) -> Service {
+        match self {
+            UpstreamError::Auth { service, .. }
+            | UpstreamError::RateLimited { service, .. }
+            | UpstreamError::Unavailable { service, .. }
+            | UpstreamError::Rejected { service, .. }
+            | UpstreamError::Unexpected { service, .. } => *service,
+        }
+    }
+}
+
 /// A request the caller must fix.
 #[derive(Clone, Debug, Error, PartialEq)]
 #[error("{message}")]
 pub struct ValidationError {
-    /// HTTP status (400, 413, 415 or 422).
-    pub status: u16,
-    /// Stable error code.
-    pub code: &'static str,
+    /// Stable error code (its status is `code.status()`).
+    pub code: ErrorCode,
     /// The offending field, when there is one.
     pub field: Option<String>,
     /// Human-readable explanation.
@@ -65,14 +298,61 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    /// A 422 naming `field`.
-    pub fn field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+    /// An error without a field.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ValidationError {
-            status: 422,
+            code,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error naming `field`.
+    pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
+        ValidationError {
             code,
             field: Some(field.to_string()),
             message: message.into(),
         }
+    }
+
+    /// 400 `invalid_json`.
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidJson, message)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn too_large(max: usize) -> Self {
+        Self::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body must be at most {max} bytes"),
+        )
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn media_type(expected: &str) -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("send Content-Type: {expected}"),
+        )
+    }
+
+    /// 422 `missing_field`.
+    pub fn missing(field: &str) -> Self {
+        Self::field(
+            ErrorCode::MissingField,
+            field,
+            format!("{field} is required"),
+        )
+    }
+
+    /// 422 `invalid_field`: wrong type.
+    pub fn wrong_type(field: &str, expected: &str) -> Self {
+        Self::field(
+            ErrorCode::InvalidField,
+            field,
+            format!("{field} must be {expected}"),
+        )
     }
 }
 
@@ -85,41 +365,151 @@ pub enum InviteError {
     /// A requested role does not exist in Auth0 and `AUTO_CREATE_ROLES` is off.
     #[error("role {0} does not exist in Auth0")]
     RoleNotFound(String),
-    /// Auth0 failed.
+    /// The address has an account that is not an unaccepted invite, and this route may not
+    /// hand out a link for it.
+    #[error("the address has an account that is in use")]
+    AccountExists,
+    /// An upstream service failed.
     #[error(transparent)]
-    Auth0(#[from] Auth0Error),
+    Upstream(#[from] UpstreamError),
     /// A local failure (randomness unavailable).
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// A response-ready error: status, stable code and a message safe to show the caller.
+/// A response-ready error: code (and so status), a message safe to show the caller.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: u16,
     /// Stable code (documented in docs/API.md).
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Safe message.
     pub message: String,
     /// The offending field, if any.
     pub field: Option<String>,
+    /// The upstream service that failed, if any.
+    pub service: Option<Service>,
     /// Seconds for a `Retry-After` header, if any.
     pub retry_after_sec: Option<u64>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
     /// Detail for the log line only; never sent to the caller.
     pub log_detail: Option<String>,
 }
 
 impl ApiError {
     /// A new error without field, retry hint or log detail.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             field: None,
+            service: None,
             retry_after_sec: None,
+            allow: None,
             log_detail: None,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// Adds a detail for the log line.
+    pub fn logged(mut self, detail: impl Into<String>) -> Self {
+        self.log_detail = Some(detail.into());
+        self
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            ErrorCode::Unauthorized,
+            "send a valid API key as Authorization: Bearer <key>",
+        )
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(path: &str) -> Self {
+        // The path is echoed back; cap it so a huge URL does not make a huge answer.
+        Self::new(
+            ErrorCode::NotFound,
+            format!("no route for {}", truncate(path, 200)),
+        )
+    }
+
+    /// 405 `method_not_allowed`, with the `Allow` header.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        ApiError {
+            allow: Some(allow),
+            ..Self::new(
+                ErrorCode::MethodNotAllowed,
+                format!("method not allowed; use {allow}"),
+            )
+        }
+    }
+
+    /// 503 `config_invalid`: a generic answer; the problems go to the log and `/healthz`.
+    pub fn config_invalid(problems: &str) -> Self {
+        Self::new(
+            ErrorCode::ConfigInvalid,
+            "the service is misconfigured; its operator can see why at GET /healthz",
+        )
+        .logged(problems.to_string())
+    }
+
+    /// 403 `origin_not_allowed`.
+    pub fn origin_not_allowed() -> Self {
+        Self::new(
+            ErrorCode::OriginNotAllowed,
+            "this origin may not use the sign-up form; add it to ALLOWED_ORIGINS",
+        )
+    }
+
+    /// 403 `captcha_failed`.
+    pub fn captcha_failed() -> Self {
+        Self::new(
+            ErrorCode::CaptchaFailed,
+            "the captcha check failed; please try again",
+        )
+    }
+
+    /// 429 `rate_limited`.
+    pub fn rate_limited(retry_after_sec: u64) -> Self {
+        ApiError {
+            retry_after_sec: Some(retry_after_sec),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                "too many sign-ups from this address; try again later",
+            )
+        }
+    }
+
+    /// 400 `invalid_signature`; the reason goes to the log only.
+    pub fn invalid_signature(reason: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::InvalidSignature,
+            "webhook signature verification failed",
+        )
+        .logged(reason.to_string())
+    }
+
+    /// 404 `webhook_not_configured`.
+    pub fn webhook_not_configured(variable: &str) -> Self {
+        Self::new(
+            ErrorCode::WebhookNotConfigured,
+            format!("this webhook is off: set {variable} to enable it"),
+        )
+    }
+
+    /// 409 `event_in_progress`.
+    pub fn event_in_progress() -> Self {
+        ApiError {
+            retry_after_sec: Some(30),
+            ..Self::new(
+                ErrorCode::EventInProgress,
+                "this event is being processed; it will be retried",
+            )
         }
     }
 }
@@ -128,7 +518,7 @@ impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
         ApiError {
             field: e.field,
-            ..ApiError::new(e.status, e.code, e.message)
+            ..ApiError::new(e.code, e.message)
         }
     }
 }
@@ -140,76 +530,150 @@ impl From<InviteError> for ApiError {
             InviteError::RoleNotFound(name) => ApiError {
                 field: Some("roles".into()),
                 ..ApiError::new(
-                    422,
-                    "role_not_found",
+                    ErrorCode::RoleNotFound,
                     format!(
                         "role '{name}' does not exist in Auth0; create it there or set AUTO_CREATE_ROLES=true"
                     ),
                 )
             },
-            InviteError::Internal(detail) => ApiError {
-                log_detail: Some(detail),
-                ..ApiError::new(500, "internal_error", "internal error; retrying is safe")
+            InviteError::AccountExists => ApiError {
+                field: Some("email".into()),
+                ..ApiError::new(
+                    ErrorCode::AccountExists,
+                    "this address already has an account that has been used, so no link was created; \
+                     the person can reset their password from the login page (set \
+                     EXISTING_ACCOUNT_TICKETS=true to allow links for such accounts)",
+                )
             },
-            InviteError::Auth0(a) => a.into(),
+            InviteError::Internal(detail) => ApiError::new(
+                ErrorCode::InternalError,
+                "internal error; retrying is safe",
+            )
+            .logged(detail),
+            InviteError::Upstream(a) => a.into(),
         }
     }
 }
 
-impl From<Auth0Error> for ApiError {
-    fn from(e: Auth0Error) -> Self {
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
         let detail = e.to_string();
+        let service = e.service();
+        let who = service.display();
         let mut out = match &e {
-            Auth0Error::Auth { token_endpoint: true, .. } => ApiError::new(
-                502,
-                "upstream_auth",
+            UpstreamError::Auth {
+                token_endpoint: true,
+                ..
+            } => ApiError::new(
+                ErrorCode::UpstreamAuth,
                 format!(
-                    "Auth0 refused the client credentials: check AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, and that the application is authorized for the Management API ({}) with the scopes: {REQUIRED_SCOPES}",
-                    "AUTH0_AUDIENCE"
+                    "Auth0 refused the client credentials: check AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, and that the application is authorized for the Management API (AUTH0_AUDIENCE) with the scopes: {REQUIRED_SCOPES}"
                 ),
             ),
-            Auth0Error::Auth { .. } => ApiError::new(
-                502,
-                "upstream_auth",
+            UpstreamError::Auth {
+                service: Service::EmailApi,
+                ..
+            } => ApiError::new(
+                ErrorCode::EmailAuth,
+                "the email API refused EMAIL_API_KEY: check the key and its sending permission",
+            ),
+            UpstreamError::Auth { .. } => ApiError::new(
+                ErrorCode::UpstreamAuth,
                 format!(
-                    "Auth0 refused the Management API token: check that the client grant has the scopes: {REQUIRED_SCOPES}"
+                    "{who} refused the Management API token: check that the client grant has the scopes: {REQUIRED_SCOPES}"
                 ),
             ),
-            Auth0Error::RateLimited { retry_after_sec } => ApiError {
+            UpstreamError::RateLimited {
+                retry_after_sec, ..
+            } => ApiError {
                 retry_after_sec: Some(*retry_after_sec),
                 ..ApiError::new(
-                    503,
-                    "upstream_rate_limited",
-                    "Auth0 rate limit reached; retry after the Retry-After delay (retrying the same invite is safe)",
+                    ErrorCode::UpstreamRateLimited,
+                    format!(
+                        "{who} rate limit reached; retry after the Retry-After delay (retrying the same invite is safe)"
+                    ),
                 )
             },
-            Auth0Error::Unavailable { .. } => ApiError::new(
-                502,
-                "upstream_unavailable",
-                "Auth0 did not answer successfully before the deadline; retrying the same invite is safe",
+            UpstreamError::Unavailable { .. } => ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                format!(
+                    "{who} did not answer successfully before the deadline; retrying the same invite is safe"
+                ),
             ),
-            Auth0Error::Rejected { message } => ApiError::new(
-                422,
-                "invite_rejected",
-                format!("Auth0 rejected the invite: {message}"),
+            UpstreamError::Rejected {
+                service: Service::EmailApi,
+                message,
+            } => ApiError::new(
+                ErrorCode::EmailRejected,
+                format!(
+                    "the email API refused the message ({}): check FROM_EMAIL and the sending domain",
+                    truncate(message, 200)
+                ),
             ),
-            Auth0Error::Unexpected { .. } => ApiError::new(
-                502,
-                "upstream_error",
-                "Auth0 answered unexpectedly; retrying the same invite is safe",
+            UpstreamError::Rejected { message, .. } => ApiError::new(
+                ErrorCode::InviteRejected,
+                format!("{who} rejected the invite: {}", truncate(message, 300)),
+            ),
+            UpstreamError::Unexpected { .. } => ApiError::new(
+                ErrorCode::UpstreamError,
+                format!("{who} answered unexpectedly; retrying the same invite is safe"),
             ),
         };
+        out.service = Some(service);
         out.log_detail = Some(match e {
-            Auth0Error::Unexpected { body, .. } => format!("{detail}: {}", truncate(&body, 300)),
+            UpstreamError::Unexpected { body, .. } => format!("{detail}: {}", truncate(&body, 300)),
             _ => detail,
         });
         out
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// At most `max` characters of `s`.
+pub fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented_in_the_api_reference_with_its_status() {
+        let doc = include_str!("../../docs/API.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| {} | `{}` |", code.status(), code.as_str());
+            assert!(doc.contains(&row), "docs/API.md lacks the row {row}");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+        }
+    }
+
+    #[test]
+    fn upstream_errors_name_the_service_that_failed() {
+        let e: ApiError = UpstreamError::Auth {
+            service: Service::EmailApi,
+            status: 401,
+            message: "bad key".into(),
+            token_endpoint: false,
+        }
+        .into();
+        assert_eq!(e.code, ErrorCode::EmailAuth);
+        assert!(e.message.contains("EMAIL_API_KEY") && !e.message.contains("Auth0"));
+        let e: ApiError = UpstreamError::Unavailable {
+            service: Service::Turnstile,
+            detail: "HTTP 503".into(),
+        }
+        .into();
+        assert_eq!(
+            (e.code, e.service),
+            (ErrorCode::UpstreamUnavailable, Some(Service::Turnstile))
+        );
+        assert!(e.message.starts_with("Turnstile did not answer"));
+        assert!(!e.message.contains("Auth0"));
     }
 }

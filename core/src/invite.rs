@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use crate::auth0::{Auth0, Created, TicketTarget};
 use crate::config::{origin_of, parse_web_url, Config, RoleMode, TICKET_TTL_RANGE};
 use crate::email;
-use crate::error::{Auth0Error, InviteError, ValidationError};
+use crate::error::{ErrorCode, InviteError, Service, UpstreamError, ValidationError};
 use crate::password;
 use crate::platform::Platform;
 use crate::time::rfc3339;
@@ -26,8 +26,17 @@ pub const FIELDS: &[&str] = &[
     "result_url",
     "ticket_ttl_sec",
 ];
-/// `app_metadata` keys the service sets itself.
-pub const RESERVED_APP_METADATA: &[&str] = &["invited", "invited_at", "invited_by"];
+/// `app_metadata` keys the service sets itself; no caller may send them, and
+/// `APP_METADATA_KEYS` may not list them.
+pub const RESERVED_APP_METADATA: &[&str] = &[
+    "invited",
+    "invited_at",
+    "invited_by",
+    "invite_source",
+    "invite_event",
+];
+/// Longest name accepted (Auth0's limit for `name` and `nickname`).
+pub const MAX_NAME_CHARS: usize = 300;
 /// How often to look a 409'd user up before giving up (Auth0 search is eventually consistent).
 const LOOKUP_ATTEMPTS: u32 = 3;
 
@@ -53,6 +62,54 @@ pub struct InviteInput {
     pub email_verified: bool,
     /// Create a password-change ticket (not needed when Auth0 sends its own email).
     pub want_ticket: bool,
+    /// What to do when the address already has an account.
+    pub on_existing: OnExisting,
+}
+
+/// What an invite does for an address that already has an account. An *unaccepted invite*
+/// (created by this service, never logged in) is always carried on: roles and a fresh link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnExisting {
+    /// Trusted API: any other account gets 409 `account_exists`, before any change and
+    /// without a link, unless `EXISTING_ACCOUNT_TICKETS=true`.
+    RequireUnaccepted,
+    /// Public form: roles change only on an unaccepted invite; the link still goes to the
+    /// inbox (it proves the address), and the answer is the same either way.
+    KeepRoles,
+    /// Signed payment webhooks: the payment grants the roles, whatever the account.
+    Update,
+}
+
+/// Cleans a free-text name the same way for every route: trims, drops control and
+/// bidirectional-override characters (CR/LF included), folds runs of white space into one
+/// space, and keeps at most `max` characters. `None` when nothing is left.
+pub fn clean_name(raw: &str, max: usize) -> Option<String> {
+    let mut out = String::new();
+    let mut pending_space = false;
+    for c in raw.chars() {
+        if c.is_whitespace() || c.is_control() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        // Bidi embeddings, overrides and isolates can make text read differently than it is.
+        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+        {
+            continue;
+        }
+        if out.chars().count() >= max {
+            break;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+            if out.chars().count() >= max {
+                break;
+            }
+        }
+        out.push(c);
+    }
+    let out = out.trim_end().to_string();
+    (!out.is_empty()).then_some(out)
 }
 
 /// What the caller gets back.
@@ -72,16 +129,12 @@ pub struct InviteOutcome {
     pub ticket_expires_at: String,
 }
 
-fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ValidationError {
+fn bad(code: ErrorCode, field: &str, message: impl Into<String>) -> ValidationError {
     ValidationError::field(code, field, message)
 }
 
 fn type_error(field: &str, expected: &str) -> ValidationError {
-    bad(
-        "invalid_field",
-        field,
-        format!("{field} must be {expected}"),
-    )
+    ValidationError::wrong_type(field, expected)
 }
 
 /// Where a ticket sends the user when the request names no `result_url`: `RESULT_URL`, else
@@ -96,36 +149,26 @@ pub fn default_ticket_target(cfg: &Config) -> TicketTarget {
 
 /// Validates a JSON invite body against the configuration.
 pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, ValidationError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError {
-        status: 400,
-        code: "invalid_json",
-        field: None,
-        message: format!("body is not valid JSON: {e}"),
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ValidationError::invalid_json(format!("body is not valid JSON: {e}")))?;
     let Value::Object(mut obj) = value else {
-        return Err(ValidationError {
-            status: 400,
-            code: "invalid_json",
-            field: None,
-            message: "body must be a JSON object".into(),
-        });
+        return Err(ValidationError::invalid_json("body must be a JSON object"));
     };
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ValidationError {
-            status: 400,
-            code: "unknown_field",
-            field: Some(unknown.clone()),
-            message: format!(
+        return Err(ValidationError::field(
+            ErrorCode::UnknownField,
+            unknown,
+            format!(
                 "unknown field '{unknown}'; allowed fields: {}",
                 FIELDS.join(", ")
             ),
-        });
+        ));
     }
 
     let email = match obj.remove("email") {
-        None | Some(Value::Null) => return Err(bad("missing_field", "email", "email is required")),
+        None | Some(Value::Null) => return Err(ValidationError::missing("email")),
         Some(Value::String(s)) => {
-            email::normalize(&s).map_err(|why| bad("invalid_email", "email", why))?
+            email::normalize(&s).map_err(|why| bad(ErrorCode::InvalidEmail, "email", why))?
         }
         Some(_) => return Err(type_error("email", "a string")),
     };
@@ -140,15 +183,19 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
         match obj.remove(field) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
+                // The same cleaning as every other route; a trusted caller is told when it
+                // would change anything but the outer white space, rather than corrected.
                 let s = s.trim();
-                if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
-                    return Err(bad(
-                        "invalid_field",
-                        field,
-                        format!("{field} must be 1 to {max} characters without control characters"),
-                    ));
+                match clean_name(s, max) {
+                    Some(clean) if clean == s => profile.push((field, clean)),
+                    _ => {
+                        return Err(bad(
+                            ErrorCode::InvalidField,
+                            field,
+                            format!("{field} must be 1 to {max} characters without control characters or repeated spaces"),
+                        ))
+                    }
                 }
-                profile.push((field, s.to_string()));
             }
             Some(_) => return Err(type_error(field, "a string")),
         }
@@ -165,7 +212,7 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
                 let name = name.trim().to_string();
                 if !cfg.allowed_roles.contains(&name) {
                     return Err(bad(
-                        "role_not_allowed",
+                        ErrorCode::RoleNotAllowed,
                         "roles",
                         format!(
                             "role '{name}' is not allowed; allowed roles: {}",
@@ -198,9 +245,28 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
     }
     if let Some(key) = reserved.iter().find(|k| app_metadata.contains_key(**k)) {
         return Err(bad(
-            "invalid_field",
-            "app_metadata",
+            ErrorCode::InvalidField,
+            &format!("app_metadata.{key}"),
             format!("app_metadata.{key} is set by the service and can't be sent"),
+        ));
+    }
+    // app_metadata is where Auth0 apps keep authorization data (`is_admin`, `permissions`):
+    // only the keys the operator allows may be set by a caller.
+    if let Some(key) = app_metadata
+        .keys()
+        .find(|k| !cfg.app_metadata_keys.iter().any(|a| a == *k))
+    {
+        return Err(bad(
+            ErrorCode::AppMetadataKeyNotAllowed,
+            &format!("app_metadata.{key}"),
+            if cfg.app_metadata_keys.is_empty() {
+                format!("app_metadata.{key} is not allowed: APP_METADATA_KEYS lists no keys")
+            } else {
+                format!(
+                    "app_metadata.{key} is not allowed; allowed keys: {}",
+                    cfg.app_metadata_keys.join(", ")
+                )
+            },
         ));
     }
 
@@ -209,14 +275,14 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
         Some(Value::String(raw)) => {
             let url = parse_web_url(&raw).map_err(|why| {
                 bad(
-                    "result_url_not_allowed",
+                    ErrorCode::ResultUrlNotAllowed,
                     "result_url",
                     format!("result_url {why}"),
                 )
             })?;
             if !cfg.result_url_allowlist.contains(&origin_of(&url)) {
                 return Err(bad(
-                    "result_url_not_allowed",
+                    ErrorCode::ResultUrlNotAllowed,
                     "result_url",
                     format!(
                         "the origin {} is not in RESULT_URL_ALLOWLIST",
@@ -236,7 +302,7 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
             Some(n) if (min..=max).contains(&n) => n,
             _ => {
                 return Err(bad(
-                    "ttl_out_of_range",
+                    ErrorCode::TtlOutOfRange,
                     "ticket_ttl_sec",
                     format!("ticket_ttl_sec must be a whole number from {min} to {max}"),
                 ))
@@ -254,6 +320,7 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
         ticket_ttl_sec,
         email_verified: true,
         want_ticket: true,
+        on_existing: OnExisting::RequireUnaccepted,
     })
 }
 
@@ -316,7 +383,8 @@ pub async fn run_invite<P: Platform>(
     )
     .await;
     token?;
-    let role_ids: Vec<String> =
+    let mut roles_given = input.roles.clone();
+    let mut role_ids: Vec<String> =
         try_join_all(input.roles.iter().filter(|_| rbac_roles).zip(cached).map(
             |(name, hit)| async move {
                 match hit {
@@ -347,12 +415,26 @@ pub async fn run_invite<P: Platform>(
                 }
                 p.sleep(wait).await;
             }
-            let user = found.ok_or_else(|| Auth0Error::Unavailable {
+            let user = found.ok_or_else(|| UpstreamError::Unavailable {
+                service: Service::Auth0,
                 detail: format!(
                     "Auth0 said the user exists but no user of connection {} was found",
                     cfg.connection
                 ),
             })?;
+            let unaccepted = user.is_unaccepted_invite();
+            let change_roles = match input.on_existing {
+                _ if unaccepted => true,
+                OnExisting::RequireUnaccepted if cfg.existing_account_tickets => true,
+                // Before any change: no role, no ticket for an account someone uses.
+                OnExisting::RequireUnaccepted => return Err(InviteError::AccountExists),
+                OnExisting::KeepRoles => false,
+                OnExisting::Update => true,
+            };
+            if !change_roles {
+                role_ids.clear();
+                roles_given.clear();
+            }
             (
                 user.user_id,
                 false,
@@ -378,7 +460,8 @@ pub async fn run_invite<P: Platform>(
                 if client.assign_roles(&user_id, &fresh).await? {
                     Ok(())
                 } else {
-                    Err(Auth0Error::Unexpected {
+                    Err(UpstreamError::Unexpected {
+                        service: Service::Auth0,
                         status: 404,
                         body: String::new(),
                         context: "POST /api/v2/users/{id}/roles",
@@ -386,7 +469,7 @@ pub async fn run_invite<P: Platform>(
                     .into())
                 }
             }
-            (RoleMode::AppMetadata, Some(meta)) if !input.roles.is_empty() => {
+            (RoleMode::AppMetadata, Some(meta)) if !roles_given.is_empty() => {
                 let mut roles: Vec<String> = meta
                     .get("roles")
                     .and_then(Value::as_array)
@@ -396,7 +479,7 @@ pub async fn run_invite<P: Platform>(
                             .collect()
                     })
                     .unwrap_or_default();
-                for r in &input.roles {
+                for r in &roles_given {
                     if !roles.contains(r) {
                         roles.push(r.clone());
                     }
@@ -426,7 +509,7 @@ pub async fn run_invite<P: Platform>(
         user_id,
         email: input.email,
         created,
-        roles: input.roles,
+        roles: roles_given,
         ticket_url,
         ticket_expires_at: rfc3339(now + input.ticket_ttl_sec * 1000),
     })

@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod http;
 pub mod invite;
 pub mod page;
 pub mod password;
@@ -26,6 +27,7 @@ pub mod webhook;
 
 pub use api::{handle, Handled};
 pub use config::Config;
+pub use http::{BodyError, BodySource};
 pub use platform::{
     Clock, HttpRequest, HttpResponse, KvOp, Platform, RateLimit, Rng, Store, Transport,
 };

@@ -8,14 +8,14 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::check_body_size;
-use crate::auth0::{Auth0, RequestCtx};
-use crate::config::{Config, EmailDelivery};
-use crate::delivery::{send_invite_email, Sent};
+use crate::auth0::Ctx;
+use crate::config::Config;
+use crate::delivery::{invite_and_email, Delivered, Sent};
 use crate::email;
-use crate::error::{ApiError, Auth0Error, InviteError};
-use crate::invite::{default_ticket_target, run_invite, InviteInput};
-use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
+use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::invite::{clean_name, default_ticket_target, InviteInput, OnExisting, MAX_NAME_CHARS};
+use crate::platform::{KvOp, Platform};
 use crate::token::IsolateCache;
 use crate::webhook::{verify_standard, verify_stripe};
 
@@ -33,7 +33,7 @@ pub struct PaidInvite {
     pub event_id: String,
     /// Raw address from the event.
     pub email: String,
-    /// Customer name, if any.
+    /// Customer name, cleaned ([`clean_name`]), if any.
     pub name: Option<String>,
     /// Allowed role names.
     pub roles: Vec<String>,
@@ -145,7 +145,7 @@ pub fn stripe_decision(event: &Value, cfg: &Config) -> Decision {
     Decision::Invite(PaidInvite {
         event_id: id.to_string(),
         email: email.to_string(),
-        name: name.map(str::to_string),
+        name: name.and_then(|n| clean_name(n, MAX_NAME_CHARS)),
         roles: filter_roles(cfg, roles),
     })
 }
@@ -171,7 +171,7 @@ pub fn standard_decision(msg: &Value, webhook_id: &str, cfg: &Config) -> Decisio
     Decision::Invite(PaidInvite {
         event_id: webhook_id.to_string(),
         email: email.to_string(),
-        name: str_at(data, &["name"]).map(str::to_string),
+        name: str_at(data, &["name"]).and_then(|n| clean_name(n, MAX_NAME_CHARS)),
         roles: filter_roles(cfg, roles),
     })
 }
@@ -184,86 +184,73 @@ fn skipped(reason: &str) -> HttpResponse {
     HttpResponse::json(200, &json!({ "status": "skipped", "reason": reason }))
 }
 
-fn invalid_signature(e: impl std::fmt::Display) -> ApiError {
-    ApiError {
-        log_detail: Some(e.to_string()),
-        ..ApiError::new(
-            400,
-            "invalid_signature",
-            "webhook signature verification failed",
-        )
-    }
-}
-
-fn not_configured(name: &str) -> ApiError {
-    ApiError::new(
-        404,
-        "webhook_not_configured",
-        format!("this webhook is off: set {name} to enable it"),
-    )
-}
-
-/// `POST /v1/webhooks/stripe`.
+/// `POST /v1/webhooks/stripe`, its body already read (at most [`MAX_WEBHOOK_BYTES`]).
 pub async fn stripe<P: Platform>(
+    cx: &Ctx<'_, P>,
     req: &HttpRequest,
-    cfg: &Config,
-    p: &P,
-    cache: &std::rc::Rc<IsolateCache>,
-    ctx: &RequestCtx,
 ) -> Result<HttpResponse, ApiError> {
-    let w = &cfg.webhooks;
-    if w.stripe_secrets.is_empty() {
-        return Err(not_configured("STRIPE_WEBHOOK_SECRETS"));
-    }
-    check_body_size(req, MAX_WEBHOOK_BYTES)?;
-    let header = req.header_value("stripe-signature").unwrap_or("");
+    let w = &cx.cfg.webhooks;
     verify_stripe(
         &req.body,
-        header,
+        req.header_value("stripe-signature").unwrap_or(""),
         &w.stripe_secrets,
-        p.now_ms() / 1000,
+        cx.p.now_ms() / 1000,
         w.stripe_tolerance_sec,
     )
-    .map_err(invalid_signature)?;
+    .map_err(ApiError::invalid_signature)?;
     let event: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| ApiError::new(400, "invalid_json", "event body is not JSON"))?;
-    process("stripe", stripe_decision(&event, cfg), cfg, p, cache, ctx).await
+        .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "event body is not JSON"))?;
+    process(cx, "stripe", stripe_decision(&event, cx.cfg)).await
 }
 
-/// `POST /v1/webhooks/standard`.
+/// The Standard Webhooks headers, in either spelling: `webhook-*` (the spec) or `svix-*`
+/// (Svix, which most senders deliver through; same scheme). Returns id, timestamp, signature.
+pub fn standard_headers(req: &HttpRequest) -> (&str, &str, &str) {
+    let get = |name: &str| {
+        req.header_value(&format!("webhook-{name}"))
+            .or_else(|| req.header_value(&format!("svix-{name}")))
+            .unwrap_or("")
+    };
+    (get("id").trim(), get("timestamp"), get("signature"))
+}
+
+/// `POST /v1/webhooks/standard`, its body already read (at most [`MAX_WEBHOOK_BYTES`]).
 pub async fn standard<P: Platform>(
+    cx: &Ctx<'_, P>,
     req: &HttpRequest,
-    cfg: &Config,
-    p: &P,
-    cache: &std::rc::Rc<IsolateCache>,
-    ctx: &RequestCtx,
 ) -> Result<HttpResponse, ApiError> {
-    let w = &cfg.webhooks;
-    if w.standard_secrets.is_empty() {
-        return Err(not_configured("STANDARD_WEBHOOK_SECRETS"));
-    }
-    check_body_size(req, MAX_WEBHOOK_BYTES)?;
-    let id = req.header_value("webhook-id").unwrap_or("").trim();
+    let (id, timestamp, signature) = standard_headers(req);
     verify_standard(
         &req.body,
         id,
-        req.header_value("webhook-timestamp").unwrap_or(""),
-        req.header_value("webhook-signature").unwrap_or(""),
-        &w.standard_secrets,
-        p.now_ms() / 1000,
+        timestamp,
+        signature,
+        &cx.cfg.webhooks.standard_secrets,
+        cx.p.now_ms() / 1000,
     )
-    .map_err(invalid_signature)?;
+    .map_err(ApiError::invalid_signature)?;
     let msg: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| ApiError::new(400, "invalid_json", "message body is not JSON"))?;
-    process(
-        "standard",
-        standard_decision(&msg, id, cfg),
-        cfg,
-        p,
-        cache,
-        ctx,
-    )
-    .await
+        .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "message body is not JSON"))?;
+    process(cx, "standard", standard_decision(&msg, id, cx.cfg)).await
+}
+
+/// Whether a webhook route is on, and the variable that turns it on.
+pub fn enabled(cfg: &Config, source: &str) -> Result<(), ApiError> {
+    let (on, var) = match source {
+        "stripe" => (
+            !cfg.webhooks.stripe_secrets.is_empty(),
+            "STRIPE_WEBHOOK_SECRETS",
+        ),
+        _ => (
+            !cfg.webhooks.standard_secrets.is_empty(),
+            "STANDARD_WEBHOOK_SECRETS",
+        ),
+    };
+    if on {
+        Ok(())
+    } else {
+        Err(ApiError::webhook_not_configured(var))
+    }
 }
 
 /// Releases the in-isolate claim on an event however processing ends.
@@ -289,17 +276,15 @@ async fn mark<P: Platform>(p: &P, key: &str, value: &str, ttl_sec: u64) {
 }
 
 async fn process<P: Platform>(
-    source: &str,
+    cx: &Ctx<'_, P>,
+    source: &'static str,
     decision: Decision,
-    cfg: &Config,
-    p: &P,
-    cache: &std::rc::Rc<IsolateCache>,
-    ctx: &RequestCtx,
 ) -> Result<HttpResponse, ApiError> {
+    let (p, cache) = (cx.p, cx.cache);
     let invite = match decision {
         Decision::Ignored => return Ok(status("ignored")),
         Decision::Skipped(reason) => {
-            *ctx.note.borrow_mut() = Some(format!("skipped: {reason}"));
+            cx.note(format!("skipped: {reason}"));
             return Ok(skipped(reason));
         }
         Decision::Invite(i) => i,
@@ -307,11 +292,11 @@ async fn process<P: Platform>(
     let key = format!("webhook:v1:{source}:{}", invite.event_id);
     match p.get(&key).await {
         Ok(Some(v)) if v == "done" => return Ok(status("duplicate")),
-        Ok(Some(_)) => return Err(in_progress()),
+        Ok(Some(_)) => return Err(ApiError::event_in_progress()),
         _ => {}
     }
     if !cache.begin_event(&key) {
-        return Err(in_progress());
+        return Err(ApiError::event_in_progress());
     }
     let _claim = Claim {
         cache,
@@ -322,49 +307,35 @@ async fn process<P: Platform>(
     let email = match email::normalize(&invite.email) {
         Ok(e) => e,
         Err(_) => {
+            // No redelivery can fix the address: done, and said why.
             mark(p, &key, "done", DONE_TTL_SEC).await;
+            cx.note(format!(
+                "event {} can never succeed: the customer email is not a valid address",
+                invite.event_id
+            ));
             return Ok(skipped("customer email is not a valid address"));
         }
     };
-    let client = Auth0::new(cfg, p, cache, ctx);
-    let want_ticket = matches!(cfg.webhooks.delivery, EmailDelivery::Resend { .. });
     let mut app_metadata = Map::new();
     app_metadata.insert("invite_source".into(), json!(source));
     app_metadata.insert("invite_event".into(), json!(invite.event_id));
     let input = InviteInput {
-        email: email.clone(),
+        email,
         profile: invite.name.iter().map(|n| ("name", n.clone())).collect(),
         roles: invite.roles.clone(),
         user_metadata: None,
         app_metadata,
-        ticket_target: default_ticket_target(cfg),
-        ticket_ttl_sec: cfg.ticket_ttl_sec,
+        ticket_target: default_ticket_target(cx.cfg),
+        ticket_ttl_sec: cx.cfg.ticket_ttl_sec,
         email_verified: false,
-        want_ticket,
+        want_ticket: false,
+        on_existing: OnExisting::Update,
     };
-
-    let outcome = async {
-        let out = run_invite(&client, cfg, p, input, source).await?;
-        let ticket = out
-            .ticket_url
-            .as_deref()
-            .map(|u| (u, out.ticket_expires_at.as_str()));
-        let sent = send_invite_email(
-            &client,
-            cfg,
-            p,
-            &email,
-            invite.name.as_deref(),
-            ticket,
-            &key,
-        )
-        .await?;
-        Ok::<_, InviteError>((out.created, sent))
-    }
-    .await;
+    // A signed sender's customer is greeted by the (cleaned) name they gave the sender.
+    let outcome = invite_and_email(cx, input, invite.name.as_deref(), source, &key).await;
 
     match outcome {
-        Ok((created, sent)) => {
+        Ok(Delivered { created, sent }) => {
             mark(p, &key, "done", DONE_TTL_SEC).await;
             Ok(HttpResponse::json(
                 200,
@@ -373,12 +344,14 @@ async fn process<P: Platform>(
         }
         Err(e) if is_permanent(&e) => {
             mark(p, &key, "done", DONE_TTL_SEC).await;
-            *ctx.note.borrow_mut() =
-                Some(format!("event {} failed for good: {e}", invite.event_id));
+            cx.note(format!(
+                "event {} can never succeed, marked done: {e}",
+                invite.event_id
+            ));
             let api: ApiError = e.into();
             Ok(HttpResponse::json(
                 200,
-                &json!({"status": "failed", "reason": api.code}),
+                &json!({"status": "failed", "reason": api.code.as_str()}),
             ))
         }
         Err(e) => {
@@ -389,23 +362,17 @@ async fn process<P: Platform>(
     }
 }
 
-fn in_progress() -> ApiError {
-    ApiError {
-        retry_after_sec: Some(30),
-        ..ApiError::new(
-            409,
-            "event_in_progress",
-            "this event is being processed; it will be retried",
-        )
-    }
-}
-
-/// Failures no redelivery can fix: answer 200 so the sender stops.
+/// Failures no redelivery can fix: answer 200 so the sender stops. Only Auth0 refusing the
+/// invite itself (already retried without the optional fields) is one. A missing role, a bad
+/// email API key or an unreachable service can be fixed by the operator within the sender's
+/// retry window (Stripe retries for 3 days), so those stay retryable (5xx) and are logged.
 fn is_permanent(e: &InviteError) -> bool {
     matches!(
         e,
         InviteError::Invalid(_)
-            | InviteError::RoleNotFound(_)
-            | InviteError::Auth0(Auth0Error::Rejected { .. })
+            | InviteError::Upstream(UpstreamError::Rejected {
+                service: Service::Auth0,
+                ..
+            })
     )
 }

@@ -1,100 +1,11 @@
-//! The ports through which the core reaches the outside world, and the plain HTTP types
-//! that cross them. The Worker shell implements them with `worker::Fetch`, KV, `Date` and
+//! The ports through which the core reaches the outside world (the plain HTTP types that
+//! cross them live in the leaf module [`crate::http`]). The Worker shell implements them with `worker::Fetch`, KV, `Date` and
 //! `getrandom`; tests implement them with fakes.
 #![allow(async_fn_in_trait)] // The futures are deliberately not `Send`: Workers can't meet it.
 
 use std::fmt;
 
-/// An HTTP request as the core sees it, inbound or outbound.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HttpRequest {
-    /// Upper-case method, e.g. `POST`.
-    pub method: String,
-    /// Absolute URL for outbound requests; path plus query for inbound ones.
-    pub url: String,
-    /// Header names are compared case-insensitively.
-    pub headers: Vec<(String, String)>,
-    /// Raw body bytes (empty when there is none).
-    pub body: Vec<u8>,
-}
-
-impl HttpRequest {
-    /// Builds a request with no headers and no body.
-    pub fn new(method: &str, url: impl Into<String>) -> Self {
-        HttpRequest {
-            method: method.to_string(),
-            url: url.into(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-
-    /// Sets a JSON body and its content type.
-    pub fn json(self, value: &serde_json::Value) -> Self {
-        let mut req = self.header("content-type", "application/json");
-        req.body = value.to_string().into_bytes();
-        req
-    }
-
-    /// The first value of a header, by case-insensitive name.
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
-    }
-}
-
-/// An HTTP response as the core sees it, inbound or outbound.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header names are compared case-insensitively.
-    pub headers: Vec<(String, String)>,
-    /// Raw body bytes.
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// A response with a JSON body.
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        HttpResponse {
-            status,
-            headers: vec![(
-                "content-type".to_string(),
-                "application/json; charset=utf-8".to_string(),
-            )],
-            body: value.to_string().into_bytes(),
-        }
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-
-    /// The first value of a header, by case-insensitive name.
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
-    }
-
-    /// The body as (lossy) UTF-8 text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+pub use crate::http::{HttpRequest, HttpResponse};
 
 /// A failure below HTTP: DNS, connection refused, reset, TLS.
 #[derive(Clone, Debug, PartialEq)]

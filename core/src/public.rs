@@ -3,20 +3,19 @@
 //! proves the address). Abuse controls: origin allowlist (CORS), per-IP rate limit,
 //! Turnstile, a honeypot field and a per-address email cooldown.
 
-use std::rc::Rc;
+use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::check_body_size;
-use crate::auth0::{error_message, Auth0, RequestCtx};
-use crate::config::{Config, EmailDelivery};
-use crate::delivery::{cooldown_key, send_invite_email};
+use crate::auth0::{error_message, Ctx};
+use crate::config::Config;
+use crate::delivery::{cooldown_key, invite_and_email};
 use crate::email;
-use crate::error::{ApiError, ValidationError};
-use crate::invite::{default_ticket_target, run_invite, InviteInput};
+use crate::error::{ApiError, ErrorCode, Service, ValidationError};
+use crate::http::{media_type, HttpRequest, HttpResponse};
+use crate::invite::{clean_name, default_ticket_target, InviteInput, OnExisting, MAX_NAME_CHARS};
 use crate::page;
-use crate::platform::{random_hex, HttpRequest, HttpResponse, Platform};
-use crate::token::IsolateCache;
+use crate::platform::{random_hex, Platform};
 
 /// Largest accepted body.
 pub const MAX_PUBLIC_BODY: usize = 8 * 1024;
@@ -58,34 +57,18 @@ fn set(form: &mut PublicForm, key: &str, value: String) {
 
 /// Parses a form-encoded or JSON body.
 pub fn parse_form(req: &HttpRequest) -> Result<PublicForm, ValidationError> {
-    let ctype = req.header_value("content-type").unwrap_or("");
-    let essence = ctype
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     let mut form = PublicForm::default();
-    match essence.as_str() {
+    match media_type(req).as_str() {
         "application/x-www-form-urlencoded" => {
             for (k, v) in url::form_urlencoded::parse(&req.body) {
                 set(&mut form, &k, v.into_owned());
             }
         }
         "application/json" => {
-            let value: Value = serde_json::from_slice(&req.body).map_err(|_| ValidationError {
-                status: 400,
-                code: "invalid_json",
-                field: None,
-                message: "body is not valid JSON".into(),
-            })?;
+            let value: Value = serde_json::from_slice(&req.body)
+                .map_err(|_| ValidationError::invalid_json("body is not valid JSON"))?;
             let Value::Object(obj) = value else {
-                return Err(ValidationError {
-                    status: 400,
-                    code: "invalid_json",
-                    field: None,
-                    message: "body must be a JSON object".into(),
-                });
+                return Err(ValidationError::invalid_json("body must be a JSON object"));
             };
             for (k, v) in obj {
                 match v {
@@ -94,23 +77,16 @@ pub fn parse_form(req: &HttpRequest) -> Result<PublicForm, ValidationError> {
                     _ if ["email", "name", "cf-turnstile-response", "website"]
                         .contains(&k.as_str()) =>
                     {
-                        return Err(ValidationError::field(
-                            "invalid_field",
-                            &k,
-                            format!("{k} must be a string"),
-                        ))
+                        return Err(ValidationError::wrong_type(&k, "a string"))
                     }
                     _ => {}
                 }
             }
         }
         _ => {
-            return Err(ValidationError {
-                status: 415,
-                code: "unsupported_media_type",
-                field: None,
-                message: "send application/x-www-form-urlencoded or application/json".into(),
-            })
+            return Err(ValidationError::media_type(
+                "application/x-www-form-urlencoded or application/json",
+            ))
         }
     }
     Ok(form)
@@ -217,67 +193,56 @@ fn uuid_v4(p: &impl Platform) -> Option<String> {
     ))
 }
 
-fn captcha_failed() -> ApiError {
-    ApiError::new(
-        403,
-        "captcha_failed",
-        "the captcha check failed; please try again",
-    )
+/// The rate-limit key of a client: its IPv4 address, or its IPv6 /64 (one subscriber gets a
+/// whole /64, so keying on the full address gave each of them 2^64 budgets).
+pub fn client_key(ip: Option<&str>) -> String {
+    match ip.and_then(|s| s.trim().parse::<IpAddr>().ok()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".into(),
+    }
 }
 
-/// `POST /v1/public/invites`. CORS headers are added by the caller.
+/// `POST /v1/public/invites`, its body already read (at most [`MAX_PUBLIC_BODY`]). CORS
+/// headers are added by the caller.
 pub async fn invite<P: Platform>(
+    cx: &Ctx<'_, P>,
     req: &HttpRequest,
     cors_result: &Cors,
-    cfg: &Config,
-    p: &P,
-    cache: &Rc<IsolateCache>,
-    ctx: &RequestCtx,
 ) -> Result<HttpResponse, ApiError> {
-    let note = |s: &str| *ctx.note.borrow_mut() = Some(s.to_string());
+    let (cfg, p) = (cx.cfg, cx.p);
     if *cors_result == Cors::Denied {
-        return Err(ApiError::new(
-            403,
-            "origin_not_allowed",
-            "this origin may not use the sign-up form; add it to ALLOWED_ORIGINS",
-        ));
+        return Err(ApiError::origin_not_allowed());
     }
-    check_body_size(req, MAX_PUBLIC_BODY)?;
     let form = parse_form(req)?;
     let html = wants_html(req);
 
-    let ip = req.header_value("cf-connecting-ip").unwrap_or("unknown");
-    if p.allow(&format!("public-invite:{ip}")).await == Some(false) {
-        return Err(ApiError {
-            retry_after_sec: Some(RATE_LIMIT_RETRY_SEC),
-            ..ApiError::new(
-                429,
-                "rate_limited",
-                "too many sign-ups from this address; try again later",
-            )
-        });
+    let ip = req.header_value("cf-connecting-ip");
+    if p.allow(&format!("public-invite:{}", client_key(ip))).await == Some(false) {
+        return Err(ApiError::rate_limited(RATE_LIMIT_RETRY_SEC));
     }
     if form.honeypot.is_some() {
-        note("honeypot filled: nothing done");
+        cx.note("honeypot filled: nothing done");
         return Ok(accepted(cfg, html));
     }
     let email = match form.email.as_deref() {
-        None => {
-            return Err(
-                ValidationError::field("missing_field", "email", "email is required").into(),
-            )
-        }
+        None => return Err(ValidationError::missing("email").into()),
         Some(raw) => email::normalize(raw)
-            .map_err(|why| ValidationError::field("invalid_email", "email", why))?,
+            .map_err(|why| ValidationError::field(ErrorCode::InvalidEmail, "email", why))?,
     };
-    let client = Auth0::new(cfg, p, cache, ctx);
 
     if let Some(secret) = &cfg.public.turnstile_secret {
         let Some(token) = form.captcha.as_deref() else {
-            return Err(captcha_failed());
+            return Err(ApiError::captcha_failed());
         };
         let mut body = json!({"secret": secret.expose(), "response": token});
-        if ip != "unknown" {
+        if let Some(ip) = ip {
             body["remoteip"] = json!(ip);
         }
         if let Some(key) = uuid_v4(p) {
@@ -288,68 +253,63 @@ pub async fn invite<P: Platform>(
             format!("{}/turnstile/v0/siteverify", cfg.public.turnstile_base_url),
         )
         .json(&body);
-        let resp = client.send_retrying(verify).await?;
+        let resp = cx
+            .client()
+            .send_retrying(Service::Turnstile, verify)
+            .await?;
         let ok = resp.status == 200
             && serde_json::from_slice::<Value>(&resp.body)
                 .ok()
                 .and_then(|v| v.get("success").and_then(Value::as_bool))
                 .unwrap_or(false);
         if !ok {
-            *ctx.note.borrow_mut() = Some(format!("siteverify refused: {}", error_message(&resp)));
-            return Err(captcha_failed());
+            cx.note(format!("siteverify refused: {}", error_message(&resp)));
+            return Err(ApiError::captcha_failed());
         }
     }
 
     if matches!(p.get(&cooldown_key(&email)).await, Ok(Some(_))) {
-        note("email cooldown: nothing sent");
+        cx.note("email cooldown: nothing sent");
         return Ok(accepted(cfg, html));
     }
     let mut app_metadata = Map::new();
     app_metadata.insert("invite_source".into(), json!("public_form"));
     let input = InviteInput {
-        email: email.clone(),
+        email,
         profile: form
             .name
-            .iter()
-            .map(|n| {
-                (
-                    "name",
-                    n.trim()
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(300)
-                        .collect(),
-                )
-            })
-            .collect(),
+            .as_deref()
+            .and_then(|n| clean_name(n, MAX_NAME_CHARS))
+            .map(|n| vec![("name", n)])
+            .unwrap_or_default(),
         roles: cfg.public.roles.clone(),
         user_metadata: None,
         app_metadata,
         ticket_target: default_ticket_target(cfg),
         ticket_ttl_sec: cfg.ticket_ttl_sec,
         email_verified: false,
-        want_ticket: matches!(cfg.webhooks.delivery, EmailDelivery::Resend { .. }),
+        want_ticket: false,
+        on_existing: OnExisting::KeepRoles,
     };
-    let out = run_invite(&client, cfg, p, input, "public_form").await?;
-    let ticket = out
-        .ticket_url
-        .as_deref()
-        .map(|u| (u, out.ticket_expires_at.as_str()));
     let key = random_hex(p, 16).unwrap_or_default();
-    send_invite_email(
-        &client,
-        cfg,
-        p,
-        &email,
-        form.name.as_deref(),
-        ticket,
-        &format!("public:{key}"),
-    )
-    .await?;
+    // Greeted neutrally: an anonymous caller's text never reaches somebody else's inbox.
+    invite_and_email(cx, input, None, "public_form", &format!("public:{key}")).await?;
     Ok(accepted(cfg, html))
 }
 
-/// The HTML answer to a failed plain form post.
+/// The HTML answer to a failed plain form post, titled for what went wrong.
 pub fn html_error(e: &ApiError) -> HttpResponse {
-    page::message(e.status, "Something went wrong", &e.message)
+    let title = match e.code {
+        ErrorCode::RateLimited => "Too many attempts",
+        ErrorCode::CaptchaFailed => "Please try the check again",
+        ErrorCode::MissingField | ErrorCode::InvalidEmail | ErrorCode::InvalidField => {
+            "Please check your address"
+        }
+        ErrorCode::OriginNotAllowed => "This form can't be used from here",
+        ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType | ErrorCode::InvalidJson => {
+            "The form could not be read"
+        }
+        _ => "Something went wrong",
+    };
+    page::message(e.status(), title, &e.message)
 }

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::error::Auth0Error;
+use crate::error::UpstreamError;
 
 /// KV refuses `expiration_ttl` below this.
 pub const KV_MIN_TTL_SEC: u64 = 60;
@@ -107,7 +107,7 @@ pub struct IsolateCache {
     /// Generation of the running token fetch, if one is running.
     flight: Cell<Option<u64>>,
     /// The last finished fetch: its generation and outcome.
-    finished: RefCell<Option<(u64, Result<CachedToken, Auth0Error>)>>,
+    finished: RefCell<Option<(u64, Result<CachedToken, UpstreamError>)>>,
     generation: Cell<u64>,
     roles: RefCell<HashMap<String, (String, u64)>>,
     /// Webhook events being processed by this isolate right now.
@@ -127,7 +127,7 @@ pub enum Acquire {
 /// What a waiting request sees when it looks again.
 pub enum Poll {
     /// The fetch it waited for finished with this outcome.
-    Done(Result<CachedToken, Auth0Error>),
+    Done(Result<CachedToken, UpstreamError>),
     /// Still running.
     Running,
     /// Abandoned (the fetching request was cancelled): start over.
@@ -219,7 +219,7 @@ pub struct FlightGuard {
 
 impl FlightGuard {
     /// Stores the outcome (the token in memory on success) for the waiting requests.
-    pub fn finish(self, result: Result<CachedToken, Auth0Error>) {
+    pub fn finish(self, result: Result<CachedToken, UpstreamError>) {
         if let Ok(t) = &result {
             *self.cache.token.borrow_mut() = Some(t.clone());
         }
@@ -310,7 +310,8 @@ mod tests {
         let Acquire::Busy(gen) = cache.acquire(NOW) else {
             panic!("waits")
         };
-        let err = Auth0Error::Unavailable {
+        let err = UpstreamError::Unavailable {
+            service: crate::error::Service::Auth0,
             detail: "down".into(),
         };
         guard.finish(Err(err.clone()));

@@ -89,7 +89,9 @@ pub fn verify_stripe(
     if !matched {
         return Err(WebhookError::NoMatch);
     }
-    if tolerance_sec > 0 && now_sec.saturating_sub(t) > tolerance_sec {
+    // Both ways: a timestamp far in the future would stay "fresh" for as long as it likes.
+    // A tolerance of 0 means 1 s: the check can't be switched off.
+    if now_sec.abs_diff(t) > tolerance_sec.max(1) {
         return Err(WebhookError::Stale);
     }
     Ok(t)
@@ -257,12 +259,17 @@ mod tests {
         check_stripe(PAYLOAD, &header, &[SECRET], Err(WebhookError::Stale));
         let header = sign_for_test::stripe(PAYLOAD, SECRET, NOW - 300);
         check_stripe(PAYLOAD, &header, &[SECRET], Ok(NOW - 300));
-        // Tolerance 0 disables the check, as in stripe-node.
-        let old = sign_for_test::stripe(PAYLOAD, SECRET, NOW - 10_000);
+        // Regression (finding 7): tolerance 0 used to switch the age check off.
+        let old = sign_for_test::stripe(PAYLOAD, SECRET, NOW - 30 * 86_400);
         assert_eq!(
             verify_stripe(PAYLOAD, &old, &secrets(&[SECRET]), NOW, 0),
-            Ok(NOW - 10_000)
+            Err(WebhookError::Stale)
         );
+        // ... and timestamps far in the future were accepted.
+        let future = sign_for_test::stripe(PAYLOAD, SECRET, NOW + 301);
+        check_stripe(PAYLOAD, &future, &[SECRET], Err(WebhookError::Stale));
+        let near = sign_for_test::stripe(PAYLOAD, SECRET, NOW + 300);
+        check_stripe(PAYLOAD, &near, &[SECRET], Ok(NOW + 300));
     }
 
     #[test]

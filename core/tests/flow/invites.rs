@@ -129,10 +129,10 @@ fn concurrent_requests_share_one_token_request() {
     let reqs: Vec<_> = (0..5)
         .map(|i| invite_req(&json!({"email": format!("u{i}@example.com")})))
         .collect();
-    let results = block_on(futures::future::join_all(
-        reqs.into_iter()
-            .map(|r| handle(r, &svc.cfg, &svc.fake, &svc.cache)),
-    ));
+    let results = block_on(futures::future::join_all(reqs.into_iter().map(|mut r| {
+        let body = std::mem::take(&mut r.body);
+        handle(r, body, &svc.cfg, &svc.fake, &svc.cache)
+    })));
     assert!(results.iter().all(|h| h.response.status == 201));
     assert_eq!(svc.fake.count("POST /oauth/token"), 1);
 }
@@ -538,7 +538,29 @@ fn bad_input_gets_a_clear_error_and_reaches_no_upstream() {
         with(json!({"app_metadata": {"invited_by": "me"}})),
         422,
         "invalid_field",
-        Some("app_metadata"),
+        Some("app_metadata.invited_by"),
+    );
+    // Regression (finding 3): any app_metadata key used to be stored as sent.
+    check_rejected(
+        &svc,
+        with(json!({"app_metadata": {"plan": "beta", "is_admin": true}})),
+        422,
+        "app_metadata_key_not_allowed",
+        Some("app_metadata.is_admin"),
+    );
+    check_rejected(
+        &svc,
+        with(json!({"app_metadata": {"permissions": ["*"]}})),
+        422,
+        "app_metadata_key_not_allowed",
+        Some("app_metadata.permissions"),
+    );
+    check_rejected(
+        &svc,
+        with(json!({"app_metadata": {"invite_source": "stripe"}})),
+        422,
+        "invalid_field",
+        Some("app_metadata.invite_source"),
     );
     check_rejected(
         &svc,
@@ -592,16 +614,40 @@ fn invalid_config_is_reported_whole() {
     assert_eq!(h.response.status, 503);
     assert_eq!(body["status"], "config_invalid");
     assert_eq!(body["problems"].as_array().unwrap().len(), 3);
+    // Regression (finding 10): every route used to show the problems to anyone. Now only
+    // /healthz names them; the others answer a generic 503, and the log keeps the detail.
     let (h, body) = svc.invite(ada());
-    assert_eq!(error_code(&h, &body), (500, "config_invalid".into()));
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("AUTH0_CLIENT_SECRET is missing"));
+    assert_eq!(error_code(&h, &body), (503, "config_invalid".into()));
+    assert!(!h.response.text().contains("AUTH0_CLIENT_SECRET"), "{body}");
+    assert!(
+        h.log.contains("AUTH0_CLIENT_SECRET is missing"),
+        "{}",
+        h.log
+    );
+    for (method, path) in [
+        ("POST", "/v1/public/invites"),
+        ("POST", "/v1/webhooks/stripe"),
+        ("GET", "/"),
+    ] {
+        let (h, body) = svc.run(HttpRequest::new(method, path));
+        assert_eq!(
+            error_code(&h, &body),
+            (503, "config_invalid".into()),
+            "{path}"
+        );
+        assert!(!h.response.text().contains("AUTH0_CLIENT_SECRET"), "{path}");
+    }
 
-    let ok = Svc::new(&[]);
+    let ok = Svc::new(&[("TURNSTILE_SECRET_KEY", "turnstile-secret")]);
     let (h, body) = ok.run(HttpRequest::new("GET", "/healthz"));
     assert_eq!((h.response.status, body), (200, json!({"status": "ok"})));
+    // Finding 11: without Turnstile the public form is open to scripts; say so (still 200).
+    let (h, body) = Svc::new(&[]).run(HttpRequest::new("GET", "/healthz"));
+    assert_eq!(h.response.status, 200);
+    assert!(body["warnings"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("TURNSTILE_SECRET_KEY is not set"));
 }
 
 #[test]

@@ -267,7 +267,7 @@ fn landing_and_thank_you_pages() {
     assert!(
         html.contains("<form id=\"invite-form\" method=\"post\" action=\"/v1/public/invites\">")
     );
-    assert!(html.contains("Join Acme &lt;Beta&gt;"));
+    assert!(html.contains("Join Acme &#60;Beta&#62;"));
     assert!(
         !html.contains("cf-turnstile\""),
         "no widget without a site key"

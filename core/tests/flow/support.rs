@@ -53,6 +53,10 @@ pub struct Fake {
     /// Requests allowed per key by the fake rate limiter (`None`: no limiter).
     pub rate_limit: Cell<Option<u32>>,
     pub limited: RefCell<HashMap<String, u32>>,
+    /// Logins of the existing user `auth0|existing1` (0: an unaccepted invite).
+    pub existing_logins: Cell<u64>,
+    /// Whether `auth0|existing1` was created by this service (`app_metadata.invited`).
+    pub existing_invited: Cell<bool>,
 }
 
 pub fn json_resp(status: u16, body: Value) -> HttpResponse {
@@ -80,7 +84,13 @@ impl Fake {
         let f = Fake::default();
         f.now.set(NOW);
         f.rng.set(0x2545_F491_4F6C_DD1D);
+        f.existing_invited.set(true);
         f
+    }
+
+    /// Makes the existing user `auth0|existing1` one that has logged in.
+    pub fn existing_user_logged_in(&self) {
+        self.existing_logins.set(3);
     }
 
     pub fn script(&self, route: &str, replies: Vec<Reply>) {
@@ -124,14 +134,25 @@ impl Fake {
                     "identities": [{"connection": body["connection"], "user_id": "abc123", "provider": "auth0", "isSocial": false}]
                 }),
             ),
-            ("GET", "/api/v2/users-by-email") => json_resp(
-                200,
-                json!([
-                    {"user_id": "google-oauth2|999", "identities": [{"connection": "google-oauth2"}]},
-                    {"user_id": "auth0|existing1", "identities": [{"connection": "Username-Password-Authentication"}],
-                     "app_metadata": {"roles": ["early-access"], "plan": "x"}},
-                ]),
-            ),
+            ("GET", "/api/v2/users-by-email") => {
+                let mut existing = json!({"user_id": "auth0|existing1", "identities": [{"connection": "Username-Password-Authentication"}],
+                     "app_metadata": {"roles": ["early-access"], "plan": "x"}});
+                if self.existing_invited.get() {
+                    existing["app_metadata"]["invited"] = json!(true);
+                }
+                let logins = self.existing_logins.get();
+                if logins > 0 {
+                    existing["logins_count"] = json!(logins);
+                    existing["last_login"] = json!("2026-11-20T10:00:00.000Z");
+                }
+                json_resp(
+                    200,
+                    json!([
+                        {"user_id": "google-oauth2|999", "identities": [{"connection": "google-oauth2"}]},
+                        existing,
+                    ]),
+                )
+            }
             ("POST", p) if p.ends_with("/roles") => HttpResponse {
                 status: 204,
                 headers: vec![(
@@ -283,6 +304,7 @@ pub fn config(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
             "RESULT_URL_ALLOWLIST",
             "https://app.example.com,https://other.example.com",
         ),
+        ("APP_METADATA_KEYS", "plan"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -317,8 +339,10 @@ impl Svc {
     }
 
     /// Handles a request, then runs its deferred KV writes, as `wait_until` would.
-    pub fn run(&self, req: HttpRequest) -> (Handled, Value) {
-        let handled = block_on(handle(req, &self.cfg, &self.fake, &self.cache));
+    pub fn run(&self, mut req: HttpRequest) -> (Handled, Value) {
+        // The body goes in through the body port, as the shell passes it.
+        let body = std::mem::take(&mut req.body);
+        let handled = block_on(handle(req, body, &self.cfg, &self.fake, &self.cache));
         for op in &handled.deferred {
             block_on(self.fake.apply(op)).expect("kv");
         }

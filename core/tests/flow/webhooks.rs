@@ -9,7 +9,7 @@ pub(crate) fn webhook_svc(extra: &[(&str, &str)]) -> Svc {
     let mut vars = vec![
         (
             "STRIPE_WEBHOOK_SECRETS",
-            "whsec_old_rotated_out,whsec_stripe_test_secret",
+            "whsec_old_rotated_out_0000,whsec_stripe_test_secret",
         ),
         ("STANDARD_WEBHOOK_SECRETS", STD_SECRET),
         ("PAYMENT_ROLES", "beta-tester"),
@@ -190,13 +190,15 @@ fn retryable_failures_answer_5xx_and_leave_the_event_unmarked() {
 #[test]
 fn permanent_failures_answer_200_and_are_not_retried() {
     let svc = webhook_svc(&[]);
-    svc.fake.script(
-        "POST /api/v2/users",
-        vec![Ok(json_resp(
+    let refusal = || {
+        Ok(json_resp(
             400,
             json!({"statusCode": 400, "message": "Payload validation error"}),
-        ))],
-    );
+        ))
+    };
+    // Refused with the name, and again without it: this invite can never succeed.
+    svc.fake
+        .script("POST /api/v2/users", vec![refusal(), refusal()]);
     let (h, body) = svc.run(stripe_req(&checkout("evt_9", "bad@example.com"), NOW));
     assert_eq!(
         (h.response.status, body),
@@ -317,4 +319,68 @@ fn webhooks_without_secrets_are_off() {
         error_code(&h, &body),
         (404, "webhook_not_configured".into())
     );
+}
+
+/// Regression (finding 9): a 301-character buyer name made Auth0 refuse the invite, the event
+/// was marked done, and the paying customer never got an account.
+#[test]
+fn buyer_names_are_cleaned_and_a_refused_name_does_not_lose_the_invite() {
+    let svc = webhook_svc(&[]);
+    let mut event = checkout("evt_long", "buyer@example.com");
+    let long = format!("  Ada\r\nBcc: x@evil.example {}  ", "L".repeat(400));
+    event["data"]["object"]["customer_details"]["name"] = json!(long);
+    let (h, body) = svc.run(stripe_req(&event, NOW));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+    let sent = svc.fake.body_of("POST /api/v2/users");
+    let name = sent["name"].as_str().unwrap();
+    assert_eq!(name.chars().count(), 300);
+    assert!(name.starts_with("Ada Bcc: x@evil.example LLL"), "{name}");
+
+    // Auth0 refuses the (clean) name for a reason of its own: retried without it, and the
+    // customer still gets the account and the email.
+    let svc = webhook_svc(&[]);
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(
+            400,
+            json!({"statusCode": 400, "message": "Payload validation error: name"}),
+        ))],
+    );
+    let (h, body) = svc.run(stripe_req(&checkout("evt_name", "c@example.com"), NOW));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+    let creates: Vec<Value> = svc
+        .fake
+        .sent
+        .borrow()
+        .iter()
+        .filter(|r| r.url.ends_with("/api/v2/users"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0]["name"], "Ada Lovelace");
+    assert!(creates[1].get("name").is_none());
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+    assert!(h.log.contains("invited without it"), "{}", h.log);
+}
+
+/// A role the operator has not created yet is fixable within Stripe's retry window: the
+/// event stays retryable (5xx, unmarked) instead of being marked done.
+#[test]
+fn a_missing_role_keeps_the_event_retryable() {
+    let svc = webhook_svc(&[]);
+    svc.fake
+        .script("GET /api/v2/roles", vec![Ok(json_resp(200, json!([])))]);
+    let (h, body) = svc.run(stripe_req(&checkout("evt_role", "r@example.com"), NOW));
+    assert_eq!(error_code(&h, &body), (422, "role_not_found".into()));
+    assert!(svc.fake.kv.borrow().keys().all(|k| !k.contains("evt_role")));
+    let (_, body) = svc.run(stripe_req(&checkout("evt_role", "r@example.com"), NOW));
+    assert_eq!(status_of(&body), "processed", "{body}");
 }
