@@ -670,3 +670,130 @@ fn a_stale_cached_role_id_is_looked_up_again() {
     );
     assert_eq!(svc.fake.count("POST /api/v2/users/auth0%7Cabc123/roles"), 3);
 }
+
+fn conflict() -> Reply {
+    Ok(json_resp(
+        409,
+        json!({"statusCode": 409, "error": "Conflict", "message": "The user already exists."}),
+    ))
+}
+
+/// Regression (finding 3): any API key got a password-reset link for any existing account,
+/// admins included. Now only an unaccepted invite gets one; any other account gets 409
+/// `account_exists` before anything changes.
+#[test]
+fn used_accounts_get_no_link_and_no_roles() {
+    for (logged_in, invited) in [(true, true), (false, false), (true, false)] {
+        let svc = Svc::new(&[]);
+        if logged_in {
+            svc.fake.existing_user_logged_in();
+        }
+        svc.fake.existing_invited.set(invited);
+        svc.fake.script("POST /api/v2/users", vec![conflict()]);
+        let (h, body) = svc.invite(ada());
+        assert_eq!(
+            error_code(&h, &body),
+            (409, "account_exists".into()),
+            "{body}"
+        );
+        assert_eq!(body["error"]["field"], "email");
+        assert!(!h.response.text().contains("ticket"), "{body}");
+        assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 0);
+        assert_eq!(
+            svc.fake.count("POST /api/v2/users/auth0%7Cexisting1/roles"),
+            0
+        );
+        assert_eq!(svc.fake.count("PATCH /api/v2/users/auth0%7Cexisting1"), 0);
+    }
+    // The operator's opt-in restores links for every account.
+    let svc = Svc::new(&[("EXISTING_ACCOUNT_TICKETS", "true")]);
+    svc.fake.existing_user_logged_in();
+    svc.fake.script("POST /api/v2/users", vec![conflict()]);
+    let (h, body) = svc.invite(ada());
+    assert_eq!(h.response.status, 200, "{body}");
+    assert!(body["ticket_url"]
+        .as_str()
+        .unwrap()
+        .contains("SECRETTICKET"));
+    let (_, health) = svc.run(HttpRequest::new("GET", "/healthz"));
+    assert!(health["warnings"]
+        .to_string()
+        .contains("EXISTING_ACCOUNT_TICKETS"));
+}
+
+/// Regression (finding 2): the body was read whole before routing or authentication. Now a
+/// route reads it only after its own checks, and never past its limit.
+#[test]
+fn the_body_is_read_only_after_routing_and_authentication() {
+    struct Probe<'a>(&'a Cell<Option<usize>>, Vec<u8>);
+    impl BodySource for Probe<'_> {
+        async fn read_limited(self, limit: usize) -> Result<Vec<u8>, BodyError> {
+            self.0.set(Some(limit));
+            self.1.read_limited(limit).await
+        }
+    }
+    let svc = Svc::new(&[("STRIPE_WEBHOOK_SECRETS", "whsec_0123456789abcdef")]);
+    let run = |req: HttpRequest, body: Vec<u8>| {
+        let read = Cell::new(None);
+        let h = block_on(handle(
+            req,
+            Probe(&read, body),
+            &svc.cfg,
+            &svc.fake,
+            &svc.cache,
+        ));
+        (h.response.status, read.get())
+    };
+    let big = vec![b'x'; 1 << 20];
+    assert_eq!(
+        run(HttpRequest::new("POST", "/nope"), big.clone()),
+        (404, None)
+    );
+    assert_eq!(
+        run(HttpRequest::new("POST", "/healthz"), big.clone()),
+        (405, None)
+    );
+    let unauth = HttpRequest::new("POST", "/v1/invites").header("content-type", "application/json");
+    assert_eq!(run(unauth.clone(), big.clone()), (401, None));
+    let authed = unauth.header("authorization", format!("Bearer {KEY}"));
+    assert_eq!(run(authed.clone(), big.clone()), (413, Some(16 * 1024)));
+    let declared = authed.clone().header("content-length", "999999");
+    assert_eq!(
+        run(declared, vec![]),
+        (413, None),
+        "refused by its declared length"
+    );
+    let wrong_type = HttpRequest::new("POST", "/v1/invites")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "text/plain");
+    assert_eq!(run(wrong_type, big.clone()), (415, None));
+    // Webhooks that are off never read; on, up to their own limit.
+    assert_eq!(
+        run(
+            HttpRequest::new("POST", "/v1/webhooks/standard"),
+            big.clone()
+        ),
+        (404, None)
+    );
+    assert_eq!(
+        run(HttpRequest::new("POST", "/v1/webhooks/stripe"), big.clone()),
+        (413, Some(256 * 1024))
+    );
+    // A denied origin is refused before the public route reads anything.
+    let denied = HttpRequest::new("POST", "https://invites.example.com/v1/public/invites")
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/json");
+    assert_eq!(run(denied, big), (403, None));
+    assert!(svc.fake.sent.borrow().is_empty());
+}
+
+#[test]
+fn favicon_is_answered_without_an_error() {
+    let svc = Svc::new(&[]);
+    let (h, _) = svc.run(HttpRequest::new("GET", "/favicon.ico"));
+    assert_eq!(h.response.status, 204);
+    assert_eq!(
+        h.response.header_value("cache-control"),
+        Some("public, max-age=86400")
+    );
+}

@@ -283,3 +283,151 @@ fn landing_and_thank_you_pages() {
     assert!(String::from_utf8_lossy(&h.response.body)
         .contains("Check your inbox for a link to set your password."));
 }
+
+/// Regression (finding 1): with `EMAIL_DELIVERY=resend`, an anonymous sign-up for an
+/// existing address with a name holding `{{ticket_url}}` put the victim's live link inside the
+/// attacker's URL. Now the public email greets neutrally and renders in one pass.
+#[test]
+fn an_anonymous_name_never_reaches_the_email() {
+    let svc = public_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_test_key_0123456789"),
+        ("FROM_EMAIL", "Acme <hello@acme.example>"),
+    ]);
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(
+            409,
+            json!({"statusCode": 409, "message": "The user already exists."}),
+        ))],
+    );
+    svc.fake.existing_user_logged_in();
+    let name =
+        "Ada\r\n… unlock it here: https://evil.example/unlock?next={{ticket_url}} {{ expires_at }}";
+    let (h, _) = svc.run(public_req(
+        &json!({"email": "victim@example.com", "name": name}),
+    ));
+    assert_eq!(h.response.status, 202);
+    let email = svc.fake.body_of("POST /emails");
+    let (text, html) = (
+        email["text"].as_str().unwrap(),
+        email["html"].as_str().unwrap(),
+    );
+    assert!(
+        !text.contains("evil.example") && !html.contains("evil.example"),
+        "{text}"
+    );
+    assert!(text.contains("Hi there,"), "{text}");
+    assert_eq!(text.matches("SECRETTICKET").count(), 1);
+    assert_eq!(html.matches("SECRETTICKET").count(), 2);
+    assert!(!text.contains("{{") && !html.contains("{{"));
+}
+
+/// Regression (finding 11): the public route gave `PUBLIC_ROLES` back to any existing
+/// account, undoing an administrator's removal. Roles now change only on unaccepted invites;
+/// the answer is the same bytes either way.
+#[test]
+fn public_signups_change_roles_only_on_unaccepted_invites() {
+    let conflict = || {
+        Ok(json_resp(
+            409,
+            json!({"statusCode": 409, "message": "The user already exists."}),
+        ))
+    };
+    let svc = public_svc(&[]);
+    svc.fake.script("POST /api/v2/users", vec![conflict()]);
+    let (unaccepted, _) = svc.run(public_req(&json!({"email": "pending@example.com"})));
+    assert_eq!(
+        svc.fake.count("POST /api/v2/users/auth0%7Cexisting1/roles"),
+        1
+    );
+
+    let svc = public_svc(&[]);
+    svc.fake.existing_user_logged_in();
+    svc.fake.script("POST /api/v2/users", vec![conflict()]);
+    let (used, _) = svc.run(public_req(&json!({"email": "used@example.com"})));
+    assert_eq!(
+        svc.fake.count("POST /api/v2/users/auth0%7Cexisting1/roles"),
+        0
+    );
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+    assert_eq!(
+        (used.response.status, &used.response.body),
+        (202, &unaccepted.response.body)
+    );
+}
+
+/// Regression (finding 8): the limit was keyed on the whole IPv6 address, so ten addresses of
+/// one /64 got ten answers under a 5-per-minute limit.
+#[test]
+fn ipv6_clients_are_limited_by_their_64() {
+    let svc = public_svc(&[]);
+    svc.fake.rate_limit.set(Some(5));
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let mut req = public_req(&json!({"email": format!("v6-{i}@example.com")}));
+        req.headers.retain(|(k, _)| k != "cf-connecting-ip");
+        req = req.header("cf-connecting-ip", format!("2001:db8:1:2:{i:x}::{i:x}"));
+        statuses.push(svc.run(req).0.response.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
+    // Another /64 has its own budget.
+    let mut req = public_req(&json!({"email": "other64@example.com"}));
+    req.headers.retain(|(k, _)| k != "cf-connecting-ip");
+    let (h, _) = svc.run(req.header("cf-connecting-ip", "2001:db8:1:3::1"));
+    assert_eq!(h.response.status, 202);
+}
+
+#[test]
+fn failed_form_posts_get_pages_titled_for_the_problem() {
+    let svc = public_svc(&[]);
+    let (h, _) = svc.run(form_req("email=not-an-email"));
+    let page = h.response.text();
+    assert!(
+        page.contains("<title>Please check your address</title>"),
+        "{page}"
+    );
+    assert!(!page.contains("Check your inbox"), "{page}");
+    svc.fake.rate_limit.set(Some(0));
+    let (h, _) = svc.run(form_req("email=a%40example.com"));
+    assert_eq!(h.response.status, 429);
+    assert!(h
+        .response
+        .text()
+        .contains("<title>Too many attempts</title>"));
+}
+
+#[test]
+fn a_turnstile_outage_is_reported_as_turnstile() {
+    let svc = public_svc(&[
+        ("TURNSTILE_SECRET_KEY", "turnstile-secret"),
+        ("UPSTREAM_DEADLINE_MS", "500"),
+    ]);
+    for _ in 0..20 {
+        svc.fake.script(
+            "POST /turnstile/v0/siteverify",
+            vec![Ok(json_resp(503, json!({})))],
+        );
+    }
+    let (h, body) = svc.run(public_req(
+        &json!({"email": "a@example.com", "cf-turnstile-response": "tok"}),
+    ));
+    assert_eq!(error_code(&h, &body), (502, "upstream_unavailable".into()));
+    assert_eq!(body["error"]["service"], "turnstile");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Turnstile"),
+        "{body}"
+    );
+}

@@ -15,8 +15,8 @@ pub use invite_core::config::ConfigError;
 pub use invite_core::platform::{StoreError, TransportError};
 pub use invite_core::webhook::sign_for_test;
 pub use invite_core::{
-    handle, Clock, Config, Handled, HttpRequest, HttpResponse, IsolateCache, KvOp, RateLimit, Rng,
-    Store, Transport,
+    handle, BodyError, BodySource, Clock, Config, Handled, HttpRequest, HttpResponse, IsolateCache,
+    KvOp, RateLimit, Rng, Store, Transport,
 };
 pub use serde_json::{json, Value};
 pub const NOW: u64 = 1_795_729_183_000; // 2026-11-26T21:39:43Z

@@ -384,3 +384,72 @@ fn a_missing_role_keeps_the_event_retryable() {
     let (_, body) = svc.run(stripe_req(&checkout("evt_role", "r@example.com"), NOW));
     assert_eq!(status_of(&body), "processed", "{body}");
 }
+
+/// Svix delivers Standard Webhooks with `svix-*` header names (same scheme). Signed here as
+/// Svix documents it: HMAC-SHA256 over `{svix_id}.{svix_timestamp}.{body}` with the base64
+/// part of the `whsec_` secret, sent as `v1,<base64>`; and the spec's own test vector.
+#[test]
+fn svix_header_names_are_accepted() {
+    let svc = webhook_svc(&[]);
+    let msg = json!({"type": "invite.requested", "data": {"email": "svix@example.com"}});
+    let body = msg.to_string().into_bytes();
+    let ts = NOW / 1000;
+    let mut r = HttpRequest::new("POST", "/v1/webhooks/standard")
+        .header("svix-id", "msg_svix_1")
+        .header("svix-timestamp", ts.to_string())
+        .header(
+            "svix-signature",
+            sign_for_test::standard("msg_svix_1", ts, &body, STD_SECRET),
+        )
+        .header("content-type", "application/json");
+    r.body = body;
+    let (h, body) = svc.run(r);
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "processed"),
+        "{body}"
+    );
+
+    // The Standard Webhooks spec vector, under Svix's header names.
+    let mut svc = webhook_svc(&[]);
+    svc.fake.now.set(1_614_265_330_000);
+    svc.cache = Rc::new(IsolateCache::default());
+    let mut r = HttpRequest::new("POST", "/v1/webhooks/standard")
+        .header("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
+        .header("svix-timestamp", "1614265330")
+        .header(
+            "svix-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        );
+    r.body = br#"{"test": 2432232314}"#.to_vec();
+    let (h, body) = svc.run(r);
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "ignored"),
+        "{body}"
+    );
+}
+
+/// Errors name the service that failed: a bad `EMAIL_API_KEY` used to reach callers as
+/// "Auth0 refused the Management API token".
+#[test]
+fn a_refused_email_api_key_is_reported_as_the_email_api() {
+    let svc = webhook_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_bad_key_0123456789"),
+        ("FROM_EMAIL", "Acme <hello@acme.example>"),
+    ]);
+    svc.fake.script(
+        "POST /emails",
+        vec![Ok(json_resp(
+            401,
+            json!({"name": "validation_error", "message": "API key is invalid"}),
+        ))],
+    );
+    let (h, body) = svc.run(stripe_req(&checkout("evt_key", "k@example.com"), NOW));
+    assert_eq!(error_code(&h, &body), (502, "email_auth".into()), "{body}");
+    assert_eq!(body["error"]["service"], "email_api");
+    assert!(!body["error"]["message"].as_str().unwrap().contains("Auth0"));
+    // Not marked done: fixing the key lets the next delivery complete it.
+    assert!(svc.fake.kv.borrow().keys().all(|k| !k.contains("evt_key")));
+}
