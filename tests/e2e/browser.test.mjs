@@ -91,6 +91,8 @@ test("with JavaScript: the form shows the success message; user with roles, one 
   await withPage({}, async (page) => {
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
+    // A 404 for /favicon.ico used to show as a console error.
+    page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
     await page.goto(worker.url + "/");
     await page.fill("#email", email);
     await page.fill("#name", "Grace Hopper");
@@ -147,6 +149,23 @@ test("without JavaScript: the plain form post lands on /thanks", async () => {
   const users = await emu.users(email);
   assert.equal(users.length, 1);
   assert.deepEqual(users[0].roles, ["beta-tester"]);
+});
+
+test("without JavaScript: an absolute THANK_YOU_URL is reached (the page's CSP allows it)", async () => {
+  const target = `${pageServers[1].origin}/?email=thanks`;
+  const w = await startWorkerHttp(emu.url, { THANK_YOU_URL: target });
+  try {
+    await withPage({ javaScriptEnabled: false }, async (page) => {
+      await page.goto(w.url + "/");
+      await page.fill("#email", uniqueEmail("nojs-abs"));
+      const navigated = page.waitForURL((u) => u.origin === pageServers[1].origin);
+      await page.click("#submit");
+      await navigated;
+      assert.equal(page.url(), target);
+    });
+  } finally {
+    await w.stop();
+  }
 });
 
 test("CORS: an allowed origin's fetch gets 202; any other origin's is blocked by the browser", async () => {

@@ -45,6 +45,7 @@ export async function startEmulator(extraArgs = []) {
     revokeTokens: () => call("POST", "/__emulator/revoke-tokens"),
     users: (email) => call("GET", "/__emulator/users" + (email ? `?email=${encodeURIComponent(email)}` : "")),
     roles: () => call("GET", "/__emulator/roles"),
+    login: (email) => call("POST", "/__emulator/login", { email }),
     outbox: (to) => call("GET", "/__emulator/outbox" + (to ? `?to=${encodeURIComponent(to)}` : "")),
     stop: () => new Promise((resolve) => { proc.once("exit", resolve); proc.kill("SIGTERM"); }),
   };
@@ -63,6 +64,7 @@ export function baseBindings(emulatorUrl) {
     AUTO_CREATE_ROLES: "true",
     RESULT_URL: "https://app.example.com/welcome",
     RESULT_URL_ALLOWLIST: "https://app.example.com",
+    APP_METADATA_KEYS: "plan",
   };
 }
 

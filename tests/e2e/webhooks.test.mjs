@@ -6,7 +6,7 @@ import { startEmulator, startWorker, stripeSignature, standardHeaders, STRIPE_SE
 let emu;
 let worker;
 const WEBHOOKS = {
-  STRIPE_WEBHOOK_SECRETS: `whsec_retired_secret,${STRIPE_SECRET}`,
+  STRIPE_WEBHOOK_SECRETS: `whsec_retired_secret_0000,${STRIPE_SECRET}`,
   STANDARD_WEBHOOK_SECRETS: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
   PAYMENT_ROLES: "beta-tester",
 };
