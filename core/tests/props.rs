@@ -3,6 +3,7 @@
 //!
 //! Each block runs a bounded number of cases (see [`cases`]); failures are not persisted to
 //! disk, so a failing run prints the shrunk input and leaves the tree untouched.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
