@@ -118,7 +118,8 @@ pub enum Created {
 }
 
 /// Where a password-change ticket sends the user afterwards.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TicketTarget {
     /// Redirect to this URL.
     ResultUrl(String),

@@ -1,6 +1,7 @@
 //! The trusted invite: validating the request, and the flow from token to ticket.
 
 use futures::future::{join, join_all, try_join_all};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth0::{Auth0, Created, TicketTarget};
@@ -40,13 +41,13 @@ pub const MAX_NAME_CHARS: usize = 300;
 /// How often to look a 409'd user up before giving up (Auth0 search is eventually consistent).
 const LOOKUP_ATTEMPTS: u32 = 3;
 
-/// A validated invite.
-#[derive(Clone, Debug, PartialEq)]
+/// A validated invite. Serializable: it travels in queue messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InviteInput {
     /// Lowercased address.
     pub email: String,
     /// Optional profile fields: (Auth0 field name, value).
-    pub profile: Vec<(&'static str, String)>,
+    pub profile: Vec<(String, String)>,
     /// Role names, each allowed.
     pub roles: Vec<String>,
     /// Passed through.
@@ -66,9 +67,29 @@ pub struct InviteInput {
     pub on_existing: OnExisting,
 }
 
+impl InviteInput {
+    /// An invite of `email` with no roles, profile or metadata, emailed and unverified: the
+    /// base the public and webhook routes fill in.
+    pub fn for_email(email: &str) -> Self {
+        InviteInput {
+            email: email.to_string(),
+            profile: Vec::new(),
+            roles: Vec::new(),
+            user_metadata: None,
+            app_metadata: Map::new(),
+            ticket_target: TicketTarget::Default,
+            ticket_ttl_sec: 86_400,
+            email_verified: false,
+            want_ticket: false,
+            on_existing: OnExisting::Update,
+        }
+    }
+}
+
 /// What an invite does for an address that already has an account. An *unaccepted invite*
 /// (created by this service, never logged in) is always carried on: roles and a fresh link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnExisting {
     /// Trusted API: any other account gets 409 `account_exists`, before any change and
     /// without a link, unless `EXISTING_ACCOUNT_TICKETS=true`.
@@ -187,7 +208,7 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
                 // would change anything but the outer white space, rather than corrected.
                 let s = s.trim();
                 match clean_name(s, max) {
-                    Some(clean) if clean == s => profile.push((field, clean)),
+                    Some(clean) if clean == s => profile.push((field.to_string(), clean)),
                     _ => {
                         return Err(bad(
                             ErrorCode::InvalidField,
@@ -348,7 +369,7 @@ pub fn create_user_body(
         "app_metadata": app_metadata,
     });
     for (field, value) in &input.profile {
-        body[*field] = json!(value);
+        body[field.as_str()] = json!(value);
     }
     if let Some(m) = &input.user_metadata {
         body["user_metadata"] = Value::Object(m.clone());

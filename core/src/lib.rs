@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod gate;
 pub mod http;
 pub mod invite;
 pub mod page;

@@ -321,7 +321,11 @@ async fn process<P: Platform>(
     app_metadata.insert("invite_event".into(), json!(invite.event_id));
     let input = InviteInput {
         email,
-        profile: invite.name.iter().map(|n| ("name", n.clone())).collect(),
+        profile: invite
+            .name
+            .iter()
+            .map(|n| ("name".to_string(), n.clone()))
+            .collect(),
         roles: invite.roles.clone(),
         user_metadata: None,
         app_metadata,

@@ -280,7 +280,7 @@ pub async fn invite<P: Platform>(
             .name
             .as_deref()
             .and_then(|n| clean_name(n, MAX_NAME_CHARS))
-            .map(|n| vec![("name", n)])
+            .map(|n| vec![("name".to_string(), n)])
             .unwrap_or_default(),
         roles: cfg.public.roles.clone(),
         user_metadata: None,

@@ -339,15 +339,18 @@ fn check_invite_ok(
 
     let mut seen = HashSet::new();
     for (field, value) in &input.profile {
-        let max = match *field {
+        let max = match field.as_str() {
             "name" | "nickname" => MAX_NAME_CHARS,
             "given_name" | "family_name" => 150,
             other => return Err(TestCaseError::fail(format!("unexpected field {other}"))),
         };
-        prop_assert!(seen.insert(*field), "{} twice", field);
+        prop_assert!(seen.insert(field.clone()), "{} twice", field);
         let again = clean_name(value, max);
         prop_assert_eq!(again.as_deref(), Some(value.as_str()));
-        prop_assert_eq!(obj[*field].as_str().map(str::trim), Some(value.as_str()));
+        prop_assert_eq!(
+            obj[field.as_str()].as_str().map(str::trim),
+            Some(value.as_str())
+        );
     }
 
     let mut roles = HashSet::new();

@@ -1,0 +1,852 @@
+//! The per-tenant gate: the logic of the `Auth0Gate` Durable Object, one instance per
+//! `AUTH0_DOMAIN`. It is the one place that decides when Management API calls may go (a
+//! token bucket, [`Pacer`]), and the strongly consistent home of invite statuses, webhook
+//! event dedupe and per-address email cooldowns.
+//!
+//! Everything here is synchronous and pure over a [`Ledger`] (SQLite in the Durable Object, a
+//! map in tests): a Durable Object runs one event at a time, and a handler that never awaits
+//! between reading and writing is atomic, so "check, then act" can't interleave.
+
+use serde::{Deserialize, Serialize};
+
+use crate::invite::InviteInput;
+
+/// How long an invite's status is kept (a week: long enough to look at after a weekend).
+pub const STATUS_TTL_MS: u64 = 7 * 86_400_000;
+/// How long a webhook event id is remembered: Stripe retries for up to 3 days.
+pub const EVENT_TTL_MS: u64 = 4 * 86_400_000;
+/// How long a consumer may hold an invite before another delivery may take it over.
+pub const LEASE_MS: u64 = 120_000;
+/// Spacing margin over the tenant's rate: calls arrive a little late rather than early.
+pub const PACE_MARGIN: f64 = 1.02;
+
+/// Where an invite came from; decides how its result is delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `POST /v1/invites` (async or batch): the ticket URL is kept for the API key holder.
+    Trusted,
+    /// The public form: the link goes by email only.
+    Public,
+    /// A Stripe event: the link goes by email only.
+    Stripe,
+    /// A Standard Webhooks message: the link goes by email only.
+    Standard,
+}
+
+impl Kind {
+    /// Whether the link is emailed (never shown to anyone).
+    pub fn emailed(self) -> bool {
+        self != Kind::Trusted
+    }
+
+    /// The name used in `app_metadata.invite_source`, logs and `invited_by`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Trusted => "api",
+            Kind::Public => "public_form",
+            Kind::Stripe => "stripe",
+            Kind::Standard => "standard",
+        }
+    }
+}
+
+/// One queued invite: the Cloudflare Queue message body, also kept in the ledger so an
+/// operator can re-drive a failed one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueuedInvite {
+    /// `inv_…`.
+    pub id: String,
+    /// Where it came from.
+    pub kind: Kind,
+    /// The validated invite.
+    pub input: InviteInput,
+    /// The name to greet in the email (`None`: "there").
+    pub greeting: Option<String>,
+    /// `app_metadata.invited_by`: the API key's label or the source.
+    pub invited_by: String,
+    /// The email cooldown was claimed when the invite was accepted (public form).
+    pub email_claimed: bool,
+    /// The email provider's idempotency key.
+    pub idempotency_key: String,
+}
+
+/// Where an invite is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Accepted, waiting for the consumer.
+    Queued,
+    /// A consumer holds it.
+    Processing,
+    /// The account is ready and the link delivered.
+    Completed,
+    /// It can't be done; `error_code` says why.
+    Failed,
+}
+
+/// What the ledger keeps of an invite.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// The message, for re-driving.
+    pub message: QueuedInvite,
+    /// The batch it belongs to.
+    pub batch_id: Option<String>,
+    /// Current status.
+    pub status: Status,
+    /// The stable code of the last failure.
+    pub error_code: Option<String>,
+    /// Deliveries that started work.
+    pub attempts: u32,
+    /// A consumer holds it until then (ms).
+    pub lease_until_ms: u64,
+    /// Accepted at (ms).
+    pub created_at_ms: u64,
+    /// Last change (ms).
+    pub updated_at_ms: u64,
+    /// Auth0 user id, once known.
+    pub user_id: Option<String>,
+    /// Whether this invite created the account.
+    pub created: Option<bool>,
+    /// Trusted invites only: the link, kept no longer than it lives.
+    pub ticket_url: Option<String>,
+    /// Its expiry (RFC 3339).
+    pub ticket_expires_at: Option<String>,
+    /// Its expiry (ms).
+    pub ticket_expires_ms: Option<u64>,
+}
+
+/// What a status request shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// `inv_…`.
+    pub id: String,
+    /// `queued | processing | completed | failed`.
+    pub status: Status,
+    /// Where it came from.
+    pub kind: Kind,
+    /// The invitee.
+    pub email: String,
+    /// The batch it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// Why it failed (or why the last attempt did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Deliveries that started work.
+    pub attempts: u32,
+    /// Auth0 user id, once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Whether this invite created the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// Completed trusted invites, while the link lives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_url: Option<String>,
+    /// Its expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_expires_at: Option<String>,
+}
+
+impl InviteRecord {
+    /// The view of this record at `now_ms`: a trusted invite's link only while it lives, and
+    /// never one of an emailed invite (they never store it in the first place).
+    pub fn view(&self, now_ms: u64) -> StatusView {
+        let live = self.message.kind == Kind::Trusted
+            && self.ticket_expires_ms.is_some_and(|exp| exp > now_ms);
+        StatusView {
+            id: self.message.id.clone(),
+            status: self.status,
+            kind: self.message.kind,
+            email: self.message.input.email.clone(),
+            batch_id: self.batch_id.clone(),
+            error_code: self.error_code.clone(),
+            attempts: self.attempts,
+            user_id: self.user_id.clone(),
+            created: self.created,
+            ticket_url: self.ticket_url.clone().filter(|_| live),
+            ticket_expires_at: self.ticket_expires_at.clone().filter(|_| live),
+        }
+    }
+}
+
+/// The pacer: a token bucket kept as a GCRA "theoretical arrival time", plus a pause that
+/// follows a 429. Whole invites are admitted at once: their calls get consecutive slots, in
+/// arrival order, so an admitted invite never waits behind one that came later.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pacer {
+    /// When the bucket would be empty again if nothing else came (ms, fractional).
+    pub tat_ms: f64,
+    /// No call before this (ms): Auth0 said the bucket is empty until then.
+    pub paused_until_ms: u64,
+    /// Auth0's `X-RateLimit-Limit`, when it is below the configured burst.
+    pub limit: Option<u32>,
+}
+
+/// The tenant's rate: `AUTH0_MGMT_RPS` and `AUTH0_MGMT_BURST`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    /// Calls per second.
+    pub rps: f64,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Pacer {
+    /// Slots (Unix ms) for `calls` Management calls, the first no earlier than `now_ms`. When
+    /// the last slot would be more than `max_wait_ms` away, nothing is reserved and the answer
+    /// is how long until it would fit (`Err(ms)`).
+    pub fn reserve(
+        &mut self,
+        rate: Rate,
+        now_ms: u64,
+        calls: u32,
+        max_wait_ms: u64,
+    ) -> Result<Vec<u64>, u64> {
+        let interval = PACE_MARGIN * 1000.0 / rate.rps.max(0.01);
+        let burst = rate.burst.min(self.limit.unwrap_or(u32::MAX)).max(1);
+        let tolerance = f64::from(burst - 1) * interval;
+        let floor = (now_ms.max(self.paused_until_ms)) as f64;
+        let mut tat = self.tat_ms;
+        let mut slots = Vec::with_capacity(calls as usize);
+        for _ in 0..calls {
+            let slot = floor.max(tat - tolerance);
+            tat = tat.max(slot) + interval;
+            slots.push(slot.ceil() as u64);
+        }
+        let last = slots.last().copied().unwrap_or(now_ms);
+        let wait = last.saturating_sub(now_ms);
+        if wait > max_wait_ms {
+            return Err(wait - max_wait_ms);
+        }
+        self.tat_ms = tat;
+        Ok(slots)
+    }
+
+    /// Auth0 answered 429 (or said no call is left): nobody calls before `reset_ms`, and then
+    /// at the steady rate.
+    pub fn rate_limited(&mut self, rate: Rate, reset_ms: u64, limit: Option<u32>) {
+        let interval = PACE_MARGIN * 1000.0 / rate.rps.max(0.01);
+        self.limit = limit.filter(|l| *l > 0 && *l < rate.burst);
+        let burst = rate.burst.min(self.limit.unwrap_or(u32::MAX)).max(1);
+        let tolerance = f64::from(burst - 1) * interval;
+        self.paused_until_ms = self.paused_until_ms.max(reset_ms);
+        self.tat_ms = self.tat_ms.max(reset_ms as f64 + tolerance);
+    }
+}
+
+/// The gate's storage: records as JSON under string keys, each with an expiry and an
+/// optional group (a batch id) to list by. Synchronous, as SQLite in a Durable Object is.
+pub trait Ledger {
+    /// A record.
+    fn get(&self, key: &str) -> Option<String>;
+    /// Writes a record.
+    fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64);
+    /// The records of a group, oldest first.
+    fn group(&self, group: &str) -> Vec<String>;
+    /// Drops expired records.
+    fn purge(&self, now_ms: u64);
+}
+
+/// A request to the gate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum GateCall {
+    /// Slots for `calls` Management calls within `max_wait_ms`.
+    Reserve {
+        /// How many calls.
+        calls: u32,
+        /// The longest acceptable wait for the last one.
+        max_wait_ms: u64,
+        /// The tenant's rate.
+        rate: Rate,
+    },
+    /// Auth0 answered 429: pause everyone until `reset_ms`.
+    RateLimited {
+        /// When Auth0 has a call again (ms).
+        reset_ms: u64,
+        /// `X-RateLimit-Limit`, if sent.
+        limit: Option<u32>,
+        /// The tenant's rate.
+        rate: Rate,
+    },
+    /// Record invites as queued. `event` dedupes a webhook delivery; `cooldown` claims an
+    /// address's email window for the (single) invite.
+    Accept {
+        /// The invites.
+        invites: Vec<QueuedInvite>,
+        /// Their batch.
+        batch_id: Option<String>,
+        /// `source:event_id` of a webhook delivery.
+        event: Option<String>,
+        /// An address key and its window (ms).
+        cooldown: Option<(String, u64)>,
+    },
+    /// A consumer wants to work on an invite.
+    Begin {
+        /// The invite.
+        id: String,
+        /// The message, in case the ledger lost it.
+        message: Option<QueuedInvite>,
+    },
+    /// Done: the account is ready and the link delivered.
+    Complete {
+        /// The invite.
+        id: String,
+        /// Auth0 user id.
+        user_id: String,
+        /// Whether this invite created the account.
+        created: bool,
+        /// Trusted invites: the link, its expiry (RFC 3339) and expiry (ms).
+        ticket: Option<(String, String, u64)>,
+    },
+    /// A retryable failure: the consumer lets go; `code` is kept for the dead-letter queue.
+    Release {
+        /// The invite.
+        id: String,
+        /// Why.
+        code: String,
+    },
+    /// It can never succeed, or its retries ran out.
+    Fail {
+        /// The invite.
+        id: String,
+        /// Why.
+        code: Option<String>,
+    },
+    /// Claims an address's email window; false when it was already claimed.
+    ClaimEmail {
+        /// The address key (hashed).
+        key: String,
+        /// The window (ms).
+        ttl_ms: u64,
+    },
+    /// An invite's status.
+    Status {
+        /// The invite.
+        id: String,
+    },
+    /// A batch's statuses.
+    Batch {
+        /// The batch.
+        id: String,
+    },
+    /// Puts a failed invite back in the queue (the caller sends the returned message).
+    Redrive {
+        /// The invite.
+        id: String,
+    },
+}
+
+/// What a consumer should do with an invite it was handed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Begin {
+    /// Work on it; this is attempt `attempt`.
+    Run {
+        /// 1 for the first delivery that started work.
+        attempt: u32,
+    },
+    /// Already completed or failed: acknowledge, do nothing (a redelivery).
+    Settled,
+    /// Another delivery holds it: try again later.
+    Held {
+        /// Until its lease ends.
+        retry_after_ms: u64,
+    },
+}
+
+/// The gate's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum GateReply {
+    /// Call at these instants (Unix ms).
+    Reserved {
+        /// One slot per call.
+        slots: Vec<u64>,
+    },
+    /// Not within the wait asked for.
+    Busy {
+        /// How much longer it would take.
+        retry_after_ms: u64,
+    },
+    /// Recorded.
+    Accepted,
+    /// This webhook event was seen before.
+    Duplicate {
+        /// The invite it made.
+        invite_id: Option<String>,
+    },
+    /// The address got an email within its window: nothing queued.
+    Cooldown,
+    /// What to do with an invite.
+    Begin(Begin),
+    /// Done.
+    Done,
+    /// The email window was free and is now claimed.
+    Claimed {
+        /// false: inside the window, don't send.
+        claimed: bool,
+    },
+    /// An invite's status.
+    Status {
+        /// `None`: unknown (or expired).
+        invite: Option<StatusView>,
+    },
+    /// A batch.
+    Batch {
+        /// `None`: unknown (or expired).
+        invites: Option<Vec<StatusView>>,
+    },
+    /// The message to send again.
+    Redrive {
+        /// `None`: unknown, or not failed.
+        message: Option<QueuedInvite>,
+    },
+}
+
+fn invite_key(id: &str) -> String {
+    format!("inv:{id}")
+}
+
+fn load(ledger: &impl Ledger, id: &str) -> Option<InviteRecord> {
+    ledger
+        .get(&invite_key(id))
+        .and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn store(ledger: &impl Ledger, rec: &InviteRecord) {
+    if let Ok(json) = serde_json::to_string(rec) {
+        ledger.put(
+            &invite_key(&rec.message.id),
+            &json,
+            rec.batch_id.as_deref(),
+            rec.created_at_ms + STATUS_TTL_MS,
+        );
+    }
+}
+
+fn pacer(ledger: &impl Ledger) -> Pacer {
+    ledger
+        .get("pacer")
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn save_pacer(ledger: &impl Ledger, p: &Pacer) {
+    if let Ok(json) = serde_json::to_string(p) {
+        ledger.put("pacer", &json, None, u64::MAX / 2);
+    }
+}
+
+fn new_record(message: QueuedInvite, batch_id: Option<String>, now_ms: u64) -> InviteRecord {
+    InviteRecord {
+        message,
+        batch_id,
+        status: Status::Queued,
+        error_code: None,
+        attempts: 0,
+        lease_until_ms: 0,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        user_id: None,
+        created: None,
+        ticket_url: None,
+        ticket_expires_at: None,
+        ticket_expires_ms: None,
+    }
+}
+
+/// Runs one gate call at `now_ms`.
+pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
+    match call {
+        GateCall::Reserve {
+            calls,
+            max_wait_ms,
+            rate,
+        } => {
+            let mut p = pacer(ledger);
+            match p.reserve(rate, now_ms, calls, max_wait_ms) {
+                Ok(slots) => {
+                    save_pacer(ledger, &p);
+                    GateReply::Reserved { slots }
+                }
+                Err(retry_after_ms) => GateReply::Busy { retry_after_ms },
+            }
+        }
+        GateCall::RateLimited {
+            reset_ms,
+            limit,
+            rate,
+        } => {
+            let mut p = pacer(ledger);
+            p.rate_limited(rate, reset_ms, limit);
+            save_pacer(ledger, &p);
+            GateReply::Done
+        }
+        GateCall::Accept {
+            invites,
+            batch_id,
+            event,
+            cooldown,
+        } => {
+            ledger.purge(now_ms);
+            if let Some(event) = &event {
+                let key = format!("evt:{event}");
+                if let Some(id) = ledger.get(&key) {
+                    return GateReply::Duplicate {
+                        invite_id: Some(id).filter(|s| !s.is_empty()),
+                    };
+                }
+                let first = invites.first().map(|i| i.id.as_str()).unwrap_or("");
+                ledger.put(&key, first, None, now_ms + EVENT_TTL_MS);
+            }
+            if let Some((key, ttl_ms)) = &cooldown {
+                let key = format!("cool:{key}");
+                if ledger.get(&key).is_some() {
+                    return GateReply::Cooldown;
+                }
+                ledger.put(&key, "1", None, now_ms + ttl_ms);
+            }
+            if let Some(b) = &batch_id {
+                ledger.put(
+                    &format!("batch:{b}"),
+                    &invites.len().to_string(),
+                    None,
+                    now_ms + STATUS_TTL_MS,
+                );
+            }
+            for message in invites {
+                store(ledger, &new_record(message, batch_id.clone(), now_ms));
+            }
+            GateReply::Accepted
+        }
+        GateCall::Begin { id, message } => {
+            let mut rec = match (load(ledger, &id), message) {
+                (Some(r), _) => r,
+                // The ledger lost it (expired, or storage reset): the message is the truth.
+                (None, Some(m)) => new_record(m, None, now_ms),
+                (None, None) => return GateReply::Begin(Begin::Settled),
+            };
+            match rec.status {
+                Status::Completed | Status::Failed => return GateReply::Begin(Begin::Settled),
+                Status::Processing if rec.lease_until_ms > now_ms => {
+                    return GateReply::Begin(Begin::Held {
+                        retry_after_ms: rec.lease_until_ms - now_ms,
+                    })
+                }
+                _ => {}
+            }
+            rec.status = Status::Processing;
+            rec.attempts += 1;
+            rec.lease_until_ms = now_ms + LEASE_MS;
+            rec.updated_at_ms = now_ms;
+            store(ledger, &rec);
+            GateReply::Begin(Begin::Run {
+                attempt: rec.attempts,
+            })
+        }
+        GateCall::Complete {
+            id,
+            user_id,
+            created,
+            ticket,
+        } => {
+            if let Some(mut rec) = load(ledger, &id) {
+                rec.status = Status::Completed;
+                rec.error_code = None;
+                rec.lease_until_ms = 0;
+                rec.updated_at_ms = now_ms;
+                rec.user_id = Some(user_id);
+                rec.created = Some(created);
+                if rec.message.kind == Kind::Trusted {
+                    if let Some((url, at, ms)) = ticket {
+                        rec.ticket_url = Some(url);
+                        rec.ticket_expires_at = Some(at);
+                        rec.ticket_expires_ms = Some(ms);
+                    }
+                }
+                store(ledger, &rec);
+            }
+            GateReply::Done
+        }
+        GateCall::Release { id, code } => {
+            if let Some(mut rec) = load(ledger, &id) {
+                if rec.status == Status::Processing {
+                    rec.status = Status::Queued;
+                }
+                rec.error_code = Some(code);
+                rec.lease_until_ms = 0;
+                rec.updated_at_ms = now_ms;
+                store(ledger, &rec);
+            }
+            GateReply::Done
+        }
+        GateCall::Fail { id, code } => {
+            if let Some(mut rec) = load(ledger, &id) {
+                if rec.status != Status::Completed {
+                    rec.status = Status::Failed;
+                    rec.error_code = code
+                        .or(rec.error_code)
+                        .or_else(|| Some("retries_exhausted".into()));
+                    rec.lease_until_ms = 0;
+                    rec.updated_at_ms = now_ms;
+                    store(ledger, &rec);
+                }
+            }
+            GateReply::Done
+        }
+        GateCall::ClaimEmail { key, ttl_ms } => {
+            ledger.purge(now_ms);
+            let key = format!("cool:{key}");
+            if ledger.get(&key).is_some() {
+                return GateReply::Claimed { claimed: false };
+            }
+            ledger.put(&key, "1", None, now_ms + ttl_ms);
+            GateReply::Claimed { claimed: true }
+        }
+        GateCall::Status { id } => GateReply::Status {
+            invite: load(ledger, &id).map(|r| r.view(now_ms)),
+        },
+        GateCall::Batch { id } => {
+            if ledger.get(&format!("batch:{id}")).is_none() {
+                return GateReply::Batch { invites: None };
+            }
+            let invites = ledger
+                .group(&id)
+                .iter()
+                .filter_map(|s| serde_json::from_str::<InviteRecord>(s).ok())
+                .map(|r| r.view(now_ms))
+                .collect();
+            GateReply::Batch {
+                invites: Some(invites),
+            }
+        }
+        GateCall::Redrive { id } => match load(ledger, &id) {
+            Some(mut rec) if rec.status == Status::Failed => {
+                rec.status = Status::Queued;
+                rec.attempts = 0;
+                rec.updated_at_ms = now_ms;
+                store(ledger, &rec);
+                GateReply::Redrive {
+                    message: Some(rec.message),
+                }
+            }
+            _ => GateReply::Redrive { message: None },
+        },
+    }
+}
+
+/// An in-memory [`Ledger`], for tests and for anything without a Durable Object.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    rows: std::cell::RefCell<Vec<(String, String, Option<String>, u64)>>,
+}
+
+impl Ledger for MemoryLedger {
+    fn get(&self, key: &str) -> Option<String> {
+        self.rows
+            .borrow()
+            .iter()
+            .find(|r| r.0 == key)
+            .map(|r| r.1.clone())
+    }
+    fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64) {
+        let mut rows = self.rows.borrow_mut();
+        let row = (
+            key.to_string(),
+            value.to_string(),
+            group.map(str::to_string),
+            expire_at_ms,
+        );
+        match rows.iter_mut().find(|r| r.0 == key) {
+            Some(r) => *r = row,
+            None => rows.push(row),
+        }
+    }
+    fn group(&self, group: &str) -> Vec<String> {
+        self.rows
+            .borrow()
+            .iter()
+            .filter(|r| r.2.as_deref() == Some(group))
+            .map(|r| r.1.clone())
+            .collect()
+    }
+    fn purge(&self, now_ms: u64) {
+        self.rows.borrow_mut().retain(|r| r.3 > now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FREE: Rate = Rate { rps: 2.0, burst: 2 };
+
+    fn check_slots(p: &mut Pacer, now: u64, calls: u32, expected: &[u64]) {
+        let got = p.reserve(FREE, now, calls, 60_000).unwrap();
+        let rel: Vec<u64> = got.iter().map(|s| s - now).collect();
+        assert_eq!(rel, expected);
+    }
+
+    #[test]
+    fn a_fresh_bucket_allows_its_burst_then_the_rate() {
+        let mut p = Pacer::default();
+        // 2 at once, then one every 510 ms (500 ms plus the 2% margin).
+        check_slots(&mut p, 1_000_000, 3, &[0, 0, 510]);
+        check_slots(&mut p, 1_000_000, 3, &[1020, 1530, 2040]);
+        // After a quiet spell the burst is back.
+        check_slots(&mut p, 1_010_000, 2, &[0, 0]);
+    }
+
+    #[test]
+    fn whole_invites_are_admitted_in_arrival_order_or_not_at_all() {
+        let mut p = Pacer::default();
+        let now = 5_000_000;
+        for _ in 0..7 {
+            p.reserve(FREE, now, 3, 10_000).unwrap();
+        }
+        let before = p.clone();
+        // 21 calls booked (the last at 9.69 s): 3 more would end past 10 s, so none is.
+        let err = p.reserve(FREE, now, 3, 10_000).unwrap_err();
+        assert!(err > 0 && err < 2_000, "{err}");
+        assert_eq!(p, before, "a refusal reserves nothing");
+    }
+
+    #[test]
+    fn a_429_pauses_everyone_until_the_reset() {
+        let mut p = Pacer::default();
+        let now = 7_000_000;
+        p.rate_limited(FREE, now + 3_000, Some(2));
+        check_slots(&mut p, now, 2, &[3_000, 3_510]);
+    }
+
+    fn queued(id: &str, kind: Kind) -> QueuedInvite {
+        QueuedInvite {
+            id: id.into(),
+            kind,
+            input: crate::invite::InviteInput::for_email("a@example.com"),
+            greeting: None,
+            invited_by: "t".into(),
+            email_claimed: false,
+            idempotency_key: id.into(),
+        }
+    }
+
+    fn accept(l: &MemoryLedger, id: &str, kind: Kind, event: Option<&str>, now: u64) -> GateReply {
+        handle(
+            GateCall::Accept {
+                invites: vec![queued(id, kind)],
+                batch_id: None,
+                event: event.map(str::to_string),
+                cooldown: None,
+            },
+            now,
+            l,
+        )
+    }
+
+    #[test]
+    fn an_invite_runs_once_and_a_redelivery_is_settled() {
+        let l = MemoryLedger::default();
+        assert_eq!(
+            accept(&l, "inv_1", Kind::Trusted, None, 0),
+            GateReply::Accepted
+        );
+        let begin = |now| {
+            handle(
+                GateCall::Begin {
+                    id: "inv_1".into(),
+                    message: None,
+                },
+                now,
+                &l,
+            )
+        };
+        assert_eq!(begin(10), GateReply::Begin(Begin::Run { attempt: 1 }));
+        assert_eq!(
+            begin(20),
+            GateReply::Begin(Begin::Held {
+                retry_after_ms: LEASE_MS - 10
+            })
+        );
+        handle(
+            GateCall::Complete {
+                id: "inv_1".into(),
+                user_id: "auth0|1".into(),
+                created: true,
+                ticket: Some(("https://t/x".into(), "2026".into(), 1_000)),
+            },
+            30,
+            &l,
+        );
+        assert_eq!(begin(40), GateReply::Begin(Begin::Settled));
+        let GateReply::Status { invite: Some(v) } =
+            handle(GateCall::Status { id: "inv_1".into() }, 50, &l)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (v.status, v.ticket_url.as_deref()),
+            (Status::Completed, Some("https://t/x"))
+        );
+        // Not after the ticket's own expiry.
+        let GateReply::Status { invite: Some(v) } =
+            handle(GateCall::Status { id: "inv_1".into() }, 1_000, &l)
+        else {
+            panic!()
+        };
+        assert_eq!(v.ticket_url, None);
+    }
+
+    #[test]
+    fn events_and_cooldowns_are_claimed_once() {
+        let l = MemoryLedger::default();
+        assert_eq!(
+            accept(&l, "inv_a", Kind::Stripe, Some("stripe:evt_1"), 0),
+            GateReply::Accepted
+        );
+        assert_eq!(
+            accept(&l, "inv_b", Kind::Stripe, Some("stripe:evt_1"), 5),
+            GateReply::Duplicate {
+                invite_id: Some("inv_a".into())
+            }
+        );
+        let claim = |now| {
+            handle(
+                GateCall::ClaimEmail {
+                    key: "k".into(),
+                    ttl_ms: 600_000,
+                },
+                now,
+                &l,
+            )
+        };
+        assert_eq!(claim(0), GateReply::Claimed { claimed: true });
+        assert_eq!(claim(1), GateReply::Claimed { claimed: false });
+        assert_eq!(
+            claim(600_001),
+            GateReply::Claimed { claimed: true },
+            "after the window"
+        );
+    }
+
+    #[test]
+    fn emailed_invites_never_show_a_ticket() {
+        let l = MemoryLedger::default();
+        accept(&l, "inv_p", Kind::Public, None, 0);
+        handle(
+            GateCall::Complete {
+                id: "inv_p".into(),
+                user_id: "auth0|1".into(),
+                created: true,
+                ticket: Some(("https://t/secret".into(), "2026".into(), u64::MAX)),
+            },
+            1,
+            &l,
+        );
+        let reply = handle(GateCall::Status { id: "inv_p".into() }, 2, &l);
+        assert!(!serde_json::to_string(&reply).unwrap().contains("secret"));
+    }
+}
