@@ -15,9 +15,10 @@ use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
 use crate::payments::MAX_WEBHOOK_BYTES;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
 use crate::public::MAX_PUBLIC_BODY;
+use crate::queue::invite_calls;
 use crate::secret::{bearer_token, match_api_key};
 use crate::token::IsolateCache;
-use crate::{page, payments, public};
+use crate::{page, payments, public, trusted};
 
 /// The result of handling one request.
 #[derive(Debug)]
@@ -67,6 +68,10 @@ enum Route {
     PublicInvite,
     PublicPreflight,
     Invite,
+    Batch,
+    InviteStatus,
+    InviteRetry,
+    BatchStatus,
     Webhook(&'static str),
     WrongMethod(&'static str),
     NotFound,
@@ -86,6 +91,20 @@ fn classify(method: &str, path: &str) -> Route {
             _ => Route::WrongMethod("POST, OPTIONS"),
         },
         "/v1/invites" if method == "POST" => Route::Invite,
+        "/v1/invites/batch" if method == "POST" => Route::Batch,
+        "/v1/invites/batch" => Route::WrongMethod("POST"),
+        p if p.starts_with("/v1/invites/") && p.ends_with("/retry") => match method {
+            "POST" => Route::InviteRetry,
+            _ => Route::WrongMethod("POST"),
+        },
+        p if p.starts_with("/v1/invites/") => match method {
+            "GET" | "HEAD" => Route::InviteStatus,
+            _ => Route::WrongMethod("GET, HEAD"),
+        },
+        p if p.starts_with("/v1/batches/") => match method {
+            "GET" | "HEAD" => Route::BatchStatus,
+            _ => Route::WrongMethod("GET, HEAD"),
+        },
         "/v1/webhooks/stripe" if method == "POST" => Route::Webhook("stripe"),
         "/v1/webhooks/standard" if method == "POST" => Route::Webhook("standard"),
         "/v1/invites" | "/v1/webhooks/stripe" | "/v1/webhooks/standard" => {
@@ -263,7 +282,11 @@ async fn dispatch<P: Platform>(
                 cors: Some(cors),
             }
         }
-        Route::Invite => {
+        Route::Invite
+        | Route::Batch
+        | Route::InviteStatus
+        | Route::InviteRetry
+        | Route::BatchStatus => {
             let Some(label) = bearer_token(req.header_value("authorization"))
                 .and_then(|key| match_api_key(&cfg.api_keys, key))
                 .map(str::to_string)
@@ -271,9 +294,23 @@ async fn dispatch<P: Platform>(
                 return Outcome::plain(Err(ApiError::unauthorized()));
             };
             let response = async {
+                match route {
+                    Route::InviteStatus => return trusted::status(&cx, path).await,
+                    Route::BatchStatus => return trusted::batch_status(&cx, path).await,
+                    Route::InviteRetry => return trusted::retry(&cx, path).await,
+                    _ => {}
+                }
                 check_json_type(&req)?;
+                if route == Route::Batch {
+                    read_body(&mut req, body, trusted::MAX_BATCH_BYTES).await?;
+                    return trusted::batch(&cx, &req, &label).await;
+                }
                 read_body(&mut req, body, MAX_BODY_BYTES).await?;
-                invite_authorized(&cx, &req, &label).await
+                if trusted::prefers_async(&req) {
+                    trusted::invite_async(&cx, &req, &label).await
+                } else {
+                    invite_authorized(&cx, &req, &label).await
+                }
             }
             .await;
             Outcome::labelled(response, &label)
@@ -324,7 +361,11 @@ async fn invite_authorized<P: Platform>(
     label: &str,
 ) -> Result<HttpResponse, ApiError> {
     let input = parse_invite(&req.body, cx.cfg)?;
-    let out = run_invite(&cx.client(), cx.cfg, cx.p, input, label).await?;
+    let client = cx.client();
+    // The whole invite is admitted by the tenant's pacer first (one gate round trip), or
+    // refused with an honest Retry-After before any Auth0 call.
+    client.admit(invite_calls(&input)).await?;
+    let out = run_invite(&client, cx.cfg, cx.p, input, label).await?;
     Ok(HttpResponse::json(
         if out.created { 201 } else { 200 },
         &json!({

@@ -2,6 +2,7 @@
 //! the token, the per-request deadline, retries and the 401 refresh.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::pin::pin;
 use std::rc::Rc;
 
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::error::{Service, UpstreamError};
+use crate::gate::{GateCall, GateReply};
 use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
 use crate::retry::{decide, Decision, Failure};
 use crate::token::{
@@ -45,6 +47,10 @@ pub struct RequestState {
     pub token_source: Cell<Option<TokenSource>>,
     /// Something worth logging about a request that still succeeded.
     pub note: RefCell<Option<String>>,
+    /// Management call slots granted by the gate (Unix ms), used in order.
+    pub slots: RefCell<VecDeque<u64>>,
+    /// Management calls wait for the gate's slots (off for routes that make none).
+    pub paced: Cell<bool>,
 }
 
 impl RequestState {
@@ -56,6 +62,8 @@ impl RequestState {
             upstream_calls: Cell::new(0),
             token_source: Cell::new(None),
             note: RefCell::new(None),
+            slots: RefCell::new(VecDeque::new()),
+            paced: Cell::new(true),
         }
     }
 
@@ -275,7 +283,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
         req: HttpRequest,
     ) -> Result<HttpResponse, UpstreamError> {
         let mut attempt = 0;
+        let paced = service == Service::Auth0 && req.url.contains("/api/v2/");
         loop {
+            if paced {
+                self.pace().await?;
+            }
             let outcome = match self.send_once(req.clone()).await {
                 Ok(r) if r.status != 429 && r.status < 500 => return Ok(r),
                 other => other,
@@ -292,6 +304,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 Err(e) => (Failure::Transient, e.clone()),
             };
             let now = self.p.now_ms();
+            if let (true, Ok(r)) = (paced, &outcome) {
+                if r.status == 429 {
+                    self.report_rate_limited(r, now).await;
+                }
+            }
             match decide(&failure, attempt, now, self.ctx.deadline_ms, self.jitter()) {
                 Decision::RetryAfter(ms) => self.p.sleep(ms).await,
                 Decision::GiveUp { wait_ms } => {
@@ -306,6 +323,99 @@ impl<'a, P: Platform> Auth0<'a, P> {
             }
             attempt += 1;
         }
+    }
+
+    /// Asks the gate for slots for a whole invite's `calls` Management calls, before any of
+    /// them. Refused (nothing reserved, nothing sent) when the last slot would leave too little
+    /// of the deadline: a 503 with an honest `Retry-After` instead of a half-done invite.
+    pub async fn admit(&self, calls: u32) -> Result<(), UpstreamError> {
+        let now = self.p.now_ms();
+        let budget = self.ctx.deadline_ms.saturating_sub(now);
+        // Leave room for the calls themselves after the last slot.
+        let max_wait_ms = budget.saturating_sub((budget / 3).min(2_000));
+        match self.reserve(calls, max_wait_ms).await {
+            Some(GateReply::Busy { retry_after_ms }) => Err(UpstreamError::RateLimited {
+                service: Service::Auth0,
+                retry_after_sec: retry_after_ms.div_ceil(1000).max(1),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reserves slots; `None` when pacing is off or the gate can't be reached (fail open:
+    /// Auth0's own 429s are still handled).
+    async fn reserve(&self, calls: u32, max_wait_ms: u64) -> Option<GateReply> {
+        if !self.ctx.paced.get() {
+            return None;
+        }
+        let call = GateCall::Reserve {
+            calls,
+            max_wait_ms,
+            rate: self.cfg.mgmt_rate,
+        };
+        match self.p.gate(call).await {
+            Ok(GateReply::Reserved { slots }) => {
+                self.ctx.slots.borrow_mut().extend(slots);
+                None
+            }
+            Ok(busy @ GateReply::Busy { .. }) => Some(busy),
+            Ok(other) => {
+                *self.ctx.note.borrow_mut() = Some(format!("gate answered {other:?}"));
+                None
+            }
+            Err(e) => {
+                *self.ctx.note.borrow_mut() = Some(format!("gate unreachable, unpaced: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Waits for this call's slot, reserving one more when the invite's are used up.
+    async fn pace(&self) -> Result<(), UpstreamError> {
+        if !self.ctx.paced.get() {
+            return Ok(());
+        }
+        if self.ctx.slots.borrow().is_empty() {
+            let now = self.p.now_ms();
+            let max_wait_ms = self.ctx.deadline_ms.saturating_sub(now + 500);
+            if let Some(GateReply::Busy { retry_after_ms }) = self.reserve(1, max_wait_ms).await {
+                return Err(UpstreamError::RateLimited {
+                    service: Service::Auth0,
+                    retry_after_sec: retry_after_ms.div_ceil(1000).max(1),
+                });
+            }
+        }
+        let slot = self.ctx.slots.borrow_mut().pop_front();
+        if let Some(slot) = slot {
+            let now = self.p.now_ms();
+            if slot > now {
+                self.p.sleep(slot - now).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the gate that Auth0 said 429: everyone waits for the reset.
+    async fn report_rate_limited(&self, resp: &HttpResponse, now_ms: u64) {
+        let header = |n: &str| {
+            resp.header_value(n)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let reset_ms = header("x-ratelimit-reset")
+            .map(|s| s * 1000)
+            .or_else(|| header("retry-after").map(|s| now_ms + s * 1000))
+            .unwrap_or(now_ms + 1000)
+            // A reset far away is more likely a clock problem than a real pause.
+            .min(now_ms + 60_000);
+        let limit = header("x-ratelimit-limit").and_then(|l| u32::try_from(l).ok());
+        let _ = self
+            .p
+            .gate(GateCall::RateLimited {
+                reset_ms,
+                limit,
+                rate: self.cfg.mgmt_rate,
+            })
+            .await;
     }
 
     /// A client-credentials grant.

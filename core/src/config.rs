@@ -50,6 +50,8 @@ pub struct Config {
     pub token_refresh_margin_sec: u64,
     /// Total time budget for upstream calls of one request.
     pub upstream_deadline_ms: u64,
+    /// The tenant's Management API rate (`AUTH0_MGMT_RPS`, `AUTH0_MGMT_BURST`).
+    pub mgmt_rate: crate::gate::Rate,
     /// Accepted API keys.
     pub api_keys: Vec<ApiKey>,
     /// `app_metadata` keys a trusted caller may set (`APP_METADATA_KEYS`).
@@ -522,6 +524,19 @@ impl Config {
         let ticket_ttl_sec = r.number("TICKET_TTL_SEC", 86_400, TICKET_TTL_RANGE);
         let token_refresh_margin_sec = r.number("TOKEN_REFRESH_MARGIN_SEC", 300, (0, 3_600));
         let upstream_deadline_ms = r.number("UPSTREAM_DEADLINE_MS", 10_000, (500, 60_000));
+        let rps = match r.opt("AUTH0_MGMT_RPS") {
+            None => 2.0,
+            Some(v) => match v.parse::<f64>() {
+                Ok(n) if (0.1..=10_000.0).contains(&n) => n,
+                _ => {
+                    r.problems
+                        .push("AUTH0_MGMT_RPS must be a number from 0.1 to 10000".into());
+                    2.0
+                }
+            },
+        };
+        let default_burst = (rps.ceil() as u64).max(2);
+        let burst = r.number("AUTH0_MGMT_BURST", default_burst, (1, 100_000)) as u32;
 
         let mut api_keys = Vec::new();
         match r.opt("INVITE_API_KEYS") {
@@ -597,6 +612,7 @@ impl Config {
             ticket_ttl_sec,
             token_refresh_margin_sec,
             upstream_deadline_ms,
+            mgmt_rate: crate::gate::Rate { rps, burst },
             api_keys,
             app_metadata_keys,
             existing_account_tickets,

@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use crate::auth0::{error_message, Auth0, Ctx};
 use crate::config::{Config, EmailDelivery};
 use crate::error::{InviteError, Service, UpstreamError};
+use crate::gate::{GateCall, GateReply};
 use crate::invite::{run_invite, InviteInput};
-use crate::platform::{HttpRequest, KvOp, Platform};
+use crate::platform::{HttpRequest, Platform};
 
 /// What happened to the email.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,21 +95,30 @@ pub fn cooldown_key(email: &str) -> String {
     format!("email-cooldown:v1:{short}")
 }
 
-/// Sends the link to `email`, unless it got one within the cooldown. `ticket` is the ticket
+/// Sends the link to `email`, unless another invite emailed the address within the cooldown
+/// (claimed in the gate, strongly consistent, for the invite `owner`). `ticket` is the ticket
 /// URL and its expiry (RFC 3339), needed by the `resend` delivery; `idempotency_key` lets
 /// the provider drop a repeated send.
 pub async fn send_invite_email<P: Platform>(
     cx: &Ctx<'_, P>,
+    owner: &str,
     email: &str,
     name: Option<&str>,
     ticket: Option<(&str, &str)>,
     idempotency_key: &str,
 ) -> Result<Sent, InviteError> {
-    let (cfg, p) = (cx.cfg, cx.p);
+    let cfg = cx.cfg;
     let client = cx.client();
-    let key = cooldown_key(email);
-    if matches!(p.get(&key).await, Ok(Some(_))) {
-        return Ok(Sent::Cooldown);
+    let claim = GateCall::ClaimEmail {
+        key: cooldown_key(email),
+        ttl_ms: cfg.webhooks.email_cooldown_sec * 1000,
+        owner: owner.to_string(),
+    };
+    match cx.p.gate(claim).await {
+        Ok(GateReply::Claimed { claimed: false }) => return Ok(Sent::Cooldown),
+        Ok(_) => {}
+        // Without the gate, send: a second email is better than none.
+        Err(e) => cx.note(format!("gate unreachable, email sent unclaimed: {e}")),
     }
     let w = &cfg.webhooks;
     match &w.delivery {
@@ -153,14 +163,6 @@ pub async fn send_invite_email<P: Platform>(
             }
         }
     }
-    // Awaited rather than deferred: a redelivery right after must see it.
-    let _ = p
-        .apply(&KvOp::Put {
-            key,
-            value: "1".into(),
-            ttl_sec: w.email_cooldown_sec.max(60),
-        })
-        .await;
     Ok(Sent::Sent)
 }
 
@@ -185,10 +187,12 @@ async fn send_auth0_email<P: Platform>(
     Ok(())
 }
 
-/// What an untrusted route learns about an emailed invite. It has no ticket URL: only the
-/// invitee's inbox ever gets the link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What an emailed invite's caller learns. It has no ticket URL: only the invitee's inbox
+/// ever gets the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivered {
+    /// The Auth0 user.
+    pub user_id: String,
     /// Whether this invite created the account.
     pub created: bool,
     /// Whether the email went out or the cooldown held it back.
@@ -202,6 +206,7 @@ pub struct Delivered {
 /// retried once without them: a bad name must not lose a paid invite.
 pub async fn invite_and_email<P: Platform>(
     cx: &Ctx<'_, P>,
+    owner: &str,
     mut input: InviteInput,
     greeting: Option<&str>,
     invited_by: &str,
@@ -228,8 +233,9 @@ pub async fn invite_and_email<P: Platform>(
         .ticket_url
         .as_deref()
         .map(|u| (u, out.ticket_expires_at.as_str()));
-    let sent = send_invite_email(cx, &email, greeting, ticket, idempotency_key).await?;
+    let sent = send_invite_email(cx, owner, &email, greeting, ticket, idempotency_key).await?;
     Ok(Delivered {
+        user_id: out.user_id,
         created: out.created,
         sent,
     })

@@ -73,8 +73,13 @@ pub enum ErrorCode {
     EmailRejected,
     /// 503: the Worker is misconfigured; `GET /healthz` lists the problems.
     ConfigInvalid,
-    /// 503: an upstream rate limit outlasted the deadline.
+    /// 503: an upstream rate limit outlasted the deadline, or the tenant's pacer is booked
+    /// past it.
     UpstreamRateLimited,
+    /// 503: the invite queue or the gate could not take the invite; nothing was done.
+    QueueUnavailable,
+    /// 409: only a failed invite can be retried.
+    InviteNotFailed,
 }
 
 impl ErrorCode {
@@ -111,6 +116,8 @@ impl ErrorCode {
         ErrorCode::EmailRejected,
         ErrorCode::ConfigInvalid,
         ErrorCode::UpstreamRateLimited,
+        ErrorCode::QueueUnavailable,
+        ErrorCode::InviteNotFailed,
     ];
 
     /// The stable string.
@@ -148,6 +155,8 @@ impl ErrorCode {
             EmailRejected => "email_rejected",
             ConfigInvalid => "config_invalid",
             UpstreamRateLimited => "upstream_rate_limited",
+            QueueUnavailable => "queue_unavailable",
+            InviteNotFailed => "invite_not_failed",
         }
     }
 
@@ -160,7 +169,7 @@ impl ErrorCode {
             OriginNotAllowed | CaptchaFailed => 403,
             NotFound | WebhookNotConfigured => 404,
             MethodNotAllowed => 405,
-            AccountExists | EventInProgress => 409,
+            AccountExists | EventInProgress | InviteNotFailed => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             MissingField
@@ -175,7 +184,7 @@ impl ErrorCode {
             RateLimited => 429,
             InternalError => 500,
             UpstreamAuth | UpstreamUnavailable | UpstreamError | EmailAuth | EmailRejected => 502,
-            ConfigInvalid | UpstreamRateLimited => 503,
+            ConfigInvalid | UpstreamRateLimited | QueueUnavailable => 503,
         }
     }
 }

@@ -65,8 +65,6 @@ pub struct QueuedInvite {
     pub greeting: Option<String>,
     /// `app_metadata.invited_by`: the API key's label or the source.
     pub invited_by: String,
-    /// The email cooldown was claimed when the invite was accepted (public form).
-    pub email_claimed: bool,
     /// The email provider's idempotency key.
     pub idempotency_key: String,
 }
@@ -315,12 +313,15 @@ pub enum GateCall {
         /// Why.
         code: Option<String>,
     },
-    /// Claims an address's email window; false when it was already claimed.
+    /// Claims an address's email window for `owner` (an invite id); false when another
+    /// invite holds it. Claiming again for the same owner succeeds (a retry).
     ClaimEmail {
         /// The address key (hashed).
         key: String,
         /// The window (ms).
         ttl_ms: u64,
+        /// The invite that sends.
+        owner: String,
     },
     /// An invite's status.
     Status {
@@ -507,7 +508,8 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 if ledger.get(&key).is_some() {
                     return GateReply::Cooldown;
                 }
-                ledger.put(&key, "1", None, now_ms + ttl_ms);
+                let owner = invites.first().map(|i| i.id.as_str()).unwrap_or("");
+                ledger.put(&key, owner, None, now_ms + ttl_ms);
             }
             if let Some(b) = &batch_id {
                 ledger.put(
@@ -597,14 +599,17 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             }
             GateReply::Done
         }
-        GateCall::ClaimEmail { key, ttl_ms } => {
+        GateCall::ClaimEmail { key, ttl_ms, owner } => {
             ledger.purge(now_ms);
             let key = format!("cool:{key}");
-            if ledger.get(&key).is_some() {
-                return GateReply::Claimed { claimed: false };
+            match ledger.get(&key) {
+                Some(holder) if holder != owner => GateReply::Claimed { claimed: false },
+                Some(_) => GateReply::Claimed { claimed: true },
+                None => {
+                    ledger.put(&key, &owner, None, now_ms + ttl_ms);
+                    GateReply::Claimed { claimed: true }
+                }
             }
-            ledger.put(&key, "1", None, now_ms + ttl_ms);
-            GateReply::Claimed { claimed: true }
         }
         GateCall::Status { id } => GateReply::Status {
             invite: load(ledger, &id).map(|r| r.view(now_ms)),
@@ -641,8 +646,11 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
 /// An in-memory [`Ledger`], for tests and for anything without a Durable Object.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
-    rows: std::cell::RefCell<Vec<(String, String, Option<String>, u64)>>,
+    rows: std::cell::RefCell<Vec<Row>>,
 }
+
+/// Key, value, group, expiry.
+type Row = (String, String, Option<String>, u64);
 
 impl Ledger for MemoryLedger {
     fn get(&self, key: &str) -> Option<String> {
@@ -729,7 +737,6 @@ mod tests {
             input: crate::invite::InviteInput::for_email("a@example.com"),
             greeting: None,
             invited_by: "t".into(),
-            email_claimed: false,
             idempotency_key: id.into(),
         }
     }
@@ -813,20 +820,26 @@ mod tests {
                 invite_id: Some("inv_a".into())
             }
         );
-        let claim = |now| {
+        let claim = |owner: &str, now| {
             handle(
                 GateCall::ClaimEmail {
                     key: "k".into(),
                     ttl_ms: 600_000,
+                    owner: owner.into(),
                 },
                 now,
                 &l,
             )
         };
-        assert_eq!(claim(0), GateReply::Claimed { claimed: true });
-        assert_eq!(claim(1), GateReply::Claimed { claimed: false });
+        assert_eq!(claim("inv_1", 0), GateReply::Claimed { claimed: true });
         assert_eq!(
-            claim(600_001),
+            claim("inv_1", 1),
+            GateReply::Claimed { claimed: true },
+            "a retry"
+        );
+        assert_eq!(claim("inv_2", 1), GateReply::Claimed { claimed: false });
+        assert_eq!(
+            claim("inv_2", 600_001),
             GateReply::Claimed { claimed: true },
             "after the window"
         );

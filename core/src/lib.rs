@@ -20,16 +20,19 @@ pub mod password;
 pub mod payments;
 pub mod platform;
 pub mod public;
+pub mod queue;
 pub mod retry;
 pub mod secret;
 pub mod time;
 pub mod token;
+pub mod trusted;
 pub mod webhook;
 
 pub use api::{handle, Handled};
 pub use config::Config;
 pub use http::{BodyError, BodySource};
 pub use platform::{
-    Clock, HttpRequest, HttpResponse, KvOp, Platform, RateLimit, Rng, Store, Transport,
+    Clock, Gate, HttpRequest, HttpResponse, InviteQueue, KvOp, Platform, RateLimit, Rng, Store,
+    Transport,
 };
 pub use token::IsolateCache;

@@ -1,28 +1,24 @@
 //! Payment webhooks: Stripe and Standard Webhooks events turned into invites whose link goes
 //! by email, exactly once per event.
 //!
-//! Each event id is recorded in KV (`processing`, then `done` for [`DONE_TTL_SEC`]). A done
-//! event answers `duplicate` with zero Auth0 calls. Failures the sender should retry (Auth0
-//! or the email API down or rate limited past the deadline) answer 5xx and leave the event
-//! unmarked; permanent ones (the invite was rejected) answer 200 and are marked done.
+//! A verified event is accepted, not processed: its id is recorded in the gate (strongly
+//! consistent, so a redelivery anywhere answers `duplicate`), the invite is queued, and the
+//! sender gets 200 at once. The queue consumer does the Auth0 work at the tenant's pace and
+//! retries failures; what runs out of retries is marked `failed` with its reason.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::auth0::Ctx;
 use crate::config::Config;
-use crate::delivery::{invite_and_email, Delivered, Sent};
 use crate::email;
-use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
+use crate::error::{ApiError, ErrorCode};
+use crate::gate::Kind;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::invite::{clean_name, default_ticket_target, InviteInput, OnExisting, MAX_NAME_CHARS};
-use crate::platform::{KvOp, Platform};
-use crate::token::IsolateCache;
+use crate::platform::Platform;
+use crate::queue::{accept, emailed, new_id, Acceptance};
 use crate::webhook::{verify_standard, verify_stripe};
 
-/// How long a processed event id is remembered: Stripe retries for up to 3 days.
-pub const DONE_TTL_SEC: u64 = 4 * 86_400;
-/// How long a `processing` mark holds off a concurrent delivery in another isolate.
-pub const PROCESSING_TTL_SEC: u64 = 120;
 /// Largest accepted webhook body.
 pub const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
 
@@ -253,34 +249,11 @@ pub fn enabled(cfg: &Config, source: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Releases the in-isolate claim on an event however processing ends.
-struct Claim<'a> {
-    cache: &'a IsolateCache,
-    key: String,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.cache.end_event(&self.key);
-    }
-}
-
-async fn mark<P: Platform>(p: &P, key: &str, value: &str, ttl_sec: u64) {
-    let _ = p
-        .apply(&KvOp::Put {
-            key: key.to_string(),
-            value: value.to_string(),
-            ttl_sec,
-        })
-        .await;
-}
-
 async fn process<P: Platform>(
     cx: &Ctx<'_, P>,
     source: &'static str,
     decision: Decision,
 ) -> Result<HttpResponse, ApiError> {
-    let (p, cache) = (cx.p, cx.cache);
     let invite = match decision {
         Decision::Ignored => return Ok(status("ignored")),
         Decision::Skipped(reason) => {
@@ -289,94 +262,53 @@ async fn process<P: Platform>(
         }
         Decision::Invite(i) => i,
     };
-    let key = format!("webhook:v1:{source}:{}", invite.event_id);
-    match p.get(&key).await {
-        Ok(Some(v)) if v == "done" => return Ok(status("duplicate")),
-        Ok(Some(_)) => return Err(ApiError::event_in_progress()),
-        _ => {}
-    }
-    if !cache.begin_event(&key) {
-        return Err(ApiError::event_in_progress());
-    }
-    let _claim = Claim {
-        cache,
-        key: key.clone(),
+    let Ok(email) = email::normalize(&invite.email) else {
+        // No redelivery can fix the address: said why, nothing queued.
+        cx.note(format!(
+            "event {} can never succeed: the customer email is not a valid address",
+            invite.event_id
+        ));
+        return Ok(skipped("customer email is not a valid address"));
     };
-    mark(p, &key, "processing", PROCESSING_TTL_SEC).await;
-
-    let email = match email::normalize(&invite.email) {
-        Ok(e) => e,
-        Err(_) => {
-            // No redelivery can fix the address: done, and said why.
-            mark(p, &key, "done", DONE_TTL_SEC).await;
-            cx.note(format!(
-                "event {} can never succeed: the customer email is not a valid address",
-                invite.event_id
-            ));
-            return Ok(skipped("customer email is not a valid address"));
-        }
+    let kind = if source == "stripe" {
+        Kind::Stripe
+    } else {
+        Kind::Standard
     };
-    let mut app_metadata = Map::new();
-    app_metadata.insert("invite_source".into(), json!(source));
-    app_metadata.insert("invite_event".into(), json!(invite.event_id));
-    let input = InviteInput {
-        email,
-        profile: invite
-            .name
-            .iter()
-            .map(|n| ("name".to_string(), n.clone()))
-            .collect(),
-        roles: invite.roles.clone(),
-        user_metadata: None,
-        app_metadata,
-        ticket_target: default_ticket_target(cx.cfg),
-        ticket_ttl_sec: cx.cfg.ticket_ttl_sec,
-        email_verified: false,
-        want_ticket: false,
-        on_existing: OnExisting::Update,
-    };
-    // A signed sender's customer is greeted by the (cleaned) name they gave the sender.
-    let outcome = invite_and_email(cx, input, invite.name.as_deref(), source, &key).await;
-
-    match outcome {
-        Ok(Delivered { created, sent }) => {
-            mark(p, &key, "done", DONE_TTL_SEC).await;
-            Ok(HttpResponse::json(
-                200,
-                &json!({"status": "processed", "email": if sent == Sent::Sent { "sent" } else { "cooldown" }, "created": created}),
-            ))
-        }
-        Err(e) if is_permanent(&e) => {
-            mark(p, &key, "done", DONE_TTL_SEC).await;
-            cx.note(format!(
-                "event {} can never succeed, marked done: {e}",
-                invite.event_id
-            ));
-            let api: ApiError = e.into();
-            Ok(HttpResponse::json(
-                200,
-                &json!({"status": "failed", "reason": api.code.as_str()}),
-            ))
-        }
-        Err(e) => {
-            // Leave the event unmarked so the sender's next delivery completes it.
-            let _ = p.apply(&KvOp::Delete { key }).await;
-            Err(e.into())
-        }
+    let mut input = InviteInput::for_email(&email);
+    input.profile = invite
+        .name
+        .iter()
+        .map(|n| ("name".to_string(), n.clone()))
+        .collect();
+    input.roles = invite.roles.clone();
+    input
+        .app_metadata
+        .insert("invite_source".into(), json!(source));
+    input
+        .app_metadata
+        .insert("invite_event".into(), json!(invite.event_id));
+    input.ticket_target = default_ticket_target(cx.cfg);
+    input.ticket_ttl_sec = cx.cfg.ticket_ttl_sec;
+    input.on_existing = OnExisting::Update;
+    let event = format!("{source}:{}", invite.event_id);
+    let id = new_id(cx.p, "inv")?;
+    // A signed sender's customer is greeted by the (cleaned) name they gave the sender. The
+    // event id keys the email provider's idempotency.
+    let message = emailed(
+        id.clone(),
+        kind,
+        input,
+        invite.name.clone(),
+        format!("webhook:{event}"),
+    );
+    // Exactly once: the gate records the event id (strongly consistent, one writer) before
+    // the invite is queued; a redelivery finds it.
+    match accept(cx, vec![message], None, Some(event), false).await? {
+        Acceptance::Duplicate(_) => Ok(status("duplicate")),
+        _ => Ok(HttpResponse::json(
+            200,
+            &json!({"status": "accepted", "invite_id": id}),
+        )),
     }
-}
-
-/// Failures no redelivery can fix: answer 200 so the sender stops. Only Auth0 refusing the
-/// invite itself (already retried without the optional fields) is one. A missing role, a bad
-/// email API key or an unreachable service can be fixed by the operator within the sender's
-/// retry window (Stripe retries for 3 days), so those stay retryable (5xx) and are logged.
-fn is_permanent(e: &InviteError) -> bool {
-    matches!(
-        e,
-        InviteError::Invalid(_)
-            | InviteError::Upstream(UpstreamError::Rejected {
-                service: Service::Auth0,
-                ..
-            })
-    )
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::gate::{GateCall, GateReply, QueuedInvite};
 pub use crate::http::{HttpRequest, HttpResponse};
 
 /// A failure below HTTP: DNS, connection refused, reset, TLS.
@@ -59,9 +60,22 @@ pub trait RateLimit {
     }
 }
 
+/// The per-tenant gate (the `Auth0Gate` Durable Object): runs [`crate::gate::handle`] where
+/// every isolate, the queue consumer and the synchronous API see the same state.
+pub trait Gate {
+    /// Sends one call; `Err` when the gate can't be reached.
+    async fn gate(&self, call: GateCall) -> Result<GateReply, String>;
+}
+
+/// The invite queue (`INVITE_QUEUE`).
+pub trait InviteQueue {
+    /// Sends messages, delivered after `delay_sec`.
+    async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String>;
+}
+
 /// Everything the core needs from its host.
-pub trait Platform: Transport + Store + Clock + Rng + RateLimit {}
-impl<T: Transport + Store + Clock + Rng + RateLimit> Platform for T {}
+pub trait Platform: Transport + Store + Clock + Rng + RateLimit + Gate + InviteQueue {}
+impl<T: Transport + Store + Clock + Rng + RateLimit + Gate + InviteQueue> Platform for T {}
 
 /// A key-value write the core asks for, to be run after the response (`wait_until`).
 #[derive(Clone, Debug, PartialEq)]

@@ -5,5 +5,6 @@
 
 mod invites;
 mod public;
+mod queued;
 mod support;
 mod webhooks;

@@ -36,6 +36,10 @@ fn public_signups_get_the_same_answer_whether_or_not_the_account_exists() {
         &json!({"email": "New@Example.com", "name": "New"}),
     ));
     assert_eq!(new_user.response.status, 202);
+    // Accept, then process: the answer made no upstream call at all.
+    assert!(svc.fake.sent.borrow().is_empty());
+    assert_eq!(svc.fake.queue.borrow().len(), 1);
+    svc.drain();
     let user = svc.fake.body_of("POST /api/v2/users");
     assert_eq!(user["email_verified"], false);
     assert_eq!(user["app_metadata"]["invite_source"], "public_form");
@@ -52,8 +56,15 @@ fn public_signups_get_the_same_answer_whether_or_not_the_account_exists() {
             json!({"statusCode": 409, "message": "The user already exists."}),
         ))],
     );
+    let calls = svc.fake.sent.borrow().len();
     let (existing, _) = svc.run(public_req(&json!({"email": "old@example.com"})));
     assert_eq!(existing.response.status, 202);
+    assert_eq!(
+        svc.fake.sent.borrow().len(),
+        calls,
+        "no upstream call before the answer"
+    );
+    svc.drain();
     assert_eq!(
         existing.response.body, new_user.response.body,
         "byte-identical"
@@ -81,22 +92,28 @@ fn public_signups_never_carry_a_ticket_url_even_with_resend() {
     ]);
     let (h, body) = svc.run(public_req(&json!({"email": "a@example.com"})));
     assert_eq!(h.response.status, 202, "{body}");
+    svc.drain();
     assert!(!String::from_utf8_lossy(&h.response.body).contains("SECRETTICKET"));
     assert_eq!(svc.fake.count("POST /emails"), 1);
+    // Nor does the stored status of a public invite.
+    let ledger = format!("{:?}", svc.fake.ledger);
+    assert!(!ledger.contains("SECRETTICKET"), "{ledger}");
 }
 
 #[test]
 fn public_cooldown_honeypot_and_rate_limit() {
     let svc = public_svc(&[]);
     svc.run(public_req(&json!({"email": "a@example.com"})));
-    let calls = svc.fake.sent.borrow().len();
     let (h, _) = svc.run(public_req(&json!({"email": "A@example.com"})));
     assert_eq!(h.response.status, 202);
     assert_eq!(
-        svc.fake.sent.borrow().len(),
-        calls,
-        "within the cooldown nothing is called or sent"
+        svc.fake.queue.borrow().len(),
+        1,
+        "within the cooldown nothing is queued"
     );
+    svc.drain();
+    let calls = svc.fake.sent.borrow().len();
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
 
     let (h, _) = svc.run(public_req(
         &json!({"email": "bot@example.com", "website": "http://spam.example"}),
@@ -129,6 +146,7 @@ fn plain_form_posts_are_redirected_to_the_thank_you_page() {
     let (h, _) = svc.run(form_req("email=form%40example.com&name=Form+User&website="));
     assert_eq!(h.response.status, 303);
     assert_eq!(h.response.header_value("location"), Some("/thanks"));
+    svc.drain();
     assert_eq!(svc.fake.body_of("POST /api/v2/users")["name"], "Form User");
     let svc = public_svc(&[("THANK_YOU_URL", "https://www.example.com/thanks")]);
     let (h, _) = svc.run(form_req("email=form%40example.com"));
@@ -307,6 +325,7 @@ fn an_anonymous_name_never_reaches_the_email() {
     let (h, _) = svc.run(public_req(
         &json!({"email": "victim@example.com", "name": name}),
     ));
+    svc.drain();
     assert_eq!(h.response.status, 202);
     let email = svc.fake.body_of("POST /emails");
     let (text, html) = (
@@ -337,6 +356,7 @@ fn public_signups_change_roles_only_on_unaccepted_invites() {
     let svc = public_svc(&[]);
     svc.fake.script("POST /api/v2/users", vec![conflict()]);
     let (unaccepted, _) = svc.run(public_req(&json!({"email": "pending@example.com"})));
+    svc.drain();
     assert_eq!(
         svc.fake.count("POST /api/v2/users/auth0%7Cexisting1/roles"),
         1
@@ -346,6 +366,7 @@ fn public_signups_change_roles_only_on_unaccepted_invites() {
     svc.fake.existing_user_logged_in();
     svc.fake.script("POST /api/v2/users", vec![conflict()]);
     let (used, _) = svc.run(public_req(&json!({"email": "used@example.com"})));
+    svc.drain();
     assert_eq!(
         svc.fake.count("POST /api/v2/users/auth0%7Cexisting1/roles"),
         0

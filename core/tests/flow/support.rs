@@ -12,12 +12,15 @@ pub use std::task::{Context, Poll};
 
 pub use futures::executor::block_on;
 pub use invite_core::config::ConfigError;
+pub use invite_core::gate::{self, GateCall, GateReply, MemoryLedger, QueuedInvite};
 pub use invite_core::platform::{StoreError, TransportError};
+pub use invite_core::queue::{dead_letter, process, Settle};
 pub use invite_core::webhook::sign_for_test;
 pub use invite_core::{
     handle, BodyError, BodySource, Clock, Config, Handled, HttpRequest, HttpResponse, IsolateCache,
     KvOp, RateLimit, Rng, Store, Transport,
 };
+pub use invite_core::{Gate, InviteQueue};
 pub use serde_json::{json, Value};
 pub const NOW: u64 = 1_795_729_183_000; // 2026-11-26T21:39:43Z
 pub const KEY: &str = "backend-key-0123456789";
@@ -57,6 +60,14 @@ pub struct Fake {
     pub existing_logins: Cell<u64>,
     /// Whether `auth0|existing1` was created by this service (`app_metadata.invited`).
     pub existing_invited: Cell<bool>,
+    /// The gate's storage (the Durable Object's SQLite in the Worker).
+    pub ledger: MemoryLedger,
+    /// Messages on the invite queue: (deliver at ms, message).
+    pub queue: RefCell<VecDeque<(u64, QueuedInvite)>>,
+    /// Gate calls made, by op.
+    pub gate_calls: RefCell<Vec<String>>,
+    /// Make the gate unreachable.
+    pub gate_down: Cell<bool>,
 }
 
 pub fn json_resp(status: u16, body: Value) -> HttpResponse {
@@ -257,10 +268,36 @@ impl Clock for Fake {
         self.now.get()
     }
     async fn sleep(&self, ms: u64) {
-        // Time passes only once the timer is polled again, so a racing send can win.
+        // Time passes only once the timer is polled again, so a racing send can win. Sleeps
+        // that overlap end at their own instant (they don't add up).
+        let until = self.now.get() + ms;
         YieldOnce(false).await;
         self.sleeps.borrow_mut().push(ms);
-        self.now.set(self.now.get() + ms);
+        self.now.set(self.now.get().max(until));
+    }
+}
+
+impl Gate for Fake {
+    async fn gate(&self, call: GateCall) -> Result<GateReply, String> {
+        if self.gate_down.get() {
+            return Err("gate down".into());
+        }
+        let op = serde_json::to_value(&call).unwrap()["op"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.gate_calls.borrow_mut().push(op);
+        Ok(gate::handle(call, self.now.get(), &self.ledger))
+    }
+}
+
+impl InviteQueue for Fake {
+    async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String> {
+        let at = self.now.get() + u64::from(delay_sec) * 1000;
+        self.queue
+            .borrow_mut()
+            .extend(messages.iter().map(|m| (at, m.clone())));
+        Ok(())
     }
 }
 
@@ -305,6 +342,9 @@ pub fn config(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
             "https://app.example.com,https://other.example.com",
         ),
         ("APP_METADATA_KEYS", "plan"),
+        // A paid tenant's rate, so that only the pacing tests wait for slots.
+        ("AUTH0_MGMT_RPS", "1000"),
+        ("AUTH0_MGMT_BURST", "1000"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -367,6 +407,58 @@ impl Svc {
 
     pub fn invite(&self, body: Value) -> (Handled, Value) {
         self.run(invite_req(&body))
+    }
+
+    /// Runs the queue consumer until the queue is empty, as Cloudflare Queues would deliver:
+    /// retries after their delay, and after `max_retries` (3) failed deliveries a message goes
+    /// to the dead-letter consumer. Returns the consumer's log lines.
+    pub fn drain(&self) -> Vec<String> {
+        let mut logs = Vec::new();
+        let mut deliveries: HashMap<String, u32> = HashMap::new();
+        for _ in 0..10_000 {
+            let next = {
+                let mut q = self.fake.queue.borrow_mut();
+                let i = (0..q.len()).min_by_key(|i| q[*i].0);
+                i.and_then(|i| q.remove(i))
+            };
+            let Some((at, msg)) = next else { break };
+            if at > self.fake.now.get() {
+                self.fake.now.set(at);
+            }
+            let cfg = self.cfg.as_ref().expect("valid config");
+            let (settle, log) = block_on(process(&msg, cfg, &self.fake, &self.cache));
+            assert!(
+                !log.contains("SECRETTICKET") && !log.contains("tok-"),
+                "{log}"
+            );
+            logs.push(log);
+            let n = deliveries.entry(msg.id.clone()).or_default();
+            match settle {
+                Settle::Ack => {}
+                Settle::Defer { delay_sec } => {
+                    block_on(self.fake.enqueue(&[msg], delay_sec)).unwrap();
+                }
+                Settle::Retry { delay_sec } => {
+                    *n += 1;
+                    if *n > 3 {
+                        logs.push(block_on(dead_letter(&msg, &self.fake)));
+                    } else {
+                        block_on(self.fake.enqueue(&[msg], delay_sec)).unwrap();
+                    }
+                }
+            }
+        }
+        logs
+    }
+
+    /// An invite's status, as the gate holds it.
+    pub fn status(&self, id: &str) -> Value {
+        let reply = gate::handle(
+            GateCall::Status { id: id.to_string() },
+            self.fake.now.get(),
+            &self.fake.ledger,
+        );
+        serde_json::to_value(reply).unwrap()["invite"].clone()
     }
 }
 

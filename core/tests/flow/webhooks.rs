@@ -41,6 +41,18 @@ pub(crate) fn checkout(id: &str, email: &str) -> Value {
                                "metadata": {"invite_roles": "early-access,admin"}}}})
 }
 
+/// Delivers an event, then lets the queue consumer work. Returns the webhook's answer and
+/// the invite's status afterwards.
+pub(crate) fn deliver(svc: &Svc, req: HttpRequest) -> (Handled, Value, Value) {
+    let (h, body) = svc.run(req);
+    svc.drain();
+    let status = body["invite_id"]
+        .as_str()
+        .map(|id| svc.status(id))
+        .unwrap_or(Value::Null);
+    (h, body, status)
+}
+
 pub(crate) fn status_of(body: &Value) -> &str {
     body["status"].as_str().unwrap_or("")
 }
@@ -51,9 +63,14 @@ fn stripe_checkout_creates_the_user_and_auth0_emails_the_link() {
     let (h, body) = svc.run(stripe_req(&checkout("evt_1", "Ada@Example.com"), NOW));
     assert_eq!(
         (h.response.status, status_of(&body)),
-        (200, "processed"),
+        (200, "accepted"),
         "{body}"
     );
+    // Accepted, not processed: no upstream call before the answer.
+    assert!(svc.fake.sent.borrow().is_empty());
+    svc.drain();
+    let id = body["invite_id"].as_str().unwrap();
+    assert_eq!(svc.status(id)["status"], "completed");
     assert!(!String::from_utf8_lossy(&h.response.body).contains("ticket"));
     let user = svc.fake.body_of("POST /api/v2/users");
     assert_eq!(user["email"], "ada@example.com");
@@ -84,8 +101,9 @@ fn stripe_checkout_creates_the_user_and_auth0_emails_the_link() {
     assert_eq!(
         svc.fake.sent.borrow().len(),
         calls,
-        "a done event makes zero calls"
+        "a seen event makes zero calls"
     );
+    assert!(svc.fake.queue.borrow().is_empty(), "and queues nothing");
 }
 
 #[test]
@@ -143,10 +161,10 @@ fn stripe_invoice_roles_come_from_the_price_map() {
     let invoice = json!({"id": "evt_7", "type": "invoice.paid", "data": {"object": {
         "billing_reason": "subscription_create", "customer_email": "grace@example.com", "customer_name": "Grace Hopper",
         "lines": {"data": [{"price": {"id": "price_other", "product": "prod_beta"}}, {"pricing": {"price_details": {"price": "price_early", "product": "prod_x"}}}]}}}});
-    let (h, body) = svc.run(stripe_req(&invoice, NOW));
+    let (h, body, status) = deliver(&svc, stripe_req(&invoice, NOW));
     assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
+        (h.response.status, status_of(&body), &status["status"]),
+        (200, "accepted", &json!("completed")),
         "{body} {}",
         h.log
     );
@@ -161,34 +179,46 @@ fn stripe_invoice_roles_come_from_the_price_map() {
     );
 }
 
+/// Auth0 down past the consumer's retries: the message reaches the dead-letter consumer and
+/// the invite's status says `failed` with the reason; re-driving it once Auth0 is back
+/// completes it.
 #[test]
-fn retryable_failures_answer_5xx_and_leave_the_event_unmarked() {
+fn an_outage_longer_than_the_retries_ends_failed_and_can_be_redriven() {
     let svc = webhook_svc(&[("UPSTREAM_DEADLINE_MS", "1000")]);
     svc.fake.script(
         "POST /api/v2/users",
-        (0..20).map(|_| Ok(json_resp(503, json!({})))).collect(),
+        (0..500).map(|_| Ok(json_resp(503, json!({})))).collect(),
     );
-    let (h, body) = svc.run(stripe_req(&checkout("evt_8", "down@example.com"), NOW));
-    assert_eq!(error_code(&h, &body), (502, "upstream_unavailable".into()));
-    assert!(
-        !svc.fake.kv.borrow().keys().any(|k| k.contains("evt_8")),
-        "not marked"
+    let (h, body, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_8", "down@example.com"), NOW),
     );
-    svc.fake.script.borrow_mut().clear();
-    let (h, body) = svc.run(stripe_req(
+    assert_eq!((h.response.status, status_of(&body)), (200, "accepted"));
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(status["error_code"], "upstream_unavailable");
+    assert_eq!(status["attempts"], 4, "the first delivery and 3 retries");
+    // Stripe's redelivery is a duplicate: the invite is ours to finish.
+    let (_, again) = svc.run(stripe_req(
         &checkout("evt_8", "down@example.com"),
         svc.fake.now.get(),
     ));
-    assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
-        "{body}"
-    );
+    assert_eq!(again, json!({"status": "duplicate"}));
+
+    svc.fake.script.borrow_mut().clear();
+    let id = body["invite_id"].as_str().unwrap();
+    let retry = HttpRequest::new("POST", format!("/v1/invites/{id}/retry"))
+        .header("authorization", format!("Bearer {KEY}"));
+    let (h, _) = svc.run(retry.clone());
+    assert_eq!(h.response.status, 202);
+    svc.drain();
+    assert_eq!(svc.status(id)["status"], "completed");
     assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+    let (h, body) = svc.run(retry);
+    assert_eq!(error_code(&h, &body), (409, "invite_not_failed".into()));
 }
 
 #[test]
-fn permanent_failures_answer_200_and_are_not_retried() {
+fn permanent_failures_end_failed_without_retries() {
     let svc = webhook_svc(&[]);
     let refusal = || {
         Ok(json_resp(
@@ -199,14 +229,13 @@ fn permanent_failures_answer_200_and_are_not_retried() {
     // Refused with the name, and again without it: this invite can never succeed.
     svc.fake
         .script("POST /api/v2/users", vec![refusal(), refusal()]);
-    let (h, body) = svc.run(stripe_req(&checkout("evt_9", "bad@example.com"), NOW));
+    let (_, _, status) = deliver(&svc, stripe_req(&checkout("evt_9", "bad@example.com"), NOW));
     assert_eq!(
-        (h.response.status, body),
-        (
-            200,
-            json!({"status": "failed", "reason": "invite_rejected"})
-        )
+        (status["status"].as_str(), status["error_code"].as_str()),
+        (Some("failed"), Some("invite_rejected"))
     );
+    assert_eq!(status["attempts"], 1);
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 2);
     let (_, body) = svc.run(stripe_req(&checkout("evt_9", "bad@example.com"), NOW));
     assert_eq!(body, json!({"status": "duplicate"}));
 }
@@ -220,13 +249,20 @@ fn resend_delivery_emails_the_ticket_with_the_template() {
         ("PRODUCT_NAME", "Acme Beta"),
         ("EMAIL_API_BASE_URL", "https://email.example"),
     ]);
-    let (h, body) = svc.run(stripe_req(&checkout("evt_10", "ada@example.com"), NOW));
+    let (h, body, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_10", "ada@example.com"), NOW),
+    );
     assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
+        (h.response.status, status_of(&body), &status["status"]),
+        (200, "accepted", &json!("completed")),
         "{body}"
     );
     assert!(!h.log.contains("re_test_key"));
+    assert!(
+        status.get("ticket_url").is_none(),
+        "emailed invites never show the link"
+    );
     let sent = svc.fake.sent.borrow();
     let email = sent
         .iter()
@@ -238,7 +274,7 @@ fn resend_delivery_emails_the_ticket_with_the_template() {
     );
     assert_eq!(
         email.header_value("idempotency-key"),
-        Some("webhook:v1:stripe:evt_10")
+        Some("webhook:stripe:evt_10")
     );
     let msg: Value = serde_json::from_slice(&email.body).unwrap();
     assert_eq!(msg["to"], json!(["ada@example.com"]));
@@ -256,14 +292,25 @@ fn resend_delivery_emails_the_ticket_with_the_template() {
 #[test]
 fn one_email_per_address_within_the_cooldown() {
     let svc = webhook_svc(&[]);
-    svc.run(stripe_req(&checkout("evt_11", "ada@example.com"), NOW));
+    deliver(
+        &svc,
+        stripe_req(&checkout("evt_11", "ada@example.com"), NOW),
+    );
     svc.fake.script(
         "POST /api/v2/users",
         vec![Ok(json_resp(409, json!({"statusCode": 409})))],
     );
-    let (_, body) = svc.run(stripe_req(&checkout("evt_12", "ada@example.com"), NOW));
-    assert_eq!(body["email"], "cooldown", "{body}");
+    let (_, _, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_12", "ada@example.com"), NOW),
+    );
+    // The second purchase still gets its roles; the inbox gets no second email.
+    assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+    assert_eq!(
+        svc.fake.count("POST /api/v2/users/auth0%7Cexisting1/roles"),
+        1
+    );
 }
 
 pub(crate) fn standard_req(id: &str, ts: u64, msg: &Value) -> HttpRequest {
@@ -284,10 +331,10 @@ pub(crate) fn standard_req(id: &str, ts: u64, msg: &Value) -> HttpRequest {
 fn standard_webhooks_invite_requested() {
     let svc = webhook_svc(&[]);
     let msg = json!({"type": "invite.requested", "data": {"email": "Lin@Example.com", "name": "Lin", "roles": ["early-access", "root"]}});
-    let (h, body) = svc.run(standard_req("msg_1", NOW / 1000, &msg));
+    let (h, body, status) = deliver(&svc, standard_req("msg_1", NOW / 1000, &msg));
     assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
+        (h.response.status, status_of(&body), &status["status"]),
+        (200, "accepted", &json!("completed")),
         "{body}"
     );
     assert_eq!(
@@ -329,12 +376,8 @@ fn buyer_names_are_cleaned_and_a_refused_name_does_not_lose_the_invite() {
     let mut event = checkout("evt_long", "buyer@example.com");
     let long = format!("  Ada\r\nBcc: x@evil.example {}  ", "L".repeat(400));
     event["data"]["object"]["customer_details"]["name"] = json!(long);
-    let (h, body) = svc.run(stripe_req(&event, NOW));
-    assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
-        "{body}"
-    );
+    let (_, _, status) = deliver(&svc, stripe_req(&event, NOW));
+    assert_eq!(status["status"], "completed", "{status}");
     let sent = svc.fake.body_of("POST /api/v2/users");
     let name = sent["name"].as_str().unwrap();
     assert_eq!(name.chars().count(), 300);
@@ -351,11 +394,10 @@ fn buyer_names_are_cleaned_and_a_refused_name_does_not_lose_the_invite() {
         ))],
     );
     let (h, body) = svc.run(stripe_req(&checkout("evt_name", "c@example.com"), NOW));
-    assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
-        "{body}"
-    );
+    let logs = svc.drain().join("\n");
+    assert_eq!(h.response.status, 200);
+    let status = svc.status(body["invite_id"].as_str().unwrap());
+    assert_eq!(status["status"], "completed", "{status}");
     let creates: Vec<Value> = svc
         .fake
         .sent
@@ -368,21 +410,25 @@ fn buyer_names_are_cleaned_and_a_refused_name_does_not_lose_the_invite() {
     assert_eq!(creates[0]["name"], "Ada Lovelace");
     assert!(creates[1].get("name").is_none());
     assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
-    assert!(h.log.contains("invited without it"), "{}", h.log);
+    assert!(logs.contains("invited without it"), "{logs}");
 }
 
-/// A role the operator has not created yet is fixable within Stripe's retry window: the
-/// event stays retryable (5xx, unmarked) instead of being marked done.
+/// A role the operator has not created yet is fixable: the invite is retried (not failed at
+/// once), and ends `failed` with `role_not_found` only after its retries.
 #[test]
-fn a_missing_role_keeps_the_event_retryable() {
+fn a_missing_role_is_retried_before_it_fails() {
     let svc = webhook_svc(&[]);
-    svc.fake
-        .script("GET /api/v2/roles", vec![Ok(json_resp(200, json!([])))]);
-    let (h, body) = svc.run(stripe_req(&checkout("evt_role", "r@example.com"), NOW));
-    assert_eq!(error_code(&h, &body), (422, "role_not_found".into()));
-    assert!(svc.fake.kv.borrow().keys().all(|k| !k.contains("evt_role")));
-    let (_, body) = svc.run(stripe_req(&checkout("evt_role", "r@example.com"), NOW));
-    assert_eq!(status_of(&body), "processed", "{body}");
+    svc.fake.script(
+        "GET /api/v2/roles",
+        vec![Ok(json_resp(200, json!([]))), Ok(json_resp(200, json!([])))],
+    );
+    let (_, _, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_role", "r@example.com"), NOW),
+    );
+    // Two deliveries saw no role; the third found it (the operator created it).
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["attempts"], 3);
 }
 
 /// Svix delivers Standard Webhooks with `svix-*` header names (same scheme). Signed here as
@@ -403,10 +449,10 @@ fn svix_header_names_are_accepted() {
         )
         .header("content-type", "application/json");
     r.body = body;
-    let (h, body) = svc.run(r);
+    let (h, body, status) = deliver(&svc, r);
     assert_eq!(
-        (h.response.status, status_of(&body)),
-        (200, "processed"),
+        (h.response.status, status_of(&body), &status["status"]),
+        (200, "accepted", &json!("completed")),
         "{body}"
     );
 
@@ -446,10 +492,15 @@ fn a_refused_email_api_key_is_reported_as_the_email_api() {
             json!({"name": "validation_error", "message": "API key is invalid"}),
         ))],
     );
-    let (h, body) = svc.run(stripe_req(&checkout("evt_key", "k@example.com"), NOW));
-    assert_eq!(error_code(&h, &body), (502, "email_auth".into()), "{body}");
-    assert_eq!(body["error"]["service"], "email_api");
-    assert!(!body["error"]["message"].as_str().unwrap().contains("Auth0"));
-    // Not marked done: fixing the key lets the next delivery complete it.
-    assert!(svc.fake.kv.borrow().keys().all(|k| !k.contains("evt_key")));
+    let (_, body) = svc.run(stripe_req(&checkout("evt_key", "k@example.com"), NOW));
+    let logs = svc.drain().join("\n");
+    assert!(logs.contains("\"code\":\"email_auth\""), "{logs}");
+    assert!(!logs.contains("re_bad_key"), "{logs}");
+    // Retried (the operator may fix the key), then failed with the email API's code.
+    let status = svc.status(body["invite_id"].as_str().unwrap());
+    assert_eq!(
+        (status["status"].as_str(), status["error_code"].as_str()),
+        (Some("completed"), None),
+        "{status}"
+    );
 }

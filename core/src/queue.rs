@@ -1,0 +1,336 @@
+//! Accept, then process. The request side records an invite in the gate (status `queued`,
+//! webhook dedupe, the email cooldown) and puts it on `INVITE_QUEUE`; no Auth0 call is on its
+//! path. The consumer side ([`process`]) runs each message at the pace the gate allows, and
+//! settles it: completed, failed with a code, or retried; the dead-letter consumer
+//! ([`dead_letter`]) marks what ran out of retries as failed.
+
+use std::rc::Rc;
+
+use serde_json::json;
+
+use crate::auth0::{Ctx, RequestState};
+use crate::config::Config;
+use crate::delivery::{cooldown_key, invite_and_email, Sent};
+use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
+use crate::gate::{Begin, GateCall, GateReply, Kind, QueuedInvite};
+use crate::invite::run_invite;
+use crate::platform::{random_hex, Platform};
+use crate::time::rfc3339;
+use crate::token::IsolateCache;
+
+/// Time a consumer gives one message (Auth0 calls, retries and pacer waits included).
+pub const CONSUMER_BUDGET_MS: u64 = 60_000;
+/// Management calls of a warm invite: create the user, assign roles (if any), create the
+/// ticket (if one is wanted). More (a role lookup, a 409's user lookup) are reserved as they
+/// come.
+pub fn invite_calls(input: &crate::invite::InviteInput) -> u32 {
+    1 + u32::from(!input.roles.is_empty()) + u32::from(input.want_ticket)
+}
+
+/// A new invite id, `inv_` and 16 random hex digits.
+pub fn new_id(p: &impl Platform, prefix: &str) -> Result<String, ApiError> {
+    random_hex(p, 8)
+        .map(|h| format!("{prefix}_{h}"))
+        .map_err(|e| {
+            ApiError::new(ErrorCode::InternalError, "internal error; retrying is safe").logged(e)
+        })
+}
+
+/// What accepting an invite came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Acceptance {
+    /// Recorded and queued.
+    Queued,
+    /// The webhook event was accepted before (its invite id).
+    Duplicate(Option<String>),
+    /// The address got an email within the cooldown: nothing queued.
+    Cooldown,
+}
+
+/// Records `invites` in the gate and queues them. `event` dedupes a webhook delivery;
+/// `cooldown` claims the address's email window (public form).
+pub async fn accept<P: Platform>(
+    cx: &Ctx<'_, P>,
+    invites: Vec<QueuedInvite>,
+    batch_id: Option<String>,
+    event: Option<String>,
+    cooldown: bool,
+) -> Result<Acceptance, ApiError> {
+    let cooldown = cooldown.then(|| invites.first()).flatten().map(|i| {
+        (
+            cooldown_key(&i.input.email),
+            cx.cfg.webhooks.email_cooldown_sec * 1000,
+        )
+    });
+    let call = GateCall::Accept {
+        invites: invites.clone(),
+        batch_id,
+        event,
+        cooldown,
+    };
+    match cx.p.gate(call).await {
+        Ok(GateReply::Accepted) => {}
+        Ok(GateReply::Duplicate { invite_id }) => return Ok(Acceptance::Duplicate(invite_id)),
+        Ok(GateReply::Cooldown) => return Ok(Acceptance::Cooldown),
+        Ok(other) => return Err(unavailable(format!("gate answered {other:?}"))),
+        Err(e) => return Err(unavailable(format!("gate unreachable: {e}"))),
+    }
+    // At most 100 messages per send (Queues' limit).
+    for chunk in invites.chunks(100) {
+        if let Err(e) = cx.p.enqueue(chunk, 0).await {
+            // Recorded but not queued: say so in its status rather than lose it silently.
+            for i in chunk {
+                let _ =
+                    cx.p.gate(GateCall::Fail {
+                        id: i.id.clone(),
+                        code: Some("queue_unavailable".into()),
+                    })
+                    .await;
+            }
+            return Err(unavailable(format!("queue send failed: {e}")));
+        }
+    }
+    Ok(Acceptance::Queued)
+}
+
+fn unavailable(detail: String) -> ApiError {
+    ApiError::new(
+        ErrorCode::QueueUnavailable,
+        "the invite could not be queued; nothing was done, retrying is safe",
+    )
+    .logged(detail)
+}
+
+/// What to do with a message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settle {
+    /// Done with it (completed, failed for good, or a redelivery of a settled invite).
+    Ack,
+    /// Deliver it again after `delay_sec` (counts against the queue's retries).
+    Retry {
+        /// Seconds.
+        delay_sec: u32,
+    },
+    /// Not started: the pacer is booked further than this consumer may wait. Send a copy
+    /// after `delay_sec` and acknowledge this one (a wait is not a failed attempt).
+    Defer {
+        /// Seconds.
+        delay_sec: u32,
+    },
+}
+
+/// Whether a failure can never succeed however often it is tried.
+fn permanent(e: &InviteError) -> bool {
+    matches!(
+        e,
+        InviteError::Invalid(_)
+            | InviteError::AccountExists
+            | InviteError::Upstream(UpstreamError::Rejected {
+                service: Service::Auth0,
+                ..
+            })
+    )
+}
+
+/// Processes one queued invite. Returns what to do with the message and a log line.
+pub async fn process<P: Platform>(
+    msg: &QueuedInvite,
+    cfg: &Config,
+    p: &P,
+    cache: &Rc<IsolateCache>,
+) -> (Settle, String) {
+    let started = p.now_ms();
+    let state = RequestState::new(started, CONSUMER_BUDGET_MS.max(cfg.upstream_deadline_ms));
+    let cx = Ctx {
+        cfg,
+        p,
+        cache,
+        state: &state,
+    };
+    let (settle, outcome, code) = run(&cx, msg).await;
+    let mut log = json!({
+        "level": if matches!(settle, Settle::Retry { .. }) { "warn" } else { "info" },
+        "event": "invite_processed",
+        "invite_id": msg.id,
+        "kind": msg.kind.as_str(),
+        "outcome": outcome,
+        "upstream_calls": state.upstream_calls.get(),
+        "duration_ms": p.now_ms().saturating_sub(started),
+    });
+    if let Some(c) = code {
+        log["code"] = json!(c);
+    }
+    if let Some(n) = state.note.take() {
+        log["detail"] = json!(n);
+    }
+    (settle, log.to_string())
+}
+
+async fn run<P: Platform>(
+    cx: &Ctx<'_, P>,
+    msg: &QueuedInvite,
+) -> (Settle, &'static str, Option<String>) {
+    let begin = GateCall::Begin {
+        id: msg.id.clone(),
+        message: Some(msg.clone()),
+    };
+    let attempt = match cx.p.gate(begin).await {
+        Ok(GateReply::Begin(Begin::Run { attempt })) => attempt,
+        Ok(GateReply::Begin(Begin::Settled)) => return (Settle::Ack, "settled_before", None),
+        Ok(GateReply::Begin(Begin::Held { retry_after_ms })) => {
+            return (
+                Settle::Retry {
+                    delay_sec: secs(retry_after_ms),
+                },
+                "held_elsewhere",
+                None,
+            )
+        }
+        Ok(other) => {
+            cx.note(format!("gate answered {other:?}"));
+            return (Settle::Retry { delay_sec: 5 }, "gate_error", None);
+        }
+        Err(e) => {
+            cx.note(format!("gate unreachable: {e}"));
+            return (Settle::Retry { delay_sec: 5 }, "gate_error", None);
+        }
+    };
+
+    // The whole invite is admitted before its first Management call.
+    let client = cx.client();
+    let mut input = msg.input.clone();
+    if msg.kind.emailed() {
+        input.want_ticket = matches!(
+            cx.cfg.webhooks.delivery,
+            crate::config::EmailDelivery::Resend { .. }
+        );
+    }
+    if let Err(UpstreamError::RateLimited {
+        retry_after_sec, ..
+    }) = client.admit(invite_calls(&input)).await
+    {
+        release(cx, msg, "paced").await;
+        let delay_sec = u32::try_from(retry_after_sec)
+            .unwrap_or(u32::MAX)
+            .clamp(1, 600);
+        return (Settle::Defer { delay_sec }, "deferred", None);
+    }
+
+    let result = if msg.kind.emailed() {
+        invite_and_email(
+            cx,
+            &msg.id,
+            msg.input.clone(),
+            msg.greeting.as_deref(),
+            &msg.invited_by,
+            &msg.idempotency_key,
+        )
+        .await
+        .map(|d| {
+            if d.sent == Sent::Cooldown {
+                cx.note("email cooldown: no email");
+            }
+            (d.user_id, d.created, None)
+        })
+    } else {
+        run_invite(&client, cx.cfg, cx.p, msg.input.clone(), &msg.invited_by)
+            .await
+            .map(|o| {
+                let expires_ms = cx.p.now_ms() + msg.input.ticket_ttl_sec * 1000;
+                let ticket = o.ticket_url.map(|u| (u, rfc3339(expires_ms), expires_ms));
+                (o.user_id, o.created, ticket)
+            })
+    };
+
+    match result {
+        Ok((user_id, created, ticket)) => {
+            let _ =
+                cx.p.gate(GateCall::Complete {
+                    id: msg.id.clone(),
+                    user_id,
+                    created,
+                    ticket,
+                })
+                .await;
+            (Settle::Ack, "completed", None)
+        }
+        Err(e) => {
+            let api: ApiError = e.clone().into();
+            let code = api.code.as_str().to_string();
+            cx.note(e.to_string());
+            if permanent(&e) {
+                let _ =
+                    cx.p.gate(GateCall::Fail {
+                        id: msg.id.clone(),
+                        code: Some(code.clone()),
+                    })
+                    .await;
+                return (Settle::Ack, "failed", Some(code));
+            }
+            release(cx, msg, &code).await;
+            // Rate limits say when; other failures back off 2, 4, 8 … s.
+            let delay_sec = match api.retry_after_sec {
+                Some(s) => u32::try_from(s).unwrap_or(600).clamp(1, 600),
+                None => 2u32.saturating_pow(attempt.min(9)),
+            };
+            (Settle::Retry { delay_sec }, "retrying", Some(code))
+        }
+    }
+}
+
+async fn release<P: Platform>(cx: &Ctx<'_, P>, msg: &QueuedInvite, code: &str) {
+    let _ =
+        cx.p.gate(GateCall::Release {
+            id: msg.id.clone(),
+            code: code.to_string(),
+        })
+        .await;
+}
+
+fn secs(ms: u64) -> u32 {
+    u32::try_from(ms.div_ceil(1000))
+        .unwrap_or(600)
+        .clamp(1, 600)
+}
+
+/// The dead-letter consumer: the message ran out of retries. Its invite is marked `failed`
+/// with the last error's code, and one line is logged.
+pub async fn dead_letter<P: Platform>(msg: &QueuedInvite, p: &P) -> String {
+    let call = GateCall::Fail {
+        id: msg.id.clone(),
+        code: None,
+    };
+    let recorded = p.gate(call).await.is_ok();
+    let code = match p.gate(GateCall::Status { id: msg.id.clone() }).await {
+        Ok(GateReply::Status { invite: Some(view) }) => view.error_code,
+        _ => None,
+    };
+    json!({
+        "level": "error",
+        "event": "invite_failed",
+        "invite_id": msg.id,
+        "kind": msg.kind.as_str(),
+        "code": code.unwrap_or_else(|| "retries_exhausted".into()),
+        "recorded": recorded,
+        "hint": "fix the cause, then POST /v1/invites/{id}/retry with an API key",
+    })
+    .to_string()
+}
+
+/// The message of an emailed invite (public form or webhook).
+pub fn emailed(
+    id: String,
+    kind: Kind,
+    input: crate::invite::InviteInput,
+    greeting: Option<String>,
+    idempotency_key: String,
+) -> QueuedInvite {
+    QueuedInvite {
+        id,
+        kind,
+        input,
+        greeting,
+        invited_by: kind.as_str().to_string(),
+        idempotency_key,
+    }
+}

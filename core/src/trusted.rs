@@ -1,0 +1,256 @@
+//! The trusted API's queued side (API key only): `Prefer: respond-async` invites, batches of
+//! up to [`MAX_BATCH_ITEMS`], their statuses, and re-driving a failed invite. Statuses live in
+//! the gate, so they are readable the moment the 202 is sent.
+
+use serde_json::{json, Value};
+
+use crate::auth0::Ctx;
+use crate::error::{ApiError, ErrorCode, ValidationError};
+use crate::gate::{GateCall, GateReply, Kind, QueuedInvite, StatusView};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::invite::parse_invite;
+use crate::platform::Platform;
+use crate::queue::{accept, new_id};
+
+/// Most invites in one batch.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+/// Largest batch body (1,000 invites of about 1 KiB).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Whether the caller sent `Prefer: respond-async` (RFC 7240).
+pub fn prefers_async(req: &HttpRequest) -> bool {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("prefer"))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|p| {
+            p.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("respond-async"))
+        })
+}
+
+fn trusted_message(id: String, input: crate::invite::InviteInput, label: &str) -> QueuedInvite {
+    QueuedInvite {
+        idempotency_key: id.clone(),
+        id,
+        kind: Kind::Trusted,
+        input,
+        greeting: None,
+        invited_by: label.to_string(),
+    }
+}
+
+/// `POST /v1/invites` with `Prefer: respond-async`: 202 and `Location: /v1/invites/{id}`.
+pub async fn invite_async<P: Platform>(
+    cx: &Ctx<'_, P>,
+    req: &HttpRequest,
+    label: &str,
+) -> Result<HttpResponse, ApiError> {
+    let input = parse_invite(&req.body, cx.cfg)?;
+    let id = new_id(cx.p, "inv")?;
+    accept(
+        cx,
+        vec![trusted_message(id.clone(), input, label)],
+        None,
+        None,
+        false,
+    )
+    .await?;
+    Ok(
+        HttpResponse::json(202, &json!({"id": id, "status": "queued"}))
+            .with_header("location", format!("/v1/invites/{id}"))
+            .with_header("preference-applied", "respond-async"),
+    )
+}
+
+/// `POST /v1/invites/batch`: `{"invites": [ … ]}`, each item validated like a single invite.
+/// Valid items are queued; each item's answer is its id or its error.
+pub async fn batch<P: Platform>(
+    cx: &Ctx<'_, P>,
+    req: &HttpRequest,
+    label: &str,
+) -> Result<HttpResponse, ApiError> {
+    let value: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ValidationError::invalid_json(format!("body is not valid JSON: {e}")))?;
+    let items = match value.get("invites") {
+        Some(Value::Array(items)) => items,
+        _ => {
+            return Err(ValidationError::field(
+                ErrorCode::InvalidField,
+                "invites",
+                "send {\"invites\": [ … ]}, an array of invites",
+            )
+            .into())
+        }
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(ValidationError::field(
+            ErrorCode::InvalidField,
+            "invites",
+            format!("a batch holds 1 to {MAX_BATCH_ITEMS} invites"),
+        )
+        .into());
+    }
+    let batch_id = new_id(cx.p, "bat")?;
+    let mut messages = Vec::new();
+    let mut answers = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let bytes = item.to_string().into_bytes();
+        match parse_invite(&bytes, cx.cfg) {
+            Ok(input) => {
+                let id = new_id(cx.p, "inv")?;
+                answers.push(json!({"index": index, "id": id, "status": "queued"}));
+                messages.push(trusted_message(id, input, label));
+            }
+            Err(e) => {
+                let mut err = json!({"code": e.code.as_str(), "message": e.message});
+                if let Some(f) = e.field {
+                    err["field"] = json!(f);
+                }
+                answers.push(json!({"index": index, "error": err}));
+            }
+        }
+    }
+    let queued = messages.len();
+    if queued > 0 {
+        accept(cx, messages, Some(batch_id.clone()), None, false).await?;
+    }
+    Ok(HttpResponse::json(
+        202,
+        &json!({"batch_id": batch_id, "queued": queued, "rejected": items.len() - queued, "items": answers}),
+    )
+    .with_header("location", format!("/v1/batches/{batch_id}")))
+}
+
+fn id_in(path: &str, prefix: &str, suffix: &str) -> Option<String> {
+    let id = path.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    ok.then(|| id.to_string())
+}
+
+fn unknown(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no such {what} (statuses are kept for 7 days)"),
+    )
+}
+
+async fn ask<P: Platform>(cx: &Ctx<'_, P>, call: GateCall) -> Result<GateReply, ApiError> {
+    cx.p.gate(call).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::QueueUnavailable,
+            "the status store could not be reached; try again",
+        )
+        .logged(e)
+    })
+}
+
+/// `GET /v1/invites/{id}`.
+pub async fn status<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpResponse, ApiError> {
+    let id = id_in(path, "/v1/invites/", "").ok_or_else(|| unknown("invite"))?;
+    match ask(cx, GateCall::Status { id }).await? {
+        GateReply::Status { invite: Some(view) } => Ok(HttpResponse::json(200, &json!(view))),
+        _ => Err(unknown("invite")),
+    }
+}
+
+/// `GET /v1/batches/{id}`: counts by status and every item.
+pub async fn batch_status<P: Platform>(
+    cx: &Ctx<'_, P>,
+    path: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_in(path, "/v1/batches/", "").ok_or_else(|| unknown("batch"))?;
+    let GateReply::Batch {
+        invites: Some(invites),
+    } = ask(cx, GateCall::Batch { id: id.clone() }).await?
+    else {
+        return Err(unknown("batch"));
+    };
+    let count = |s: &str| {
+        invites
+            .iter()
+            .filter(|v: &&StatusView| json!(v.status) == json!(s))
+            .count()
+    };
+    Ok(HttpResponse::json(
+        200,
+        &json!({
+            "batch_id": id,
+            "total": invites.len(),
+            "queued": count("queued"),
+            "processing": count("processing"),
+            "completed": count("completed"),
+            "failed": count("failed"),
+            "invites": invites,
+        }),
+    ))
+}
+
+/// `POST /v1/invites/{id}/retry`: queues a failed invite again.
+pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpResponse, ApiError> {
+    let id = id_in(path, "/v1/invites/", "/retry").ok_or_else(|| unknown("invite"))?;
+    match ask(cx, GateCall::Redrive { id: id.clone() }).await? {
+        GateReply::Redrive {
+            message: Some(message),
+        } => {
+            cx.p.enqueue(std::slice::from_ref(&message), 0)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::QueueUnavailable,
+                        "the invite could not be queued; retrying is safe",
+                    )
+                    .logged(e)
+                })?;
+            Ok(
+                HttpResponse::json(202, &json!({"id": id, "status": "queued"}))
+                    .with_header("location", format!("/v1/invites/{id}")),
+            )
+        }
+        _ => match ask(cx, GateCall::Status { id }).await? {
+            GateReply::Status { invite: Some(v) } => Err(ApiError::new(
+                ErrorCode::InviteNotFailed,
+                format!(
+                    "only a failed invite can be retried; this one is {}",
+                    json!(v.status).as_str().unwrap_or("")
+                ),
+            )),
+            _ => Err(unknown("invite")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_respond_async_is_recognized_among_other_preferences() {
+        let req = |v: &str| HttpRequest::new("POST", "/v1/invites").header("Prefer", v);
+        assert!(prefers_async(&req("respond-async")));
+        assert!(prefers_async(&req(
+            "return=minimal, Respond-Async; wait=10"
+        )));
+        assert!(!prefers_async(&req("return=minimal")));
+        assert!(!prefers_async(&HttpRequest::new("POST", "/v1/invites")));
+    }
+
+    #[test]
+    fn ids_come_only_from_the_expected_segment() {
+        assert_eq!(
+            id_in("/v1/invites/inv_ab12", "/v1/invites/", "").as_deref(),
+            Some("inv_ab12")
+        );
+        assert_eq!(
+            id_in("/v1/invites/inv_ab12/retry", "/v1/invites/", "/retry").as_deref(),
+            Some("inv_ab12")
+        );
+        assert_eq!(id_in("/v1/invites/a/b", "/v1/invites/", ""), None);
+        assert_eq!(id_in("/v1/invites/", "/v1/invites/", ""), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! Accept, then process: the queue, the consumer and the per-tenant gate (pacer, statuses,
+//! exactly-once bookkeeping) over the fakes.
+
+use crate::public::{public_req, public_svc};
+use crate::support::*;
+
+fn async_req(body: &Value) -> HttpRequest {
+    invite_req(body).header("Prefer", "respond-async")
+}
+
+fn concurrently(svc: &Svc, reqs: Vec<HttpRequest>) -> Vec<Handled> {
+    block_on(futures::future::join_all(reqs.into_iter().map(|mut r| {
+        let body = std::mem::take(&mut r.body);
+        handle(r, body, &svc.cfg, &svc.fake, &svc.cache)
+    })))
+}
+
+/// 60 synchronous invites at once on a 2 rps tenant: every answer is a complete 201 or a 503
+/// with an honest Retry-After that created nothing, and no call went past the tenant's rate.
+#[test]
+fn sixty_concurrent_sync_invites_are_complete_or_refused_before_any_call() {
+    let svc = Svc {
+        fake: Fake {
+            yield_on_send: true,
+            ..Fake::new()
+        },
+        cfg: config(&[("AUTH0_MGMT_RPS", "2"), ("AUTH0_MGMT_BURST", "2")]),
+        cache: Rc::new(IsolateCache::default()),
+    };
+    svc.fake.existing_invited.set(true);
+    let reqs = (0..60)
+        .map(|i| invite_req(&json!({"email": format!("u{i}@example.com")})))
+        .collect();
+    let results = concurrently(&svc, reqs);
+    let ok = results.iter().filter(|h| h.response.status == 201).count();
+    let busy: Vec<&Handled> = results
+        .iter()
+        .filter(|h| h.response.status == 503)
+        .collect();
+    assert_eq!(ok + busy.len(), 60);
+    assert!(ok >= 5, "{ok} completed");
+    for h in &busy {
+        let body: Value = serde_json::from_slice(&h.response.body).unwrap();
+        assert_eq!(body["error"]["code"], "upstream_rate_limited");
+        let wait: u64 = h
+            .response
+            .header_value("retry-after")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=120).contains(&wait), "{wait}");
+        assert!(h.log.contains("\"upstream_calls\":0"), "{}", h.log);
+    }
+    // Complete: every created user got its roles and its ticket.
+    assert_eq!(svc.fake.count("POST /api/v2/users"), ok);
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), ok);
+    assert_eq!(
+        svc.fake.count("POST /api/v2/users/auth0%7Cabc123/roles"),
+        ok
+    );
+}
+
+/// `Prefer: respond-async`: 202 with Location; the status is readable at once, and a
+/// completed trusted invite shows its link until the ticket expires.
+#[test]
+fn async_invites_are_queued_and_their_status_shows_the_link_while_it_lives() {
+    let svc = Svc::new(&[]);
+    let (h, body) = svc.run(async_req(
+        &json!({"email": "later@example.com", "ticket_ttl_sec": 600}),
+    ));
+    assert_eq!(h.response.status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        h.response.header_value("location"),
+        Some(format!("/v1/invites/{id}").as_str())
+    );
+    assert!(
+        svc.fake.sent.borrow().is_empty(),
+        "nothing sent before the answer"
+    );
+
+    let get = HttpRequest::new("GET", format!("/v1/invites/{id}"))
+        .header("authorization", format!("Bearer {KEY}"));
+    let (_, st) = svc.run(get.clone());
+    assert_eq!(st["status"], "queued");
+    let (h, _) = svc.run(HttpRequest::new("GET", format!("/v1/invites/{id}")));
+    assert_eq!(h.response.status, 401, "statuses need the API key");
+
+    svc.drain();
+    let (_, st) = svc.run(get.clone());
+    assert_eq!(st["status"], "completed", "{st}");
+    assert!(st["ticket_url"].as_str().unwrap().contains("SECRETTICKET"));
+    assert_eq!(st["created"], true);
+    svc.fake.now.set(svc.fake.now.get() + 601_000);
+    let (_, st) = svc.run(get);
+    assert!(
+        st.get("ticket_url").is_none(),
+        "kept no longer than the ticket lives: {st}"
+    );
+    let (h, body) = svc.run(
+        HttpRequest::new("GET", "/v1/invites/inv_0000000000000000")
+            .header("authorization", format!("Bearer {KEY}")),
+    );
+    assert_eq!(error_code(&h, &body), (404, "not_found".into()));
+}
+
+/// A batch of 200 (and two bad items): per-item answers, statuses while it runs and after.
+#[test]
+fn a_batch_of_200_completes_and_its_status_says_so() {
+    let svc = Svc::new(&[]);
+    let mut items: Vec<Value> = (0..200)
+        .map(|i| json!({"email": format!("b{i}@example.com"), "roles": ["beta-tester"]}))
+        .collect();
+    items.push(json!({"email": "nope"}));
+    items.push(json!({"email": "x@example.com", "roles": ["root"]}));
+    let mut req = HttpRequest::new("POST", "/v1/invites/batch")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json");
+    req.body = json!({"invites": items}).to_string().into_bytes();
+    let (h, body) = svc.run(req);
+    assert_eq!(h.response.status, 202, "{body}");
+    assert_eq!(
+        (body["queued"].as_u64(), body["rejected"].as_u64()),
+        (Some(200), Some(2))
+    );
+    assert_eq!(body["items"][200]["error"]["code"], "invalid_email");
+    assert_eq!(body["items"][201]["error"]["code"], "role_not_allowed");
+    let batch = body["batch_id"].as_str().unwrap();
+    let get = HttpRequest::new("GET", format!("/v1/batches/{batch}"))
+        .header("authorization", format!("Bearer {KEY}"));
+    let (_, st) = svc.run(get.clone());
+    assert_eq!(
+        (st["total"].as_u64(), st["queued"].as_u64()),
+        (Some(200), Some(200))
+    );
+    svc.drain();
+    let (_, st) = svc.run(get);
+    assert_eq!(st["completed"], 200, "{}", st["failed"]);
+    assert!(st["invites"][0]["ticket_url"].as_str().is_some());
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 200);
+
+    let mut too_many = HttpRequest::new("POST", "/v1/invites/batch")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json");
+    too_many.body = json!({"invites": vec![json!({"email": "a@example.com"}); 1001]})
+        .to_string()
+        .into_bytes();
+    let (h, body) = svc.run(too_many);
+    assert_eq!(error_code(&h, &body), (422, "invalid_field".into()));
+}
+
+/// Regression (security review): the cooldown was check-then-act in KV, and 8 concurrent
+/// sign-ups for one address sent 6 emails. The gate claims it in one step: 1 email.
+#[test]
+fn eight_concurrent_signups_for_one_address_send_one_email() {
+    let svc = public_svc(&[]);
+    let reqs = (0..8)
+        .map(|_| public_req(&json!({"email": "same@example.com"})))
+        .collect();
+    let results = concurrently(&svc, reqs);
+    assert!(results.iter().all(|h| h.response.status == 202));
+    assert!(results
+        .windows(2)
+        .all(|w| w[0].response.body == w[1].response.body));
+    assert_eq!(svc.fake.queue.borrow().len(), 1);
+    svc.drain();
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+}
+
+/// Queue delivery is at least once: a message delivered twice (one after the other, or while
+/// the first is still running) makes one user, one ticket, one email.
+#[test]
+fn a_message_delivered_twice_does_the_work_once() {
+    let svc = public_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_test_key_0123456789"),
+        ("FROM_EMAIL", "a@acme.example"),
+    ]);
+    svc.run(public_req(&json!({"email": "twice@example.com"})));
+    let msg = svc.fake.queue.borrow()[0].clone();
+    svc.fake.queue.borrow_mut().push_back(msg.clone());
+    svc.fake.queue.borrow_mut().push_back(msg);
+    let logs = svc.drain().join("\n");
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 1, "{logs}");
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
+    assert_eq!(svc.fake.count("POST /emails"), 1);
+    assert!(logs.contains("settled_before"), "{logs}");
+}
+
+/// Nothing is accepted that can't be kept: with the gate unreachable the public route says
+/// so (503) and queues nothing.
+#[test]
+fn without_the_gate_nothing_is_accepted() {
+    let svc = public_svc(&[]);
+    svc.fake.gate_down.set(true);
+    let (h, body) = svc.run(public_req(&json!({"email": "a@example.com"})));
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    assert!(svc.fake.queue.borrow().is_empty());
+}
+
+/// The consumer paces whole invites too: 30 queued invites on a 2 rps tenant complete in
+/// arrival order at the tenant's rate, with no 429 and no half-done invite.
+#[test]
+fn queued_invites_drain_at_the_tenants_rate() {
+    let svc = public_svc(&[("AUTH0_MGMT_RPS", "2"), ("AUTH0_MGMT_BURST", "2")]);
+    let start = svc.fake.now.get();
+    for i in 0..30 {
+        let mut r = public_req(&json!({"email": format!("q{i}@example.com")}));
+        r.headers.retain(|(k, _)| k != "cf-connecting-ip");
+        svc.run(r);
+    }
+    svc.drain();
+    // Create and assign roles for each (Auth0 sends the email), plus one role lookup.
+    let calls = svc.fake.management_calls();
+    assert_eq!(calls, 61);
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 30);
+    let elapsed = svc.fake.now.get() - start;
+    // 61 calls at 2/s after a burst of 2: the last about 59 × 510 ms = 30.1 s in; never
+    // faster than the rate allows.
+    assert!((30_000..33_000).contains(&elapsed), "{elapsed} ms");
+    let sent = svc.fake.sent.borrow();
+    let mgmt: Vec<u64> = sent
+        .iter()
+        .filter(|r| r.url.contains("/api/v2/"))
+        .map(|_| 0)
+        .collect();
+    assert_eq!(mgmt.len(), 61);
+}
