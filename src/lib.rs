@@ -6,6 +6,8 @@
 //! KV writes to `wait_until`, and converts the answer back. Everything else is in the core.
 
 #[cfg(target_arch = "wasm32")]
+pub mod gate_do;
+#[cfg(target_arch = "wasm32")]
 pub mod platform;
 
 #[cfg(target_arch = "wasm32")]
@@ -14,9 +16,14 @@ mod entry {
 
     use futures::StreamExt;
     use invite_core::config::ConfigError;
-    use invite_core::{handle, BodyError, BodySource, Config, HttpRequest, IsolateCache, Store};
+    use invite_core::gate::QueuedInvite;
+    use invite_core::queue::{dead_letter, process, Settle};
+    use invite_core::{
+        handle, BodyError, BodySource, Config, HttpRequest, InviteQueue, IsolateCache, Store,
+    };
     use worker::{
-        console_error, console_log, event, Context, Env, Headers, Request, Response, Result,
+        console_error, console_log, event, Context, Env, Headers, MessageBatch, MessageExt,
+        QueueRetryOptionsBuilder, RawMessage, Request, Response, Result,
     };
 
     use crate::platform::WorkerPlatform;
@@ -26,21 +33,42 @@ mod entry {
         static CACHE: Rc<IsolateCache> = Rc::new(IsolateCache::default());
     }
 
-    fn read_config(env: &Env, has_kv: bool) -> std::result::Result<Config, ConfigError> {
+    /// Everything a handler needs from the environment: the validated configuration (with
+    /// missing bindings reported by name, like variables) and the adapters.
+    fn environment(env: &Env) -> (std::result::Result<Config, ConfigError>, WorkerPlatform) {
         let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
-        if has_kv {
-            return config;
+        let kv = env.kv("TOKEN_CACHE").ok();
+        let queue = env.queue("INVITE_QUEUE").ok();
+        // One gate per tenant: every isolate and the consumer reach the same instance.
+        let gate = config.as_ref().ok().and_then(|c| {
+            let ns = env.durable_object("AUTH0_GATE").ok()?;
+            ns.id_from_name(&c.auth0_domain).ok()?.get_stub().ok()
+        });
+        let mut missing = Vec::new();
+        if kv.is_none() {
+            missing.push("TOKEN_CACHE KV namespace binding is missing (see wrangler.toml)");
         }
-        let problem = "TOKEN_CACHE KV namespace binding is missing (see wrangler.toml)".to_string();
-        match config {
-            Ok(_) => Err(ConfigError {
-                problems: vec![problem],
+        if queue.is_none() {
+            missing.push("INVITE_QUEUE queue producer binding is missing (see wrangler.toml)");
+        }
+        if env.durable_object("AUTH0_GATE").is_err() {
+            missing.push("AUTH0_GATE Durable Object binding is missing (see wrangler.toml)");
+        }
+        let config = match (config, missing.is_empty()) {
+            (c, true) => c,
+            (Ok(_), false) => Err(ConfigError {
+                problems: missing.into_iter().map(String::from).collect(),
             }),
-            Err(mut e) => {
-                e.problems.push(problem);
+            (Err(mut e), false) => {
+                e.problems.extend(missing.into_iter().map(String::from));
                 Err(e)
             }
-        }
+        };
+        let limiter = env.rate_limiter("PUBLIC_RATE_LIMITER").ok();
+        let platform = WorkerPlatform::new(kv)
+            .with_limiter(limiter)
+            .with_gate_and_queue(gate, queue);
+        (config, platform)
     }
 
     /// The request line and headers; the body stays in the platform until a route asks for
@@ -84,10 +112,8 @@ mod entry {
 
     #[event(fetch)]
     async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-        let kv = env.kv("TOKEN_CACHE").ok();
-        let config = read_config(&env, kv.is_some());
-        let limiter = env.rate_limiter("PUBLIC_RATE_LIMITER").ok();
-        let platform = Rc::new(WorkerPlatform::new(kv).with_limiter(limiter));
+        let (config, platform) = environment(&env);
+        let platform = Rc::new(platform);
         let cache = CACHE.with(Rc::clone);
 
         let core_req = to_core(&req);
@@ -124,5 +150,81 @@ mod entry {
         Ok(Response::from_bytes(handled.response.body)?
             .with_status(handled.response.status)
             .with_headers(headers))
+    }
+
+    /// The dead-letter queue's name (`dead_letter_queue` in wrangler.toml).
+    const DLQ: &str = "invites-dlq";
+
+    /// The queue consumers: `invites` (do the work) and `invites-dlq` (mark it failed).
+    /// Every message is acked or retried on its own and the handler always returns `Ok`: an
+    /// `Err` would make the runtime redeliver the whole batch, acked messages included.
+    #[event(queue)]
+    async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
+        let (config, platform) = environment(&env);
+        let cache = CACHE.with(Rc::clone);
+        let dead_letters = batch.queue() == DLQ;
+        let messages: Vec<RawMessage> = batch.raw_iter().collect();
+        let work = messages.iter().map(|m| {
+            let (config, platform, cache) = (&config, &platform, &cache);
+            async move {
+                // Sent as JSON text (see WorkerPlatform::enqueue).
+                let parsed = m
+                    .body()
+                    .as_string()
+                    .ok_or_else(|| "not a text message".to_string())
+                    .and_then(|t| {
+                        serde_json::from_str::<QueuedInvite>(&t).map_err(|e| e.to_string())
+                    });
+                let msg = match parsed {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        // Nothing can ever process it: log it and let it go.
+                        console_error!(
+                            "{}",
+                            serde_json::json!({"level": "error", "event": "bad_queue_message", "error": e})
+                        );
+                        m.ack();
+                        return;
+                    }
+                };
+                if dead_letters {
+                    console_error!("{}", dead_letter(&msg, platform).await);
+                    m.ack();
+                    return;
+                }
+                let Ok(cfg) = config else {
+                    console_error!(
+                        "{}",
+                        serde_json::json!({"level": "error", "event": "invite_waiting", "invite_id": msg.id, "detail": "configuration is invalid; see /healthz"})
+                    );
+                    m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(60).build());
+                    return;
+                };
+                let (settle, log) = process(&msg, cfg, platform, cache).await;
+                console_log!("{log}");
+                match settle {
+                    Settle::Ack => m.ack(),
+                    Settle::Retry { delay_sec } => m.retry_with_options(
+                        &QueueRetryOptionsBuilder::new()
+                            .with_delay_seconds(delay_sec)
+                            .build(),
+                    ),
+                    Settle::Defer { delay_sec } => {
+                        // A copy with a delay, then this one is done: waiting for the pacer
+                        // is not a failed attempt.
+                        match platform.enqueue(std::slice::from_ref(&msg), delay_sec).await {
+                            Ok(()) => m.ack(),
+                            Err(_) => m.retry_with_options(
+                                &QueueRetryOptionsBuilder::new()
+                                    .with_delay_seconds(delay_sec)
+                                    .build(),
+                            ),
+                        }
+                    }
+                }
+            }
+        });
+        futures::future::join_all(work).await;
+        Ok(())
     }
 }

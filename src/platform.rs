@@ -1,25 +1,44 @@
 //! The core's ports implemented on the Workers runtime: outbound `fetch`, the `TOKEN_CACHE`
 //! KV namespace, `Date.now()`, `setTimeout` and `crypto.getRandomValues` (via getrandom).
 
+use invite_core::gate::{GateCall, GateReply, QueuedInvite};
 use invite_core::platform::{StoreError, TransportError};
-use invite_core::{Clock, HttpRequest, HttpResponse, KvOp, RateLimit, Rng, Store, Transport};
+use invite_core::{
+    Clock, Gate, HttpRequest, HttpResponse, InviteQueue, KvOp, RateLimit, Rng, Store, Transport,
+};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
 use worker::RateLimiter;
-use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker::{
+    BatchMessageBuilder, Fetch, Headers, Method, Queue, Request, RequestInit, SendMessage, Stub,
+};
 
 /// The Workers implementation of every port.
 pub struct WorkerPlatform {
     kv: Option<KvStore>,
     limiter: Option<RateLimiter>,
+    gate: Option<Stub>,
+    queue: Option<Queue>,
 }
 
 impl WorkerPlatform {
     /// Adapters over the given KV namespace (`None` when the binding is missing).
     pub fn new(kv: Option<KvStore>) -> Self {
-        WorkerPlatform { kv, limiter: None }
+        WorkerPlatform {
+            kv,
+            limiter: None,
+            gate: None,
+            queue: None,
+        }
+    }
+
+    /// Adds the tenant's gate (the `AUTH0_GATE` Durable Object) and the invite queue.
+    pub fn with_gate_and_queue(mut self, gate: Option<Stub>, queue: Option<Queue>) -> Self {
+        self.gate = gate;
+        self.queue = queue;
+        self
     }
 
     /// Adds the rate-limiting binding (`PUBLIC_RATE_LIMITER`), when there is one.
@@ -88,6 +107,49 @@ impl Store for WorkerPlatform {
                 .map_err(err),
             KvOp::Delete { key } => kv.delete(key).await.map_err(err),
         }
+    }
+}
+
+impl Gate for WorkerPlatform {
+    async fn gate(&self, call: GateCall) -> Result<GateReply, String> {
+        let stub = self.gate.as_ref().ok_or("AUTH0_GATE binding is missing")?;
+        let body = serde_json::to_string(&call).map_err(|e| e.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_body(Some(JsValue::from_str(&body)));
+        let req = Request::new_with_init("https://gate/call", &init).map_err(|e| e.to_string())?;
+        let mut resp = stub
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if resp.status_code() != 200 {
+            return Err(format!("gate answered {}: {text}", resp.status_code()));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("gate reply: {e}"))
+    }
+}
+
+impl InviteQueue for WorkerPlatform {
+    async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String> {
+        let queue = self.queue.as_ref().ok_or("INVITE_QUEUE binding is missing")?;
+        // Sent as JSON text: the consumer parses exactly what was sent (maps included).
+        let mut bodies = Vec::with_capacity(messages.len());
+        for m in messages {
+            bodies.push(serde_json::to_string(m).map_err(|e| e.to_string())?);
+        }
+        for chunk in bodies.chunks(100) {
+            let mut batch = BatchMessageBuilder::new()
+                .messages(chunk.iter().cloned().map(SendMessage::from));
+            if delay_sec > 0 {
+                batch = batch.delay_seconds(delay_sec);
+            }
+            queue
+                .send_batch(batch.build())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

@@ -65,6 +65,9 @@ export function baseBindings(emulatorUrl) {
     RESULT_URL: "https://app.example.com/welcome",
     RESULT_URL_ALLOWLIST: "https://app.example.com",
     APP_METADATA_KEYS: "plan",
+    // The emulator runs without a rate limit unless a test sets one (and these with it).
+    AUTH0_MGMT_RPS: "1000",
+    AUTH0_MGMT_BURST: "1000",
   };
 }
 
@@ -85,6 +88,13 @@ export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimi
     ],
     compatibilityDate: "2026-04-01",
     kvNamespaces: kv ? ["TOKEN_CACHE"] : [],
+    // The same queues and Durable Object as wrangler.toml.
+    queueProducers: { INVITE_QUEUE: { queueName: "invites" } },
+    queueConsumers: {
+      invites: { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3, deadLetterQueue: "invites-dlq" },
+      "invites-dlq": { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 0 },
+    },
+    durableObjects: { AUTH0_GATE: { className: "Auth0Gate", useSQLite: true } },
     ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
     bindings,
     ...(http ? { host: "127.0.0.1", port: 0 } : {}),

@@ -1,0 +1,133 @@
+//! The `Auth0Gate` Durable Object: one instance per `AUTH0_DOMAIN`, SQLite-backed. It only
+//! adapts: it stores the core's [`Ledger`] rows in one SQLite table and runs
+//! [`invite_core::gate::handle`] on each call it receives (a JSON `GateCall` in a POST). All
+//! the decisions (pacing, statuses, dedupe, cooldowns) are the core's.
+
+use invite_core::gate::{self, GateCall, Ledger};
+use serde::Deserialize;
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+
+/// Far future, for rows that never expire (the pacer).
+const NEVER_MS: f64 = 253_402_300_799_000.0;
+
+/// The gate's storage: `ledger(k, v, grp, expire_at)`.
+pub struct SqlLedger<'a>(&'a SqlStorage);
+
+#[derive(Deserialize)]
+struct Row {
+    v: String,
+}
+
+impl SqlLedger<'_> {
+    /// Creates the table and its indexes if they are missing.
+    pub fn migrate(sql: &SqlStorage) -> Result<()> {
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS ledger (k TEXT PRIMARY KEY, v TEXT NOT NULL, grp TEXT NOT NULL DEFAULT '', expire_at REAL NOT NULL)",
+            None,
+        )?;
+        sql.exec(
+            "CREATE INDEX IF NOT EXISTS ledger_grp ON ledger (grp) WHERE grp != ''",
+            None,
+        )?;
+        sql.exec(
+            "CREATE INDEX IF NOT EXISTS ledger_expiry ON ledger (expire_at)",
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn rows(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) -> Vec<String> {
+        match self.0.exec(query, bindings).and_then(|c| c.to_array::<Row>()) {
+            Ok(rows) => rows.into_iter().map(|r| r.v).collect(),
+            Err(e) => {
+                worker::console_error!("gate: {query}: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn run(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) {
+        if let Err(e) = self.0.exec(query, bindings) {
+            worker::console_error!("gate: {query}: {e}");
+        }
+    }
+}
+
+impl Ledger for SqlLedger<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.rows("SELECT v FROM ledger WHERE k = ?", vec![key.into()])
+            .into_iter()
+            .next()
+    }
+
+    fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64) {
+        let expire = (expire_at_ms as f64).min(NEVER_MS);
+        self.run(
+            "INSERT INTO ledger (k, v, grp, expire_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(k) DO UPDATE SET v = excluded.v, grp = excluded.grp, expire_at = excluded.expire_at",
+            vec![
+                key.into(),
+                value.into(),
+                group.unwrap_or("").into(),
+                expire.into(),
+            ],
+        );
+    }
+
+    fn group(&self, group: &str) -> Vec<String> {
+        if group.is_empty() {
+            return Vec::new();
+        }
+        self.rows(
+            "SELECT v FROM ledger WHERE grp = ? ORDER BY rowid",
+            vec![group.into()],
+        )
+    }
+
+    fn purge(&self, now_ms: u64) {
+        self.run(
+            "DELETE FROM ledger WHERE expire_at <= ?",
+            vec![(now_ms as f64).into()],
+        );
+    }
+}
+
+/// The per-tenant gate.
+#[durable_object]
+pub struct Auth0Gate {
+    sql: SqlStorage,
+    ready: bool,
+}
+
+impl DurableObject for Auth0Gate {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        // Never panic here: a panicking constructor leaves callers hanging until workerd
+        // cancels them. A failed migration is reported on every call instead.
+        let ready = match SqlLedger::migrate(&sql) {
+            Ok(()) => true,
+            Err(e) => {
+                worker::console_error!("gate: migration failed: {e}");
+                false
+            }
+        };
+        Auth0Gate { sql, ready }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if !self.ready {
+            return Response::error("gate storage unavailable", 503);
+        }
+        let body = req.text().await?;
+        let call: GateCall = match serde_json::from_str(&body) {
+            Ok(c) => c,
+            Err(e) => return Response::error(format!("bad gate call: {e}"), 400),
+        };
+        // Synchronous from here on: nothing else runs in this object until it returns.
+        let reply = gate::handle(call, crate::platform::now_ms(), &SqlLedger(&self.sql));
+        match serde_json::to_string(&reply) {
+            Ok(json) => Response::ok(json),
+            Err(e) => Response::error(format!("gate reply: {e}"), 500),
+        }
+    }
+}
