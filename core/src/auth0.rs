@@ -49,8 +49,6 @@ pub struct RequestState {
     pub note: RefCell<Option<String>>,
     /// Management call slots granted by the gate (Unix ms), used in order.
     pub slots: RefCell<VecDeque<u64>>,
-    /// Management calls wait for the gate's slots (off for routes that make none).
-    pub paced: Cell<bool>,
 }
 
 impl RequestState {
@@ -63,7 +61,6 @@ impl RequestState {
             token_source: Cell::new(None),
             note: RefCell::new(None),
             slots: RefCell::new(VecDeque::new()),
-            paced: Cell::new(true),
         }
     }
 
@@ -342,12 +339,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
         }
     }
 
-    /// Reserves slots; `None` when pacing is off or the gate can't be reached (fail open:
-    /// Auth0's own 429s are still handled).
+    /// Reserves slots; `None` when the gate can't be reached (fail open: Auth0's own 429s
+    /// are still handled).
     async fn reserve(&self, calls: u32, max_wait_ms: u64) -> Option<GateReply> {
-        if !self.ctx.paced.get() {
-            return None;
-        }
         let call = GateCall::Reserve {
             calls,
             max_wait_ms,
@@ -372,9 +366,6 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// Waits for this call's slot, reserving one more when the invite's are used up.
     async fn pace(&self) -> Result<(), UpstreamError> {
-        if !self.ctx.paced.get() {
-            return Ok(());
-        }
         if self.ctx.slots.borrow().is_empty() {
             let now = self.p.now_ms();
             let max_wait_ms = self.ctx.deadline_ms.saturating_sub(now + 500);

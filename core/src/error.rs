@@ -33,8 +33,6 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: the address belongs to an account that is not an unaccepted invite.
     AccountExists,
-    /// 409: a webhook event is being processed by another delivery.
-    EventInProgress,
     /// 413: the body is over the route's limit.
     PayloadTooLarge,
     /// 415: wrong content type.
@@ -95,7 +93,6 @@ impl ErrorCode {
         ErrorCode::WebhookNotConfigured,
         ErrorCode::MethodNotAllowed,
         ErrorCode::AccountExists,
-        ErrorCode::EventInProgress,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::MissingField,
@@ -134,7 +131,6 @@ impl ErrorCode {
             WebhookNotConfigured => "webhook_not_configured",
             MethodNotAllowed => "method_not_allowed",
             AccountExists => "account_exists",
-            EventInProgress => "event_in_progress",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             MissingField => "missing_field",
@@ -169,7 +165,7 @@ impl ErrorCode {
             OriginNotAllowed | CaptchaFailed => 403,
             NotFound | WebhookNotConfigured => 404,
             MethodNotAllowed => 405,
-            AccountExists | EventInProgress | InviteNotFailed => 409,
+            AccountExists | InviteNotFailed => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             MissingField
@@ -509,17 +505,6 @@ impl ApiError {
             ErrorCode::WebhookNotConfigured,
             format!("this webhook is off: set {variable} to enable it"),
         )
-    }
-
-    /// 409 `event_in_progress`.
-    pub fn event_in_progress() -> Self {
-        ApiError {
-            retry_after_sec: Some(30),
-            ..Self::new(
-                ErrorCode::EventInProgress,
-                "this event is being processed; it will be retried",
-            )
-        }
     }
 }
 

@@ -110,8 +110,6 @@ pub struct IsolateCache {
     finished: RefCell<Option<(u64, Result<CachedToken, UpstreamError>)>>,
     generation: Cell<u64>,
     roles: RefCell<HashMap<String, (String, u64)>>,
-    /// Webhook events being processed by this isolate right now.
-    events: RefCell<std::collections::HashSet<String>>,
 }
 
 /// What a request should do to get a token.
@@ -197,17 +195,6 @@ impl IsolateCache {
     /// Forgets every role id (after Auth0 said one does not exist).
     pub fn clear_roles(&self) {
         self.roles.borrow_mut().clear();
-    }
-
-    /// Claims a webhook event for this request; `false` if another request of this isolate
-    /// is processing it.
-    pub fn begin_event(&self, key: &str) -> bool {
-        self.events.borrow_mut().insert(key.to_string())
-    }
-
-    /// Releases a claimed event.
-    pub fn end_event(&self, key: &str) {
-        self.events.borrow_mut().remove(key);
     }
 }
 

@@ -1,8 +1,12 @@
-// Prints figures about the built Worker: bundle size, and warm-invite latency through workerd
-// (Miniflare) against the emulator, with a no-I/O baseline (/healthz) from the same run.
-// Not a test: it asserts nothing. Run with scripts/report.sh.
+// Prints figures about the built Worker: bundle size, warm-invite latency through workerd
+// (Miniflare) against the emulator with a no-I/O baseline (/healthz), and the warm-latency
+// ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), all from
+// the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
 import { statSync, readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
 import { startEmulator, startWorker } from "../e2e/harness.mjs";
 
 const N = Number(process.env.REPORT_N ?? 200);
@@ -16,7 +20,10 @@ for (const f of ["build/index_bg.wasm", "build/index.js"]) {
 }
 
 const emu = await startEmulator();
-const worker = await startWorker(emu.url);
+// The emulator runs without a rate limit here, and so does the pacer (AUTH0_MGMT_RPS=1000):
+// every invite still pays its gate (Durable Object) round trip, but never waits for a slot.
+// This measures latency without pressure; scripts/burst.sh measures pacing under pressure.
+const worker = await startWorker(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" });
 try {
   const time = async (fn) => { const t = performance.now(); await fn(); return performance.now() - t; };
   await worker.invite({ email: "warmup@example.com" });
@@ -38,6 +45,29 @@ try {
   for (let i = 0; i < 30; i++) slow.push(await time(() => worker.invite({ email: `slow${i}@example.com` })));
   const p50 = pct(slow, 0.5);
   console.log(`with ${LAT} ms per Auth0 call: p50 ${fmt(p50)} = ${(p50 / LAT).toFixed(2)} round trips on the critical path (sequential would be 3)`);
+
+  // Side by side with the plain JS Worker, alternating rounds, same emulator latency. Ours
+  // pays one gate (Durable Object) round trip per invite for pacing; the goal is a ratio of
+  // at least 1.4 (the JS Worker's p50 over ours).
+  const js = new Miniflare({
+    modules: true,
+    scriptPath: path.join(path.dirname(fileURLToPath(import.meta.url)), "baseline-worker.js"),
+    compatibilityDate: "2026-04-01",
+    bindings: { AUTH0_BASE_URL: emu.url, AUTH0_DOMAIN: "emulator.local", AUTH0_CLIENT_ID: "dev-client-id", AUTH0_CLIENT_SECRET: "dev-client-secret" },
+  });
+  try {
+    const jsInvite = (email) => js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email }) }).then((r) => r.text());
+    await jsInvite("js-warmup@example.com");
+    const ours = [], theirs = [];
+    for (let i = 0; i < 40; i++) {
+      ours.push(await time(() => worker.invite({ email: `side-ours${i}@example.com` })));
+      theirs.push(await time(() => jsInvite(`side-js${i}@example.com`)));
+    }
+    const ratio = pct(theirs, 0.5) / pct(ours, 0.5);
+    console.log(`side by side at ${LAT} ms per call: ours p50 ${fmt(pct(ours, 0.5))}, sequential JS Worker p50 ${fmt(pct(theirs, 0.5))}: ${ratio.toFixed(2)}x faster (goal >= 1.4: ${ratio >= 1.4 ? "met" : "missed"})`);
+  } finally {
+    await js.dispose();
+  }
 } finally {
   await emu.config({ latency_ms: 0 }).catch(() => {});
   await worker.stop();
