@@ -1,9 +1,27 @@
 // End to end: the security review's findings where the shell or the runtime is involved, on
-// the built Worker in workerd (Miniflare) with KV, against the emulator.
+// the built Worker in workerd (Miniflare) with KV, the gate and the invite queue, against the
+// emulator. Public and webhook requests are accepted, then processed by the queue consumer:
+// emulator state is polled for.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startEmulator, startWorker, startWorkerHttp, standardHeaders, API_KEY, STANDARD_SECRET } from "./harness.mjs";
+import {
+  startEmulator, startWorker, startWorkerHttp, standardHeaders, eventually, API_KEY, STANDARD_SECRET,
+} from "./harness.mjs";
+
+/** How long the queue consumer gets to do an invite's Auth0 work and email. */
+const PROCESSED_MS = 15_000;
+
+/**
+ * Polls `probe` until `ok(value)` holds (at most `ms`) and returns the value; fails naming
+ * `what` and the last value seen.
+ */
+async function until(what, probe, ok, ms = PROCESSED_MS) {
+  let last;
+  const done = await eventually(async () => ok((last = await probe())), ms);
+  assert.ok(done, `${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
+  return last;
+}
 
 let emu;
 let worker;
@@ -133,8 +151,14 @@ test("public sign-ups for a used account: neutral email, one link, no role chang
       body: JSON.stringify({ email: "victim@example.com", name }),
     });
     assert.equal(r.status, 202, r.text);
-    const [mail] = await emu.outbox("victim@example.com");
+    // The consumer updates the account (or not), then emails: once the email is out, the
+    // account is in its final state.
+    const outbox = await until("the link emailed to victim@example.com",
+      () => emu.outbox("victim@example.com"), (m) => m.length >= 1);
+    assert.equal(outbox.length, 1, JSON.stringify(outbox));
+    const [mail] = outbox;
     assert.ok(mail, "the owner of the inbox gets the link");
+    assert.equal(mail.kind, "email");
     assert.ok(!mail.text.includes("evil.example") && !mail.html.includes("evil.example"), mail.text);
     assert.match(mail.text, /Hi there,/);
     assert.equal((mail.text.match(/reset-password\?ticket=/g) ?? []).length, 1);
@@ -154,7 +178,15 @@ test("Svix header names are accepted on the Standard Webhooks route", async () =
       "svix-timestamp": std["webhook-timestamp"], "svix-signature": std["webhook-signature"] },
   });
   assert.equal(r.status, 200, r.text);
-  assert.equal(r.json.status, "processed");
+  assert.equal(r.json?.status, "accepted", r.text);
+  const id = r.json.invite_id;
+  assert.match(id ?? "", /^inv_[0-9a-f]{16}$/, r.text);
+  const view = await until(`invite ${id} settled`, async () => {
+    const s = await worker.fetch(`/v1/invites/${id}`, { headers: { authorization: `Bearer ${API_KEY}` } });
+    assert.equal(s.status, 200, s.text);
+    return s.json;
+  }, (v) => ["completed", "failed"].includes(v.status));
+  assert.equal(view.status, "completed", JSON.stringify(view));
   assert.equal((await emu.users("svix@example.com")).length, 1);
 });
 

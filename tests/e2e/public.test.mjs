@@ -1,9 +1,11 @@
-// End to end: the public sign-up route of the built Worker in workerd (with KV and the
-// rate-limiting binding), against the emulator (Auth0, change-password email, siteverify).
+// End to end: the public sign-up route of the built Worker in workerd (with KV, the
+// rate-limiting binding, the gate Durable Object and the invite queue), against the emulator
+// (Auth0, change-password email, siteverify). The route accepts, then the queue consumer
+// creates the user and sends the email shortly after: emulator state is polled for.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
-import { startEmulator, workerOptions } from "./harness.mjs";
+import { startEmulator, workerOptions, eventually } from "./harness.mjs";
 
 const ACCEPTED = { status: "accepted", message: "Check your inbox for a link to set your password." };
 let emu;
@@ -28,6 +30,35 @@ async function publicWorker(overrides = {}, limit = 1000) {
   };
 }
 
+/** How long the queue consumer gets to do an invite's Auth0 work and email. */
+const PROCESSED_MS = 15_000;
+
+/**
+ * Polls `probe` until `ok(value)` holds (at most `ms`) and returns the value; fails naming
+ * `what` and the last value seen.
+ */
+async function until(what, probe, ok, ms = PROCESSED_MS) {
+  let last;
+  const done = await eventually(async () => ok((last = await probe())), ms);
+  assert.ok(done, `${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
+  return last;
+}
+
+/** Waits for `email`'s outbox to hold `n` messages, and returns them. */
+const outboxOf = (email, n = 1) =>
+  until(`${n} email(s) to ${email}`, () => emu.outbox(email), (m) => m.length >= n);
+
+/**
+ * A barrier: signs `email` up through `post` and waits for its email. Work accepted before it
+ * has had the same time to show in the emulator, so an absence checked afterwards means
+ * something.
+ */
+async function processedAfter(post, email) {
+  const r = await post({ email });
+  assert.equal(r.status, 202, `barrier sign-up ${email}: ${r.text}`);
+  await outboxOf(email);
+}
+
 before(async () => { emu = await startEmulator(); });
 after(async () => {
   for (const mf of workers) await mf.dispose();
@@ -39,23 +70,29 @@ test("new and existing emails get a byte-identical 202, and no second email insi
   const fresh = await post({ email: "public-new@example.com", name: "New" });
   assert.equal(fresh.status, 202, fresh.text);
   assert.deepEqual(fresh.json, ACCEPTED);
+  // Accepted at once; the consumer creates the user, assigns the role, then emails.
+  const [mail] = await outboxOf("public-new@example.com");
+  assert.equal(mail.kind, "change_password");
   const [user] = await emu.users("public-new@example.com");
+  assert.ok(user, "the user exists once the email is out");
   assert.deepEqual(user.roles, ["beta-tester"]);
   assert.equal(user.email_verified, false);
-  assert.equal((await emu.outbox("public-new@example.com")).length, 1);
 
-  // Same isolate and KV: inside the cooldown, the same answer and nothing sent.
+  // Same deployment (same gate): inside the cooldown, the same answer and nothing queued.
   const again = await post({ email: "PUBLIC-NEW@example.com" });
   assert.equal(again.status, 202);
   assert.equal(again.text, fresh.text, "byte-identical");
-  assert.equal((await emu.outbox("public-new@example.com")).length, 1, "no second email inside the cooldown");
+  await processedAfter(post, "public-new-barrier@example.com");
+  const outbox = await emu.outbox("public-new@example.com");
+  assert.equal(outbox.length, 1, `no second email inside the cooldown: ${JSON.stringify(outbox)}`);
 
-  // Another deployment's KV has no cooldown: the account now exists (Auth0 answers 409),
+  // Another deployment's gate has no cooldown: the account now exists (Auth0 answers 409),
   // and the answer is still byte-identical; the owner gets a fresh link.
   const elsewhere = await publicWorker();
   const existing = await elsewhere({ email: "public-new@example.com" });
   assert.equal(existing.status, 202);
   assert.equal(existing.text, fresh.text, "byte-identical for an existing account");
+  await outboxOf("public-new@example.com", 2);
   assert.equal((await emu.users("public-new@example.com")).length, 1);
   assert.equal((await emu.outbox("public-new@example.com")).length, 2);
   for (const r of [fresh, again, existing]) {
@@ -81,6 +118,8 @@ test("Turnstile: the always-fail and spent test secrets give 403 captcha_failed;
   assert.equal(last.response, "XXXX.DUMMY.TOKEN.XXXX");
   assert.match(last.idempotency_key, /^[0-9a-f-]{36}$/);
   assert.ok(last.remoteip, "remoteip is sent");
+  // The refused attempts queued nothing; the passing one's invite is processed shortly after.
+  await outboxOf("captcha@example.com");
   assert.equal((await emu.users("captcha@example.com")).length, 1, "only the passing attempt created the user");
 });
 
@@ -88,6 +127,7 @@ test("a filled honeypot gets the same 202 and creates nothing", async () => {
   const post = await publicWorker();
   const r = await post({ email: "honeypot@example.com", website: "https://spam.example" });
   assert.deepEqual([r.status, r.json], [202, ACCEPTED]);
+  await processedAfter(post, "honeypot-barrier@example.com");
   assert.equal((await emu.users("honeypot@example.com")).length, 0);
   assert.equal((await emu.outbox("honeypot@example.com")).length, 0);
 });
