@@ -38,7 +38,7 @@ pub fn encode_segment(s: &str) -> String {
 #[derive(Debug)]
 pub struct RequestState {
     /// No upstream call starts or waits past this instant (Unix ms).
-    pub deadline_ms: u64,
+    pub deadline_ms: Cell<u64>,
     /// KV writes for the shell to run with `wait_until`.
     pub deferred: RefCell<Vec<KvOp>>,
     /// Upstream HTTP requests sent, retries included.
@@ -55,7 +55,7 @@ impl RequestState {
     /// A context whose deadline is `budget_ms` after `now_ms`.
     pub fn new(now_ms: u64, budget_ms: u64) -> Self {
         RequestState {
-            deadline_ms: now_ms + budget_ms,
+            deadline_ms: Cell::new(now_ms + budget_ms),
             deferred: RefCell::new(Vec::new()),
             upstream_calls: Cell::new(0),
             token_source: Cell::new(None),
@@ -244,7 +244,7 @@ pub struct Auth0<'a, P: Platform> {
 impl<'a, P: Platform> Auth0<'a, P> {
     /// The request's deadline (Unix ms).
     pub fn deadline_ms(&self) -> u64 {
-        self.ctx.deadline_ms
+        self.ctx.deadline_ms.get()
     }
 
     fn jitter(&self) -> f64 {
@@ -257,7 +257,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// Sends once, bounded by the deadline.
     async fn send_once(&self, req: HttpRequest) -> Result<HttpResponse, String> {
-        let remaining = self.ctx.deadline_ms.saturating_sub(self.p.now_ms());
+        let remaining = self.ctx.deadline_ms.get().saturating_sub(self.p.now_ms());
         if remaining == 0 {
             return Err("request deadline reached".into());
         }
@@ -306,7 +306,13 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     self.report_rate_limited(r, now).await;
                 }
             }
-            match decide(&failure, attempt, now, self.ctx.deadline_ms, self.jitter()) {
+            match decide(
+                &failure,
+                attempt,
+                now,
+                self.ctx.deadline_ms.get(),
+                self.jitter(),
+            ) {
                 Decision::RetryAfter(ms) => self.p.sleep(ms).await,
                 Decision::GiveUp { wait_ms } => {
                     return Err(match failure {
@@ -327,9 +333,15 @@ impl<'a, P: Platform> Auth0<'a, P> {
     /// of the deadline: a 503 with an honest `Retry-After` instead of a half-done invite.
     pub async fn admit(&self, calls: u32) -> Result<(), UpstreamError> {
         let now = self.p.now_ms();
-        let budget = self.ctx.deadline_ms.saturating_sub(now);
+        let budget = self.ctx.deadline_ms.get().saturating_sub(now);
         // Leave room for the calls themselves after the last slot.
         let max_wait_ms = budget.saturating_sub((budget / 3).min(2_000));
+        self.admit_within(calls, max_wait_ms).await
+    }
+
+    /// [`Auth0::admit`] with an explicit longest wait for the last slot (the queue consumer
+    /// may wait longer than a caller would).
+    pub async fn admit_within(&self, calls: u32, max_wait_ms: u64) -> Result<(), UpstreamError> {
         match self.reserve(calls, max_wait_ms).await {
             Some(GateReply::Busy { retry_after_ms }) => Err(UpstreamError::RateLimited {
                 service: Service::Auth0,
@@ -368,7 +380,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
     async fn pace(&self) -> Result<(), UpstreamError> {
         if self.ctx.slots.borrow().is_empty() {
             let now = self.p.now_ms();
-            let max_wait_ms = self.ctx.deadline_ms.saturating_sub(now + 500);
+            let max_wait_ms = self.ctx.deadline_ms.get().saturating_sub(now + 500);
             if let Some(GateReply::Busy { retry_after_ms }) = self.reserve(1, max_wait_ms).await {
                 return Err(UpstreamError::RateLimited {
                     service: Service::Auth0,
@@ -462,7 +474,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     return Ok(t);
                 }
                 Acquire::Busy(gen) => loop {
-                    if self.p.now_ms() + TOKEN_POLL_MS >= self.ctx.deadline_ms {
+                    if self.p.now_ms() + TOKEN_POLL_MS >= self.ctx.deadline_ms.get() {
                         return Err(UpstreamError::Unavailable {
                             service: Service::Auth0,
                             detail: "waited for another request's token fetch until the deadline"

@@ -18,8 +18,9 @@ use crate::platform::{random_hex, Platform};
 use crate::time::rfc3339;
 use crate::token::IsolateCache;
 
-/// Time a consumer gives one message (Auth0 calls, retries and pacer waits included).
-pub const CONSUMER_BUDGET_MS: u64 = 60_000;
+/// Longest a consumer waits for the pacer to admit an invite before it defers the message (a
+/// consumer invocation may run for minutes; a caller would not wait this long).
+pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
 /// Management calls of a warm invite: create the user, assign roles (if any), create the
 /// ticket (if one is wanted). More (a role lookup, a 409's user lookup) are reserved as they
 /// come.
@@ -140,7 +141,8 @@ pub async fn process<P: Platform>(
     cache: &Rc<IsolateCache>,
 ) -> (Settle, String) {
     let started = p.now_ms();
-    let state = RequestState::new(started, CONSUMER_BUDGET_MS.max(cfg.upstream_deadline_ms));
+    // The admission wait comes on top of the Auth0 work's own budget (reset once admitted).
+    let state = RequestState::new(started, CONSUMER_ADMIT_WAIT_MS + cfg.upstream_deadline_ms);
     let cx = Ctx {
         cfg,
         p,
