@@ -106,12 +106,19 @@ pub struct InviteRecord {
     pub user_id: Option<String>,
     /// Whether this invite created the account.
     pub created: Option<bool>,
-    /// Trusted invites only: the link, kept no longer than it lives.
-    pub ticket_url: Option<String>,
-    /// Its expiry (RFC 3339).
-    pub ticket_expires_at: Option<String>,
-    /// Its expiry (ms).
-    pub ticket_expires_ms: Option<u64>,
+}
+
+/// A trusted invite's link, stored in its own row that expires with the ticket: the ledger
+/// drops it when the ticket stops working, whether or not anyone asks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct StoredTicket {
+    url: String,
+    expires_at: String,
+    expires_ms: u64,
+}
+
+fn ticket_key(id: &str) -> String {
+    format!("tkt:{id}")
 }
 
 /// What a status request shows.
@@ -150,9 +157,11 @@ pub struct StatusView {
 impl InviteRecord {
     /// The view of this record at `now_ms`: a trusted invite's link only while it lives, and
     /// never one of an emailed invite (they never store it in the first place).
-    pub fn view(&self, now_ms: u64) -> StatusView {
-        let live = self.message.kind == Kind::Trusted
-            && self.ticket_expires_ms.is_some_and(|exp| exp > now_ms);
+    fn view(&self, ledger: &impl Ledger, now_ms: u64) -> StatusView {
+        let ticket = ledger
+            .get(&ticket_key(&self.message.id))
+            .and_then(|s| serde_json::from_str::<StoredTicket>(&s).ok())
+            .filter(|t| self.message.kind == Kind::Trusted && t.expires_ms > now_ms);
         StatusView {
             id: self.message.id.clone(),
             status: self.status,
@@ -163,8 +172,8 @@ impl InviteRecord {
             attempts: self.attempts,
             user_id: self.user_id.clone(),
             created: self.created,
-            ticket_url: self.ticket_url.clone().filter(|_| live),
-            ticket_expires_at: self.ticket_expires_at.clone().filter(|_| live),
+            ticket_expires_at: ticket.as_ref().map(|t| t.expires_at.clone()),
+            ticket_url: ticket.map(|t| t.url),
         }
     }
 }
@@ -453,9 +462,6 @@ fn new_record(message: QueuedInvite, batch_id: Option<String>, now_ms: u64) -> I
         updated_at_ms: now_ms,
         user_id: None,
         created: None,
-        ticket_url: None,
-        ticket_expires_at: None,
-        ticket_expires_ms: None,
     }
 }
 
@@ -563,10 +569,15 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 rec.user_id = Some(user_id);
                 rec.created = Some(created);
                 if rec.message.kind == Kind::Trusted {
-                    if let Some((url, at, ms)) = ticket {
-                        rec.ticket_url = Some(url);
-                        rec.ticket_expires_at = Some(at);
-                        rec.ticket_expires_ms = Some(ms);
+                    if let Some((url, expires_at, expires_ms)) = ticket {
+                        let t = StoredTicket {
+                            url,
+                            expires_at,
+                            expires_ms,
+                        };
+                        if let Ok(json) = serde_json::to_string(&t) {
+                            ledger.put(&ticket_key(&id), &json, None, expires_ms);
+                        }
                     }
                 }
                 store(ledger, &rec);
@@ -611,18 +622,22 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 }
             }
         }
-        GateCall::Status { id } => GateReply::Status {
-            invite: load(ledger, &id).map(|r| r.view(now_ms)),
-        },
+        GateCall::Status { id } => {
+            ledger.purge(now_ms);
+            GateReply::Status {
+                invite: load(ledger, &id).map(|r| r.view(ledger, now_ms)),
+            }
+        }
         GateCall::Batch { id } => {
             if ledger.get(&format!("batch:{id}")).is_none() {
                 return GateReply::Batch { invites: None };
             }
+            ledger.purge(now_ms);
             let invites = ledger
                 .group(&id)
                 .iter()
                 .filter_map(|s| serde_json::from_str::<InviteRecord>(s).ok())
-                .map(|r| r.view(now_ms))
+                .map(|r| r.view(ledger, now_ms))
                 .collect();
             GateReply::Batch {
                 invites: Some(invites),
@@ -805,6 +820,10 @@ mod tests {
             panic!()
         };
         assert_eq!(v.ticket_url, None);
+        assert!(
+            !format!("{l:?}").contains("https://t/x"),
+            "the link itself is gone"
+        );
     }
 
     #[test]
