@@ -37,7 +37,11 @@ impl SqlLedger<'_> {
     }
 
     fn rows(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) -> Vec<String> {
-        match self.0.exec(query, bindings).and_then(|c| c.to_array::<Row>()) {
+        match self
+            .0
+            .exec(query, bindings)
+            .and_then(|c| c.to_array::<Row>())
+        {
             Ok(rows) => rows.into_iter().map(|r| r.v).collect(),
             Err(e) => {
                 worker::console_error!("gate: {query}: {e}");

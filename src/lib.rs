@@ -33,28 +33,26 @@ mod entry {
         static CACHE: Rc<IsolateCache> = Rc::new(IsolateCache::default());
     }
 
-    /// Everything a handler needs from the environment: the validated configuration (with
-    /// missing bindings reported by name, like variables) and the adapters.
-    fn environment(env: &Env) -> (std::result::Result<Config, ConfigError>, WorkerPlatform) {
+    thread_local! {
+        /// The validated configuration. An isolate's environment never changes, so it is read
+        /// and checked once (every variable and binding, all problems by name) and kept.
+        static CONFIG: std::cell::RefCell<Option<Rc<std::result::Result<Config, ConfigError>>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    fn read_config(env: &Env) -> std::result::Result<Config, ConfigError> {
         let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
-        let kv = env.kv("TOKEN_CACHE").ok();
-        let queue = env.queue("INVITE_QUEUE").ok();
-        // One gate per tenant: every isolate and the consumer reach the same instance.
-        let gate = config.as_ref().ok().and_then(|c| {
-            let ns = env.durable_object("AUTH0_GATE").ok()?;
-            ns.id_from_name(&c.auth0_domain).ok()?.get_stub().ok()
-        });
         let mut missing = Vec::new();
-        if kv.is_none() {
+        if env.kv("TOKEN_CACHE").is_err() {
             missing.push("TOKEN_CACHE KV namespace binding is missing (see wrangler.toml)");
         }
-        if queue.is_none() {
+        if env.queue("INVITE_QUEUE").is_err() {
             missing.push("INVITE_QUEUE queue producer binding is missing (see wrangler.toml)");
         }
         if env.durable_object("AUTH0_GATE").is_err() {
             missing.push("AUTH0_GATE Durable Object binding is missing (see wrangler.toml)");
         }
-        let config = match (config, missing.is_empty()) {
+        match (config, missing.is_empty()) {
             (c, true) => c,
             (Ok(_), false) => Err(ConfigError {
                 problems: missing.into_iter().map(String::from).collect(),
@@ -63,12 +61,23 @@ mod entry {
                 e.problems.extend(missing.into_iter().map(String::from));
                 Err(e)
             }
-        };
-        let limiter = env.rate_limiter("PUBLIC_RATE_LIMITER").ok();
-        let platform = WorkerPlatform::new(kv)
-            .with_limiter(limiter)
-            .with_gate_and_queue(gate, queue);
-        (config, platform)
+        }
+    }
+
+    /// Everything a handler needs from the environment: the configuration (read once per
+    /// isolate) and the adapters, which reach their bindings only when used.
+    fn environment(env: &Env) -> (Rc<std::result::Result<Config, ConfigError>>, WorkerPlatform) {
+        let config = CONFIG.with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| Rc::new(read_config(env)))
+                .clone()
+        });
+        let domain = config
+            .as_ref()
+            .as_ref()
+            .ok()
+            .map(|c| c.auth0_domain.clone());
+        (config, WorkerPlatform::new(env.clone(), domain))
     }
 
     /// The request line and headers; the body stays in the platform until a route asks for
@@ -115,16 +124,10 @@ mod entry {
         let (config, platform) = environment(&env);
         let platform = Rc::new(platform);
         let cache = CACHE.with(Rc::clone);
+        let config = config.as_ref();
 
         let core_req = to_core(&req);
-        let handled = handle(
-            core_req,
-            WorkerBody(req),
-            &config,
-            platform.as_ref(),
-            &cache,
-        )
-        .await;
+        let handled = handle(core_req, WorkerBody(req), config, platform.as_ref(), &cache).await;
         console_log!("{}", handled.log);
 
         if !handled.deferred.is_empty() {
@@ -161,11 +164,12 @@ mod entry {
     #[event(queue)]
     async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
         let (config, platform) = environment(&env);
+        let config = config.as_ref();
         let cache = CACHE.with(Rc::clone);
         let dead_letters = batch.queue() == DLQ;
         let messages: Vec<RawMessage> = batch.raw_iter().collect();
         let work = messages.iter().map(|m| {
-            let (config, platform, cache) = (&config, &platform, &cache);
+            let (config, platform, cache) = (config, &platform, &cache);
             async move {
                 // Sent as JSON text (see WorkerPlatform::enqueue).
                 let parsed = m

@@ -7,50 +7,73 @@ use invite_core::{
     Clock, Gate, HttpRequest, HttpResponse, InviteQueue, KvOp, RateLimit, Rng, Store, Transport,
 };
 use js_sys::{Function, Promise, Reflect};
+use std::cell::OnceCell;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
 use worker::RateLimiter;
 use worker::{
-    BatchMessageBuilder, Fetch, Headers, Method, Queue, Request, RequestInit, SendMessage, Stub,
+    BatchMessageBuilder, Env, Fetch, Headers, Method, Queue, Request, RequestInit, SendMessage,
+    Stub,
 };
 
-/// The Workers implementation of every port.
+/// The Workers implementation of every port. Bindings are looked up when first used, so a
+/// request that needs none (a health check, a 404) pays for none.
 pub struct WorkerPlatform {
-    kv: Option<KvStore>,
-    limiter: Option<RateLimiter>,
-    gate: Option<Stub>,
-    queue: Option<Queue>,
+    env: Option<Env>,
+    /// The tenant (`AUTH0_DOMAIN`): names the gate's Durable Object instance.
+    tenant: Option<String>,
+    kv: OnceCell<Option<KvStore>>,
+    gate: OnceCell<Option<Stub>>,
 }
 
 impl WorkerPlatform {
-    /// Adapters over the given KV namespace (`None` when the binding is missing).
-    pub fn new(kv: Option<KvStore>) -> Self {
+    /// Adapters over `env`'s bindings, for the tenant `tenant`.
+    pub fn new(env: Env, tenant: Option<String>) -> Self {
         WorkerPlatform {
-            kv,
-            limiter: None,
-            gate: None,
-            queue: None,
+            env: Some(env),
+            tenant,
+            kv: OnceCell::new(),
+            gate: OnceCell::new(),
         }
     }
 
-    /// Adds the tenant's gate (the `AUTH0_GATE` Durable Object) and the invite queue.
-    pub fn with_gate_and_queue(mut self, gate: Option<Stub>, queue: Option<Queue>) -> Self {
-        self.gate = gate;
-        self.queue = queue;
-        self
-    }
-
-    /// Adds the rate-limiting binding (`PUBLIC_RATE_LIMITER`), when there is one.
-    pub fn with_limiter(mut self, limiter: Option<RateLimiter>) -> Self {
-        self.limiter = limiter;
-        self
+    /// Adapters with no bindings at all (the wasm32 tests of the other ports).
+    pub fn detached() -> Self {
+        WorkerPlatform {
+            env: None,
+            tenant: None,
+            kv: OnceCell::new(),
+            gate: OnceCell::new(),
+        }
     }
 
     fn kv(&self) -> Result<&KvStore, StoreError> {
         self.kv
+            .get_or_init(|| self.env.as_ref().and_then(|e| e.kv("TOKEN_CACHE").ok()))
             .as_ref()
             .ok_or_else(|| StoreError("TOKEN_CACHE binding is missing".into()))
+    }
+
+    fn gate_stub(&self) -> Option<&Stub> {
+        self.gate
+            .get_or_init(|| {
+                // One gate per tenant: every isolate and the consumer reach the same instance.
+                let ns = self.env.as_ref()?.durable_object("AUTH0_GATE").ok()?;
+                ns.id_from_name(self.tenant.as_deref()?)
+                    .ok()?
+                    .get_stub()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    fn queue(&self) -> Option<Queue> {
+        self.env.as_ref()?.queue("INVITE_QUEUE").ok()
+    }
+
+    fn limiter(&self) -> Option<RateLimiter> {
+        self.env.as_ref()?.rate_limiter("PUBLIC_RATE_LIMITER").ok()
     }
 }
 
@@ -112,7 +135,7 @@ impl Store for WorkerPlatform {
 
 impl Gate for WorkerPlatform {
     async fn gate(&self, call: GateCall) -> Result<GateReply, String> {
-        let stub = self.gate.as_ref().ok_or("AUTH0_GATE binding is missing")?;
+        let stub = self.gate_stub().ok_or("AUTH0_GATE binding is missing")?;
         let body = serde_json::to_string(&call).map_err(|e| e.to_string())?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
@@ -132,15 +155,15 @@ impl Gate for WorkerPlatform {
 
 impl InviteQueue for WorkerPlatform {
     async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String> {
-        let queue = self.queue.as_ref().ok_or("INVITE_QUEUE binding is missing")?;
+        let queue = self.queue().ok_or("INVITE_QUEUE binding is missing")?;
         // Sent as JSON text: the consumer parses exactly what was sent (maps included).
         let mut bodies = Vec::with_capacity(messages.len());
         for m in messages {
             bodies.push(serde_json::to_string(m).map_err(|e| e.to_string())?);
         }
         for chunk in bodies.chunks(100) {
-            let mut batch = BatchMessageBuilder::new()
-                .messages(chunk.iter().cloned().map(SendMessage::from));
+            let mut batch =
+                BatchMessageBuilder::new().messages(chunk.iter().cloned().map(SendMessage::from));
             if delay_sec > 0 {
                 batch = batch.delay_seconds(delay_sec);
             }
@@ -155,7 +178,7 @@ impl InviteQueue for WorkerPlatform {
 
 impl RateLimit for WorkerPlatform {
     async fn allow(&self, key: &str) -> Option<bool> {
-        let limiter = self.limiter.as_ref()?;
+        let limiter = self.limiter()?;
         // If the binding itself fails, let the request through rather than block sign-ups.
         limiter.limit(key.to_string()).await.ok().map(|o| o.success)
     }

@@ -17,7 +17,7 @@ fn getrandom_gives_distinct_nonzero_bytes() {
 
 #[wasm_bindgen_test]
 fn passwords_from_the_platform_rng_meet_the_policy() {
-    let p = WorkerPlatform::new(None);
+    let p = WorkerPlatform::detached();
     for _ in 0..200 {
         let pw = password::generate(&p).expect("password");
         assert!(password::meets_policy(&pw), "{pw}");
@@ -36,7 +36,7 @@ fn clock_is_wall_time_in_milliseconds() {
 
 #[wasm_bindgen_test]
 async fn sleep_waits_on_a_real_timer() {
-    let p = WorkerPlatform::new(None);
+    let p = WorkerPlatform::detached();
     let start = p.now_ms();
     p.sleep(50).await;
     assert!(p.now_ms() - start >= 45, "slept {} ms", p.now_ms() - start);
@@ -44,7 +44,7 @@ async fn sleep_waits_on_a_real_timer() {
 
 #[wasm_bindgen_test]
 async fn missing_kv_binding_is_an_error_not_a_panic() {
-    let p = WorkerPlatform::new(None);
+    let p = WorkerPlatform::detached();
     assert!(p.get("anything").await.is_err());
 }
 
@@ -52,7 +52,7 @@ async fn missing_kv_binding_is_an_error_not_a_panic() {
 async fn a_timeout_that_loses_a_race_is_cleared() {
     use futures::future::{select, Either};
     use std::pin::pin;
-    let p = WorkerPlatform::new(None);
+    let p = WorkerPlatform::detached();
     let start = p.now_ms();
     let fast = pin!(p.sleep(10));
     let slow = pin!(p.sleep(60_000));
