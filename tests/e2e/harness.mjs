@@ -164,3 +164,77 @@ export async function startWorkerHttp(emulatorUrl, overrides = {}) {
   const ready = await mf.ready; // a URL object, e.g. http://127.0.0.1:43127/
   return { mf, url: ready.origin, stop: () => mf.dispose() };
 }
+
+// (Import declarations are hoisted: this one serves the helpers appended below.)
+import http from "node:http";
+
+/**
+ * A keep-alive HTTP/1.1 client for a Worker served over real HTTP (`startWorkerHttp`), for
+ * timing bursts: connections stay open between requests (no pool limit), so a request's time
+ * is the Worker's answer, not TCP set-up. `request(method, path, { body, headers })` sends
+ * `body` as JSON unless it is a string, and resolves to `{ status, headers, text, json, ms }`,
+ * `ms` being that request's own latency (from the call to the last byte of the answer).
+ * `close()` drops the connections.
+ */
+export function keepAliveClient(origin) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const request = (method, p, { body, headers = {} } = {}) => new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+    const h = { ...headers };
+    if (payload !== undefined) {
+      h["content-type"] ??= "application/json";
+      h["content-length"] = Buffer.byteLength(payload);
+    }
+    const started = performance.now();
+    const req = http.request(new URL(p, origin), { method, agent, headers: h }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        const ms = performance.now() - started;
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, text, json, ms });
+      });
+    });
+    req.on("error", reject);
+    req.end(payload);
+  });
+  return { request, close: () => agent.destroy() };
+}
+
+/**
+ * Where public sign-ups for `emails` stand in the emulator: `ready` counts the addresses that
+ * have a user with `role` and a change-password email; `duplicateUsers` / `duplicateEmails`
+ * count users and emails beyond one per address; `lastReadyAt` is the emulator's time (ms)
+ * of the last of those emails; `missing` lists the addresses not ready yet.
+ */
+export async function signupProgress(emu, emails, role = "beta-tester") {
+  const [users, outbox] = await Promise.all([emu.users(), emu.outbox()]);
+  const want = new Set(emails.map((e) => e.toLowerCase()));
+  const users_ = new Map();
+  const roled = new Set();
+  const mails = new Map();
+  let lastReadyAt = 0;
+  for (const u of users) {
+    if (!want.has(u.email)) continue;
+    users_.set(u.email, (users_.get(u.email) ?? 0) + 1);
+    if ((u.roles ?? []).includes(role)) roled.add(u.email);
+  }
+  for (const m of outbox) {
+    if (m.kind !== "change_password" || !want.has(m.to)) continue;
+    mails.set(m.to, (mails.get(m.to) ?? 0) + 1);
+    lastReadyAt = Math.max(lastReadyAt, Date.parse(m.at));
+  }
+  const extra = (counts) => [...counts.values()].reduce((n, c) => n + Math.max(0, c - 1), 0);
+  const missing = [...want].filter((e) => !(users_.has(e) && roled.has(e) && mails.has(e)));
+  return {
+    ready: want.size - missing.length,
+    total: want.size,
+    duplicateUsers: extra(users_),
+    duplicateEmails: extra(mails),
+    lastReadyAt,
+    missing,
+  };
+}
