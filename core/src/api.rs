@@ -364,7 +364,8 @@ async fn invite_authorized<P: Platform>(
     let client = cx.client();
     // The whole invite is admitted by the tenant's pacer first (one gate round trip), or
     // refused with an honest Retry-After before any Auth0 call.
-    client.admit(invite_calls(&input)).await?;
+    let calls = invite_calls(&input) + client.uncached_roles(&input.roles).await;
+    client.admit(calls).await?;
     let out = run_invite(&client, cx.cfg, cx.p, input, label).await?;
     Ok(HttpResponse::json(
         if out.created { 201 } else { 200 },

@@ -49,6 +49,9 @@ pub struct RequestState {
     pub note: RefCell<Option<String>>,
     /// Management call slots granted by the gate (Unix ms), used in order.
     pub slots: RefCell<VecDeque<u64>>,
+    /// A Management call has been sent: from here on the invite is finished even when the
+    /// pacer has no slot left in time (unpaced; Auth0's 429s are still retried).
+    pub started: Cell<bool>,
 }
 
 impl RequestState {
@@ -61,6 +64,7 @@ impl RequestState {
             token_source: Cell::new(None),
             note: RefCell::new(None),
             slots: RefCell::new(VecDeque::new()),
+            started: Cell::new(false),
         }
     }
 
@@ -382,12 +386,18 @@ impl<'a, P: Platform> Auth0<'a, P> {
             let now = self.p.now_ms();
             let max_wait_ms = self.ctx.deadline_ms.get().saturating_sub(now + 500);
             if let Some(GateReply::Busy { retry_after_ms }) = self.reserve(1, max_wait_ms).await {
-                return Err(UpstreamError::RateLimited {
-                    service: Service::Auth0,
-                    retry_after_sec: retry_after_ms.div_ceil(1000).max(1),
-                });
+                if !self.ctx.started.get() {
+                    return Err(UpstreamError::RateLimited {
+                        service: Service::Auth0,
+                        retry_after_sec: retry_after_ms.div_ceil(1000).max(1),
+                    });
+                }
+                // Never half-done for want of a slot: a started invite goes on unpaced.
+                *self.ctx.note.borrow_mut() =
+                    Some("pacer full: finished the started invite unpaced".into());
             }
         }
+        self.ctx.started.set(true);
         let slot = self.ctx.slots.borrow_mut().pop_front();
         if let Some(slot) = slot {
             let now = self.p.now_ms();
@@ -596,6 +606,21 @@ impl<'a, P: Platform> Auth0<'a, P> {
         }
         let users: Vec<UserSummary> = parse(&resp, "GET /api/v2/users-by-email")?;
         Ok(pick_user(users, &self.cfg.connection))
+    }
+
+    /// How many of `roles` are in neither cache: each costs a Management call (a lookup) that
+    /// the invite's admission must book too.
+    pub async fn uncached_roles(&self, roles: &[String]) -> u32 {
+        if self.cfg.role_mode != crate::config::RoleMode::Rbac {
+            return 0;
+        }
+        let mut n = 0;
+        for r in roles {
+            if self.cached_role(r).await.is_none() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The id of the role named exactly `name`, from the caches or `GET /api/v2/roles`.

@@ -38,7 +38,7 @@ fn sixty_concurrent_sync_invites_are_complete_or_refused_before_any_call() {
         .filter(|h| h.response.status == 503)
         .collect();
     assert_eq!(ok + busy.len(), 60);
-    assert!(ok >= 5, "{ok} completed");
+    assert!(ok >= 3, "{ok} completed");
     for h in &busy {
         let body: Value = serde_json::from_slice(&h.response.body).unwrap();
         assert_eq!(body["error"]["code"], "upstream_rate_limited");
