@@ -22,8 +22,8 @@ use crate::token::IsolateCache;
 /// consumer invocation may run for minutes; a caller would not wait this long).
 pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
 /// Management calls of a warm invite: create the user, assign roles (if any), create the
-/// ticket (if one is wanted). More (a role lookup, a 409's user lookup) are reserved as they
-/// come.
+/// ticket (if one is wanted). Uncached role lookups are added by the caller; more (a 409's
+/// user lookup, a retry) are booked as they come.
 pub fn invite_calls(input: &crate::invite::InviteInput) -> u32 {
     1 + u32::from(!input.roles.is_empty()) + u32::from(input.want_ticket)
 }
@@ -207,9 +207,10 @@ async fn run<P: Platform>(
             crate::config::EmailDelivery::Resend { .. }
         );
     }
+    let calls = invite_calls(&input) + client.uncached_roles(&input.roles).await;
     if let Err(UpstreamError::RateLimited {
         retry_after_sec, ..
-    }) = client.admit(invite_calls(&input)).await
+    }) = client.admit_within(calls, CONSUMER_ADMIT_WAIT_MS).await
     {
         release(cx, msg, "paced").await;
         let delay_sec = u32::try_from(retry_after_sec)
@@ -217,6 +218,12 @@ async fn run<P: Platform>(
             .clamp(1, 600);
         return (Settle::Defer { delay_sec }, "deferred", None);
     }
+    // Admitted: the Auth0 work gets UPSTREAM_DEADLINE_MS from its last booked slot, like a
+    // request would, and the queue's retries do the rest.
+    let last_slot = cx.state.slots.borrow().back().copied().unwrap_or(0);
+    cx.state
+        .deadline_ms
+        .set(last_slot.max(cx.p.now_ms()) + cx.cfg.upstream_deadline_ms);
 
     let result = if msg.kind.emailed() {
         invite_and_email(

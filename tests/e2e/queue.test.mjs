@@ -290,7 +290,8 @@ test("e: Prefer: respond-async answers 202 with a Location whose status is reada
 
 test("f: an Auth0 outage longer than the retries leaves the async invite failed with upstream_unavailable", async () => {
   await emu.config({ fail_rate: 1 });
-  await withWorker(PACED, async (w) => {
+  // Each delivery gives up on Auth0 after UPSTREAM_DEADLINE_MS (1.5 s here); the queue retries.
+  await withWorker({ ...PACED, UPSTREAM_DEADLINE_MS: "1500" }, async (w) => {
     const r = await w.invite({ email: "outage@example.com" }, { headers: { prefer: "respond-async" } });
     assert.equal(r.status, 202, r.text);
     // Four deliveries (the first and 3 retries), each retrying its 503s in the consumer, with

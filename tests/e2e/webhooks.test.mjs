@@ -22,7 +22,7 @@ const PROCESSED_MS = 15_000;
  * (each retrying the failing call within its own budget), the queue's retries after 2, 4 and
  * 8 s, then the dead-letter consumer.
  */
-const DEAD_LETTER_MS = 120_000;
+const DEAD_LETTER_MS = 60_000;
 
 before(async () => {
   emu = await startEmulator();
@@ -151,7 +151,9 @@ test("an unhandled event type gets 200 ignored", async () => {
 });
 
 test("with Auth0 down the delivery is accepted, the invite fails after its retries, and a re-drive completes it", async (t) => {
-  const w = await startWorker(emu.url, WEBHOOKS);
+  // A short per-attempt budget: each delivery gives up on Auth0 after 1.5 s, so the four
+  // deliveries and the queue's back-off (2, 4, 8 s) end in the dead-letter queue in ~25 s.
+  const w = await startWorker(emu.url, { ...WEBHOOKS, UPSTREAM_DEADLINE_MS: "1500" });
   try {
     const body = checkout("evt_e2e_down", "outage@example.com");
     await emu.config({ fail_rate: 1 });
