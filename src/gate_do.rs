@@ -3,8 +3,9 @@
 //! [`invite_core::gate::handle`] on each call it receives (a JSON `GateCall` in a POST). All
 //! the decisions (pacing, statuses, dedupe, cooldowns) are the core's.
 
-use invite_core::gate::{self, GateCall, Ledger};
+use invite_core::gate::{self, GateCall, GateReply, Ledger};
 use serde::Deserialize;
+use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 /// Far future, for rows that never expire (the pacer).
@@ -119,19 +120,38 @@ impl DurableObject for Auth0Gate {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if !self.ready {
-            return Response::error("gate storage unavailable", 503);
-        }
         let body = req.text().await?;
-        let call: GateCall = match serde_json::from_str(&body) {
-            Ok(c) => c,
-            Err(e) => return Response::error(format!("bad gate call: {e}"), 400),
-        };
-        // Synchronous from here on: nothing else runs in this object until it returns.
-        let reply = gate::handle(call, crate::platform::now_ms(), &SqlLedger(&self.sql));
-        match serde_json::to_string(&reply) {
+        match self.run(&body) {
             Ok(json) => Response::ok(json),
-            Err(e) => Response::error(format!("gate reply: {e}"), 500),
+            Err(e) => Response::error(e, 400),
+        }
+    }
+}
+
+impl Auth0Gate {
+    /// Runs one JSON `GateCall`. Synchronous: nothing else runs in this object until it
+    /// returns, so every call is atomic.
+    fn run(&self, body: &str) -> std::result::Result<String, String> {
+        if !self.ready {
+            return Err("gate storage unavailable".into());
+        }
+        let call: GateCall =
+            serde_json::from_str(body).map_err(|e| format!("bad gate call: {e}"))?;
+        let reply: GateReply = gate::handle(call, crate::platform::now_ms(), &SqlLedger(&self.sql));
+        serde_json::to_string(&reply).map_err(|e| format!("gate reply: {e}"))
+    }
+}
+
+#[wasm_bindgen]
+impl Auth0Gate {
+    /// The RPC entry (`stub.call(json)`), reached through the `DurableObject` subclass in
+    /// `src/entry.mjs`: the same as `fetch` without the HTTP envelope, about a third of
+    /// its round trip. Errors come back as `{"reply":"error"}`-less text starting with `!`.
+    #[wasm_bindgen(js_name = call)]
+    pub fn call_rpc(&self, body: String) -> String {
+        match self.run(&body) {
+            Ok(json) => json,
+            Err(e) => format!("!{e}"),
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct WorkerPlatform {
     tenant: Option<String>,
     kv: OnceCell<Option<KvStore>>,
     gate: OnceCell<Option<Stub>>,
+    rpc: OnceCell<Option<GateRpc>>,
+    /// The gate class takes no RPC (main module `build/index.js`): use `fetch`.
+    rpc_broken: std::cell::Cell<bool>,
 }
 
 impl WorkerPlatform {
@@ -35,6 +38,8 @@ impl WorkerPlatform {
             tenant,
             kv: OnceCell::new(),
             gate: OnceCell::new(),
+            rpc: OnceCell::new(),
+            rpc_broken: std::cell::Cell::new(false),
         }
     }
 
@@ -45,6 +50,8 @@ impl WorkerPlatform {
             tenant: None,
             kv: OnceCell::new(),
             gate: OnceCell::new(),
+            rpc: OnceCell::new(),
+            rpc_broken: std::cell::Cell::new(false),
         }
     }
 
@@ -65,6 +72,20 @@ impl WorkerPlatform {
                     .get_stub()
                     .ok()
             })
+            .as_ref()
+    }
+
+    fn gate_stub_new(&self) -> Option<Stub> {
+        let ns = self.env.as_ref()?.durable_object("AUTH0_GATE").ok()?;
+        ns.id_from_name(self.tenant.as_deref()?)
+            .ok()?
+            .get_stub()
+            .ok()
+    }
+
+    fn gate_rpc_handle(&self) -> Option<&GateRpc> {
+        self.rpc
+            .get_or_init(|| self.gate_stub_new().map(|s| s.into_rpc::<GateRpc>()))
             .as_ref()
     }
 
@@ -133,13 +154,38 @@ impl Store for WorkerPlatform {
     }
 }
 
-impl Gate for WorkerPlatform {
-    async fn gate(&self, call: GateCall) -> Result<GateReply, String> {
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The gate's RPC surface (`src/entry.mjs` exposes `call` on the `DurableObject`).
+    #[wasm_bindgen(extends = js_sys::Object)]
+    pub type GateRpc;
+
+    #[wasm_bindgen(method, catch)]
+    fn call(this: &GateRpc, body: &str) -> Result<Promise, JsValue>;
+}
+
+impl WorkerPlatform {
+    /// One gate call over RPC.
+    async fn gate_rpc(&self, body: &str) -> Result<String, String> {
+        let rpc = self
+            .gate_rpc_handle()
+            .ok_or("AUTH0_GATE binding is missing")?;
+        let promise = rpc.call(body).map_err(|e| format!("{e:?}"))?;
+        let value = JsFuture::from(promise)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        value
+            .as_string()
+            .ok_or_else(|| "gate answered a non-string".into())
+    }
+
+    /// One gate call over `fetch`, for a deployment whose main module is `build/index.js`
+    /// itself (its Durable Object class can't take RPC).
+    async fn gate_fetch(&self, body: &str) -> Result<String, String> {
         let stub = self.gate_stub().ok_or("AUTH0_GATE binding is missing")?;
-        let body = serde_json::to_string(&call).map_err(|e| e.to_string())?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&body)));
+            .with_body(Some(JsValue::from_str(body)));
         let req = Request::new_with_init("https://gate/call", &init).map_err(|e| e.to_string())?;
         let mut resp = stub
             .fetch_with_request(req)
@@ -148,6 +194,32 @@ impl Gate for WorkerPlatform {
         let text = resp.text().await.map_err(|e| e.to_string())?;
         if resp.status_code() != 200 {
             return Err(format!("gate answered {}: {text}", resp.status_code()));
+        }
+        Ok(text)
+    }
+}
+
+impl Gate for WorkerPlatform {
+    async fn gate(&self, call: GateCall) -> Result<GateReply, String> {
+        let body = serde_json::to_string(&call).map_err(|e| e.to_string())?;
+        let text = if self.rpc_broken.get() {
+            self.gate_fetch(&body).await?
+        } else {
+            match self.gate_rpc(&body).await {
+                Ok(t) => t,
+                Err(e) if e.contains("does not support RPC") => {
+                    worker::console_warn!(
+                        "{}",
+                        serde_json::json!({"level": "warn", "event": "gate_rpc_unavailable", "detail": "main module is not src/entry.mjs; the gate is called with fetch"})
+                    );
+                    self.rpc_broken.set(true);
+                    self.gate_fetch(&body).await?
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(err) = text.strip_prefix('!') {
+            return Err(format!("gate: {err}"));
         }
         serde_json::from_str(&text).map_err(|e| format!("gate reply: {e}"))
     }

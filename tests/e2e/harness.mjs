@@ -80,10 +80,12 @@ export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimi
   const bindings = { ...baseBindings(emulatorUrl), ...overrides };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   return {
-    scriptPath: path.join(root, "build/index.js"),
+    // The same main module as wrangler.toml: src/entry.mjs around build/index.js.
+    scriptPath: path.join(root, "src/entry.mjs"),
+    modulesRoot: root,
     modules: true,
     modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
     compatibilityDate: "2026-04-01",
