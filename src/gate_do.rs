@@ -3,6 +3,8 @@
 //! [`invite_core::gate::handle`] on each call it receives (a JSON `GateCall` in a POST). All
 //! the decisions (pacing, statuses, dedupe, cooldowns) are the core's.
 
+use std::cell::RefCell;
+
 use invite_core::gate::{self, GateCall, GateReply, Ledger};
 use serde::Deserialize;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -11,8 +13,16 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlS
 /// Far future, for rows that never expire (the pacer).
 const NEVER_MS: f64 = 253_402_300_799_000.0;
 
-/// The gate's storage: `ledger(k, v, grp, expire_at)`.
-pub struct SqlLedger<'a>(&'a SqlStorage);
+/// The gate's storage: `ledger(k, v, grp, expire_at)`, except the pacer's state, which lives
+/// in the object's memory. It changes on every reservation, and losing it costs nothing: an
+/// object is evicted only after it has been idle, when Auth0's bucket is full again anyway.
+pub struct SqlLedger<'a> {
+    sql: &'a SqlStorage,
+    pacer: &'a RefCell<Option<String>>,
+}
+
+/// The key whose value stays in memory.
+const PACER_KEY: &str = "pacer";
 
 #[derive(Deserialize)]
 struct Row {
@@ -39,7 +49,7 @@ impl SqlLedger<'_> {
 
     fn rows(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) -> Vec<String> {
         match self
-            .0
+            .sql
             .exec(query, bindings)
             .and_then(|c| c.to_array::<Row>())
         {
@@ -52,7 +62,7 @@ impl SqlLedger<'_> {
     }
 
     fn run(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) {
-        if let Err(e) = self.0.exec(query, bindings) {
+        if let Err(e) = self.sql.exec(query, bindings) {
             worker::console_error!("gate: {query}: {e}");
         }
     }
@@ -60,12 +70,19 @@ impl SqlLedger<'_> {
 
 impl Ledger for SqlLedger<'_> {
     fn get(&self, key: &str) -> Option<String> {
+        if key == PACER_KEY {
+            return self.pacer.borrow().clone();
+        }
         self.rows("SELECT v FROM ledger WHERE k = ?", vec![key.into()])
             .into_iter()
             .next()
     }
 
     fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64) {
+        if key == PACER_KEY {
+            *self.pacer.borrow_mut() = Some(value.to_string());
+            return;
+        }
         let expire = (expire_at_ms as f64).min(NEVER_MS);
         self.run(
             "INSERT INTO ledger (k, v, grp, expire_at) VALUES (?, ?, ?, ?) \
@@ -102,6 +119,7 @@ impl Ledger for SqlLedger<'_> {
 pub struct Auth0Gate {
     sql: SqlStorage,
     ready: bool,
+    pacer: RefCell<Option<String>>,
 }
 
 impl DurableObject for Auth0Gate {
@@ -116,7 +134,11 @@ impl DurableObject for Auth0Gate {
                 false
             }
         };
-        Auth0Gate { sql, ready }
+        Auth0Gate {
+            sql,
+            ready,
+            pacer: RefCell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -137,7 +159,11 @@ impl Auth0Gate {
         }
         let call: GateCall =
             serde_json::from_str(body).map_err(|e| format!("bad gate call: {e}"))?;
-        let reply: GateReply = gate::handle(call, crate::platform::now_ms(), &SqlLedger(&self.sql));
+        let ledger = SqlLedger {
+            sql: &self.sql,
+            pacer: &self.pacer,
+        };
+        let reply: GateReply = gate::handle(call, crate::platform::now_ms(), &ledger);
         serde_json::to_string(&reply).map_err(|e| format!("gate reply: {e}"))
     }
 }

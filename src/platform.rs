@@ -17,6 +17,15 @@ use worker::{
     Stub,
 };
 
+/// Response headers the core looks at.
+const RESPONSE_HEADERS: [&str; 5] = [
+    "content-type",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
+
 /// The Workers implementation of every port. Bindings are looked up when first used, so a
 /// request that needs none (a health check, a 404) pays for none.
 pub struct WorkerPlatform {
@@ -114,7 +123,13 @@ impl Transport for WorkerPlatform {
         }
         let request = Request::new_with_init(&req.url, &init).map_err(err)?;
         let mut resp = Fetch::Request(request).send().await.map_err(err)?;
-        let headers = resp.headers().entries().collect();
+        // Only the headers the core reads (rate limits, retry hints, type): copying every
+        // header across the JS boundary on every call cost measurable CPU.
+        let all = resp.headers();
+        let headers = RESPONSE_HEADERS
+            .iter()
+            .filter_map(|name| all.get(name).ok().flatten().map(|v| (name.to_string(), v)))
+            .collect();
         let status = resp.status_code();
         let body = resp.bytes().await.map_err(err)?;
         Ok(HttpResponse {

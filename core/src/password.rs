@@ -17,6 +17,13 @@ const MAX_DRAWS: usize = 64;
 /// Draws a password of [`PASSWORD_LEN`] characters, uniformly over an 85-character
 /// alphabet (about 256 bits), redrawn until [`meets_policy`] holds.
 pub fn generate(rng: &impl Rng) -> Result<String, String> {
+    // One draw from the host per 256 bytes instead of one per character: on Workers every
+    // draw is a call into JavaScript (`crypto.getRandomValues`).
+    let rng = Buffered {
+        inner: rng,
+        buf: std::cell::RefCell::new((Vec::new(), 0)),
+    };
+    let rng = &rng;
     let alphabet: Vec<char> = [LOWER, UPPER, DIGITS, SYMBOLS].concat().chars().collect();
     for _ in 0..MAX_DRAWS {
         let mut pw = String::with_capacity(PASSWORD_LEN);
@@ -28,6 +35,29 @@ pub fn generate(rng: &impl Rng) -> Result<String, String> {
         }
     }
     Err("random source produced no policy-compliant password".into())
+}
+
+/// Random bytes drawn from `inner` 256 at a time.
+struct Buffered<'a, R: Rng> {
+    inner: &'a R,
+    /// Bytes not handed out yet, and how many of them were.
+    buf: std::cell::RefCell<(Vec<u8>, usize)>,
+}
+
+impl<R: Rng> Rng for Buffered<'_, R> {
+    fn fill(&self, out: &mut [u8]) -> Result<(), String> {
+        let mut state = self.buf.borrow_mut();
+        for b in out {
+            if state.1 >= state.0.len() {
+                state.0 = vec![0u8; 256];
+                self.inner.fill(&mut state.0)?;
+                state.1 = 0;
+            }
+            *b = state.0[state.1];
+            state.1 += 1;
+        }
+        Ok(())
+    }
 }
 
 /// Auth0's "excellent" policy, minus the dictionary check: at least 10 characters, all four
