@@ -2,7 +2,7 @@
 // (Miniflare) against the emulator with a no-I/O baseline (/healthz), and the warm-latency
 // ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), all from
 // the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
-import { statSync, readFileSync } from "node:fs";
+import { statSync, readFileSync, readdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,18 @@ import { Miniflare } from "miniflare";
 import { startEmulator, startWorker } from "../e2e/harness.mjs";
 
 const N = Number(process.env.REPORT_N ?? 200);
+
+/** The workerd processes running now (Linux /proc), by pid. */
+const workerdPids = () => readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
+  try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd"); } catch { return false; }
+});
+/** User + system CPU time of `pids`, in ms (clock ticks of 10 ms). */
+const cpuMs = (pids) => pids.reduce((sum, pid) => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return sum + (Number(f[11]) + Number(f[12])) * 10;
+  } catch { return sum; }
+}, 0);
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const fmt = (ms) => `${ms.toFixed(2)} ms`;
 
@@ -49,6 +61,7 @@ try {
   // Side by side with the plain JS Worker, alternating rounds, same emulator latency. Ours
   // pays one gate (Durable Object) round trip per invite for pacing; the goal is a ratio of
   // at least 1.4 (the JS Worker's p50 over ours).
+  const oursPids = workerdPids();
   const js = new Miniflare({
     modules: true,
     scriptPath: path.join(path.dirname(fileURLToPath(import.meta.url)), "baseline-worker.js"),
@@ -65,6 +78,28 @@ try {
     }
     const ratio = pct(theirs, 0.5) / pct(ours, 0.5);
     console.log(`side by side at ${LAT} ms per call: ours p50 ${fmt(pct(ours, 0.5))}, sequential JS Worker p50 ${fmt(pct(theirs, 0.5))}: ${ratio.toFixed(2)}x faster (goal >= 1.4: ${ratio >= 1.4 ? "met" : "missed"})`);
+
+    // CPU per request, both Workers in the same run: user + system time of each one's workerd
+    // process(es) over alternating rounds (ours includes its Durable Object, which runs there).
+    await emu.config({ latency_ms: 0 });
+    const jsPids = workerdPids().filter((p) => !oursPids.includes(p));
+    const cpu = { ours: { invite: 0, health: 0 }, js: { invite: 0, health: 0 } };
+    const ROUNDS = 6, PER = 50;
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [who, pids, run] of [
+        ["ours", oursPids, (i) => worker.invite({ email: `cpu-ours-${r}-${i}@example.com` })],
+        ["js", jsPids, (i) => jsInvite(`cpu-js-${r}-${i}@example.com`)],
+      ]) {
+        let t = cpuMs(pids);
+        for (let i = 0; i < PER; i++) await run(i);
+        cpu[who].invite += cpuMs(pids) - t;
+        t = cpuMs(pids);
+        for (let i = 0; i < PER; i++) await (who === "ours" ? worker.fetch("/healthz") : js.dispatchFetch("http://js.test/healthz").then((x) => x.text()));
+        cpu[who].health += cpuMs(pids) - t;
+      }
+    }
+    const per = (ms) => (ms / (ROUNDS * PER)).toFixed(2);
+    console.log(`CPU per warm invite: ours ${per(cpu.ours.invite)} ms, JS Worker ${per(cpu.js.invite)} ms; per GET /healthz: ours ${per(cpu.ours.health)} ms, JS Worker ${per(cpu.js.health)} ms (${ROUNDS * PER} each, 10 ms clock ticks)`);
   } finally {
     await js.dispose();
   }
