@@ -8,12 +8,11 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { chromium } from "playwright-core";
-import { startEmulator, startWorkerHttp, eventually } from "./harness.mjs";
+import { startEmulator, startWorkerHttp, until } from "./harness.mjs";
 
 const ACCEPTED_MESSAGE = "Check your inbox for a link to set your password.";
 const STEP_TIMEOUT_MS = 10_000;
 /** How long the queue consumer gets to do a sign-up's Auth0 work and email (after the 202). */
-const PROCESSED_MS = 15_000;
 
 let emu;
 let worker;
@@ -76,18 +75,6 @@ after(async () => {
     await new Promise((resolve) => server.close(resolve));
   }
 });
-
-/**
- * Polls `probe` until `ok(value)` holds (at most `ms`) and returns the value; fails naming
- * `what` and the last value seen. The public route accepts, then the queue consumer creates
- * the user and sends the email shortly after.
- */
-async function until(what, probe, ok, ms = PROCESSED_MS) {
-  let last;
-  const done = await eventually(async () => ok((last = await probe())), ms);
-  assert.ok(done, `${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
-  return last;
-}
 
 /** Waits until `email` has its email (the consumer's last step) and returns its users. */
 async function processed(email) {

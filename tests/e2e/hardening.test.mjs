@@ -6,22 +6,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import {
-  startEmulator, startWorker, startWorkerHttp, standardHeaders, eventually, API_KEY, STANDARD_SECRET,
-} from "./harness.mjs";
+  startEmulator, startWorker, startWorkerHttp, standardHeaders, API_KEY, STANDARD_SECRET, until } from "./harness.mjs";
 
-/** How long the queue consumer gets to do an invite's Auth0 work and email. */
-const PROCESSED_MS = 15_000;
-
-/**
- * Polls `probe` until `ok(value)` holds (at most `ms`) and returns the value; fails naming
- * `what` and the last value seen.
- */
-async function until(what, probe, ok, ms = PROCESSED_MS) {
-  let last;
-  const done = await eventually(async () => ok((last = await probe())), ms);
-  assert.ok(done, `${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
-  return last;
-}
 
 let emu;
 let worker;

@@ -240,3 +240,17 @@ export async function signupProgress(emu, emails, role = "beta-tester") {
     missing,
   };
 }
+
+/** How long the queue consumer gets to do an invite's Auth0 work and email. */
+export const PROCESSED_MS = 15_000;
+
+/**
+ * Polls `probe` until `ok(value)` holds (at most `ms`) and returns the value; fails naming
+ * `what` and the last value seen.
+ */
+export async function until(what, probe, ok, ms = PROCESSED_MS) {
+  let last;
+  const done = await eventually(async () => ok((last = await probe())), ms);
+  if (!done) throw new Error(`${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
+  return last;
+}

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
-import { startEmulator, workerOptions, eventually } from "./harness.mjs";
+import { startEmulator, workerOptions, until } from "./harness.mjs";
 
 const ACCEPTED = { status: "accepted", message: "Check your inbox for a link to set your password." };
 let emu;
@@ -30,19 +30,6 @@ async function publicWorker(overrides = {}, limit = 1000) {
   };
 }
 
-/** How long the queue consumer gets to do an invite's Auth0 work and email. */
-const PROCESSED_MS = 15_000;
-
-/**
- * Polls `probe` until `ok(value)` holds (at most `ms`) and returns the value; fails naming
- * `what` and the last value seen.
- */
-async function until(what, probe, ok, ms = PROCESSED_MS) {
-  let last;
-  const done = await eventually(async () => ok((last = await probe())), ms);
-  assert.ok(done, `${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
-  return last;
-}
 
 /** Waits for `email`'s outbox to hold `n` messages, and returns them. */
 const outboxOf = (email, n = 1) =>
