@@ -15,7 +15,6 @@ use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
 use crate::payments::MAX_WEBHOOK_BYTES;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
 use crate::public::MAX_PUBLIC_BODY;
-use crate::queue::invite_calls;
 use crate::secret::{bearer_token, match_api_key};
 use crate::token::IsolateCache;
 use crate::{page, payments, public, trusted};
@@ -364,8 +363,7 @@ async fn invite_authorized<P: Platform>(
     let client = cx.client();
     // The whole invite is admitted by the tenant's pacer first (one gate round trip), or
     // refused with an honest Retry-After before any Auth0 call.
-    let calls = invite_calls(&input) + client.uncached_roles(&input.roles).await;
-    client.admit(calls).await?;
+    client.admit(&input).await?;
     let out = run_invite(&client, cx.cfg, cx.p, input, label).await?;
     Ok(HttpResponse::json(
         if out.created { 201 } else { 200 },

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::error::{Service, UpstreamError};
 use crate::gate::{GateCall, GateReply};
+use crate::invite::InviteInput;
 use crate::platform::{HttpRequest, HttpResponse, KvOp, Platform};
 use crate::retry::{decide, Decision, Failure};
 use crate::token::{
@@ -335,17 +336,23 @@ impl<'a, P: Platform> Auth0<'a, P> {
     /// Asks the gate for slots for a whole invite's `calls` Management calls, before any of
     /// them. Refused (nothing reserved, nothing sent) when the last slot would leave too little
     /// of the deadline: a 503 with an honest `Retry-After` instead of a half-done invite.
-    pub async fn admit(&self, calls: u32) -> Result<(), UpstreamError> {
+    pub async fn admit(&self, input: &InviteInput) -> Result<(), UpstreamError> {
         let now = self.p.now_ms();
         let budget = self.ctx.deadline_ms.get().saturating_sub(now);
         // Leave room for the calls themselves after the last slot.
         let max_wait_ms = budget.saturating_sub((budget / 3).min(2_000));
-        self.admit_within(calls, max_wait_ms).await
+        self.admit_within(input, max_wait_ms).await
     }
 
     /// [`Auth0::admit`] with an explicit longest wait for the last slot (the queue consumer
-    /// may wait longer than a caller would).
-    pub async fn admit_within(&self, calls: u32, max_wait_ms: u64) -> Result<(), UpstreamError> {
+    /// may wait longer than a caller would). The invite's calls are its warm calls plus one
+    /// lookup per role in neither cache.
+    pub async fn admit_within(
+        &self,
+        input: &InviteInput,
+        max_wait_ms: u64,
+    ) -> Result<(), UpstreamError> {
+        let calls = input.management_calls() + self.uncached_roles(&input.roles).await;
         match self.reserve(calls, max_wait_ms).await {
             Some(GateReply::Busy { retry_after_ms }) => Err(UpstreamError::RateLimited {
                 service: Service::Auth0,
@@ -610,7 +617,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// How many of `roles` are in neither cache: each costs a Management call (a lookup) that
     /// the invite's admission must book too.
-    pub async fn uncached_roles(&self, roles: &[String]) -> u32 {
+    async fn uncached_roles(&self, roles: &[String]) -> u32 {
         if self.cfg.role_mode != crate::config::RoleMode::Rbac {
             return 0;
         }

@@ -187,6 +187,12 @@ async fn send_auth0_email<P: Platform>(
     Ok(())
 }
 
+/// Whether an emailed invite needs a ticket: only our own template carries the link; Auth0's
+/// Change Password email makes its own.
+pub fn emailed_with_ticket(cfg: &Config) -> bool {
+    matches!(cfg.webhooks.delivery, EmailDelivery::Resend { .. })
+}
+
 /// What an emailed invite's caller learns. It has no ticket URL: only the invitee's inbox
 /// ever gets the link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,7 +218,7 @@ pub async fn invite_and_email<P: Platform>(
     invited_by: &str,
     idempotency_key: &str,
 ) -> Result<Delivered, InviteError> {
-    input.want_ticket = matches!(cx.cfg.webhooks.delivery, EmailDelivery::Resend { .. });
+    input.want_ticket = emailed_with_ticket(cx.cfg);
     input.email_verified = false;
     let email = input.email.clone();
     let client = cx.client();

@@ -69,6 +69,27 @@ pub struct QueuedInvite {
     pub idempotency_key: String,
 }
 
+impl QueuedInvite {
+    /// A message; `invited_by` is the API key's label, or the source for emailed invites.
+    pub fn new(
+        id: String,
+        kind: Kind,
+        input: InviteInput,
+        greeting: Option<String>,
+        invited_by: &str,
+        idempotency_key: String,
+    ) -> Self {
+        QueuedInvite {
+            id,
+            kind,
+            input,
+            greeting,
+            invited_by: invited_by.to_string(),
+            idempotency_key,
+        }
+    }
+}
+
 /// Where an invite is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

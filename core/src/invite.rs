@@ -68,6 +68,13 @@ pub struct InviteInput {
 }
 
 impl InviteInput {
+    /// Management calls of this invite when the caches are warm: create the user, assign the
+    /// roles (if any), create the ticket (if one is wanted). More (a role lookup, a 409's user
+    /// lookup, a retry) are booked as they come, or counted at admission.
+    pub fn management_calls(&self) -> u32 {
+        1 + u32::from(!self.roles.is_empty()) + u32::from(self.want_ticket)
+    }
+
     /// An invite of `email` with no roles, profile or metadata, emailed and unverified: the
     /// base the public and webhook routes fill in.
     pub fn for_email(email: &str) -> Self {

@@ -12,11 +12,11 @@ use crate::auth0::Ctx;
 use crate::config::Config;
 use crate::email;
 use crate::error::{ApiError, ErrorCode};
-use crate::gate::Kind;
+use crate::gate::{Kind, QueuedInvite};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::invite::{clean_name, default_ticket_target, InviteInput, OnExisting, MAX_NAME_CHARS};
 use crate::platform::Platform;
-use crate::queue::{accept, emailed, new_id, Acceptance};
+use crate::queue::{accept, new_id, Acceptance};
 use crate::webhook::{verify_standard, verify_stripe};
 
 /// Largest accepted webhook body.
@@ -295,11 +295,12 @@ async fn process<P: Platform>(
     let id = new_id(cx.p, "inv")?;
     // A signed sender's customer is greeted by the (cleaned) name they gave the sender. The
     // event id keys the email provider's idempotency.
-    let message = emailed(
+    let message = QueuedInvite::new(
         id.clone(),
         kind,
         input,
         invite.name.clone(),
+        kind.as_str(),
         format!("webhook:{event}"),
     );
     // Exactly once: the gate records the event id (strongly consistent, one writer) before

@@ -11,12 +11,12 @@ use crate::auth0::{error_message, Ctx};
 use crate::config::Config;
 use crate::email;
 use crate::error::{ApiError, ErrorCode, Service, ValidationError};
-use crate::gate::Kind;
+use crate::gate::{Kind, QueuedInvite};
 use crate::http::{media_type, HttpRequest, HttpResponse};
 use crate::invite::{clean_name, default_ticket_target, InviteInput, OnExisting, MAX_NAME_CHARS};
 use crate::page;
 use crate::platform::{random_hex, Platform};
-use crate::queue::{accept, emailed, new_id, Acceptance};
+use crate::queue::{accept, new_id, Acceptance};
 
 /// Largest accepted body.
 pub const MAX_PUBLIC_BODY: usize = 8 * 1024;
@@ -285,11 +285,12 @@ pub async fn invite<P: Platform>(
     input.on_existing = OnExisting::KeepRoles;
     let id = new_id(p, "inv")?;
     // Greeted neutrally: an anonymous caller's text never reaches somebody else's inbox.
-    let message = emailed(
+    let message = QueuedInvite::new(
         id.clone(),
         Kind::Public,
         input,
         None,
+        Kind::Public.as_str(),
         format!("public:{id}"),
     );
     // No Auth0 call on this path: the answer is the same, in bytes and in time, for new and

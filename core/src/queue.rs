@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::auth0::{Ctx, RequestState};
 use crate::config::Config;
-use crate::delivery::{cooldown_key, invite_and_email, Sent};
+use crate::delivery::{cooldown_key, emailed_with_ticket, invite_and_email, Sent};
 use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
-use crate::gate::{Begin, GateCall, GateReply, Kind, QueuedInvite};
+use crate::gate::{Begin, GateCall, GateReply, QueuedInvite};
 use crate::invite::run_invite;
 use crate::platform::{random_hex, Platform};
 use crate::time::rfc3339;
@@ -21,12 +21,6 @@ use crate::token::IsolateCache;
 /// Longest a consumer waits for the pacer to admit an invite before it defers the message (a
 /// consumer invocation may run for minutes; a caller would not wait this long).
 pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
-/// Management calls of a warm invite: create the user, assign roles (if any), create the
-/// ticket (if one is wanted). Uncached role lookups are added by the caller; more (a 409's
-/// user lookup, a retry) are booked as they come.
-pub fn invite_calls(input: &crate::invite::InviteInput) -> u32 {
-    1 + u32::from(!input.roles.is_empty()) + u32::from(input.want_ticket)
-}
 
 /// A new invite id, `inv_` and 16 random hex digits.
 pub fn new_id(p: &impl Platform, prefix: &str) -> Result<String, ApiError> {
@@ -202,15 +196,11 @@ async fn run<P: Platform>(
     let client = cx.client();
     let mut input = msg.input.clone();
     if msg.kind.emailed() {
-        input.want_ticket = matches!(
-            cx.cfg.webhooks.delivery,
-            crate::config::EmailDelivery::Resend { .. }
-        );
+        input.want_ticket = emailed_with_ticket(cx.cfg);
     }
-    let calls = invite_calls(&input) + client.uncached_roles(&input.roles).await;
     if let Err(UpstreamError::RateLimited {
         retry_after_sec, ..
-    }) = client.admit_within(calls, CONSUMER_ADMIT_WAIT_MS).await
+    }) = client.admit_within(&input, CONSUMER_ADMIT_WAIT_MS).await
     {
         release(cx, msg, "paced").await;
         let delay_sec = u32::try_from(retry_after_sec)
@@ -324,22 +314,4 @@ pub async fn dead_letter<P: Platform>(msg: &QueuedInvite, p: &P) -> String {
         "hint": "fix the cause, then POST /v1/invites/{id}/retry with an API key",
     })
     .to_string()
-}
-
-/// The message of an emailed invite (public form or webhook).
-pub fn emailed(
-    id: String,
-    kind: Kind,
-    input: crate::invite::InviteInput,
-    greeting: Option<String>,
-    idempotency_key: String,
-) -> QueuedInvite {
-    QueuedInvite {
-        id,
-        kind,
-        input,
-        greeting,
-        invited_by: kind.as_str().to_string(),
-        idempotency_key,
-    }
 }

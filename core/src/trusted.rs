@@ -31,14 +31,7 @@ pub fn prefers_async(req: &HttpRequest) -> bool {
 }
 
 fn trusted_message(id: String, input: crate::invite::InviteInput, label: &str) -> QueuedInvite {
-    QueuedInvite {
-        idempotency_key: id.clone(),
-        id,
-        kind: Kind::Trusted,
-        input,
-        greeting: None,
-        invited_by: label.to_string(),
-    }
+    QueuedInvite::new(id.clone(), Kind::Trusted, input, None, label, id)
 }
 
 /// `POST /v1/invites` with `Prefer: respond-async`: 202 and `Location: /v1/invites/{id}`.
