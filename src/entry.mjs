@@ -1,13 +1,45 @@
-// The Worker's main module. It re-exports the Rust Worker that worker-build emits
-// (build/index.js: the fetch and queue handlers) and declares the Auth0Gate Durable Object as
-// a real `DurableObject` subclass around the Rust one. workerd only takes RPC calls on such a
-// subclass, and worker-build 0.8.7 doesn't emit one, so this is the one place that does:
-// callers reach the gate with `stub.call(json)` (a third of a `fetch` round trip). Nothing
-// else lives here; the logic is in Rust (src/gate_do.rs, core/src/gate.rs).
+// The Worker's main module, around the Rust Worker that worker-build emits (build/index.js).
+//
+// 1. The fetch and queue handlers are a plain object calling the Rust handlers directly.
+//    build/index.js exports them as a `WorkerEntrypoint` class behind a Proxy, which workerd
+//    constructs anew for every request and whose every method call goes through two more
+//    Proxies: a CPU profile put that at about a third of a trivial request's CPU time. What
+//    the Proxy is for is kept: after a wasm trap (a panic aborts) the module is marked broken,
+//    and the next call goes through worker-build's class, which re-instantiates it.
+// 2. The Auth0Gate Durable Object is a real `DurableObject` subclass around the Rust one.
+//    workerd only takes RPC calls on such a subclass, and worker-build 0.8.7 doesn't emit one:
+//    callers reach the gate with `stub.call(json)` (a third of a `fetch` round trip).
+// Nothing else lives here; the logic is in Rust (src/lib.rs, src/gate_do.rs, core/).
 import { DurableObject } from "cloudflare:workers";
-import worker, { Auth0Gate as RustGate } from "../build/index.js";
+import RustWorker, { Auth0Gate as RustGate } from "../build/index.js";
 
-export default worker;
+const state = globalThis.__worker_init_state;
+const { fetch: rustFetch, queue: rustQueue } = RustWorker.prototype;
+
+/** `this` for a Rust handler: the bindings and context, or after a trap a fresh instance. */
+const entrypoint = (env, ctx) => (state?.criticalError ? new RustWorker(ctx, env) : { env, ctx });
+
+const trapped = (e) => {
+  if (e instanceof WebAssembly.RuntimeError && state) state.criticalError = true;
+  throw e;
+};
+
+export default {
+  fetch(request, env, ctx) {
+    try {
+      return rustFetch.call(entrypoint(env, ctx), request).catch(trapped);
+    } catch (e) {
+      return trapped(e);
+    }
+  },
+  queue(batch, env, ctx) {
+    try {
+      return rustQueue.call(entrypoint(env, ctx), batch).catch(trapped);
+    } catch (e) {
+      return trapped(e);
+    }
+  },
+};
 
 export class Auth0Gate extends DurableObject {
   constructor(ctx, env) {

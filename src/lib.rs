@@ -14,19 +14,21 @@ pub mod platform;
 mod entry {
     use std::rc::Rc;
 
-    use futures::StreamExt;
     use invite_core::config::ConfigError;
     use invite_core::gate::QueuedInvite;
     use invite_core::queue::{dead_letter, process, Settle};
     use invite_core::{
         handle, BodyError, BodySource, Config, HttpRequest, InviteQueue, IsolateCache, Store,
     };
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+    use worker::worker_sys::web_sys;
     use worker::{
-        console_error, console_log, event, Context, Env, Headers, MessageBatch, MessageExt,
-        QueueRetryOptionsBuilder, RawMessage, Request, Response, Result,
+        console_error, console_log, event, Context, Env, MessageBatch, MessageExt,
+        QueueRetryOptionsBuilder, RawMessage, Result,
     };
 
-    use crate::platform::WorkerPlatform;
+    use crate::platform::{js_error_text, WorkerPlatform};
 
     thread_local! {
         /// Isolate memory: the first tier of the token and role caches.
@@ -81,46 +83,95 @@ mod entry {
     }
 
     /// The request line and headers; the body stays in the platform until a route asks for
-    /// it through [`WorkerBody`].
-    fn to_core(req: &Request) -> HttpRequest {
+    /// it through [`WorkerBody`]. The headers cross the JS boundary as one JSON string
+    /// (`JSON.stringify(Array.from(headers))`): iterating them entry by entry cost two JS calls
+    /// and two string copies per header.
+    fn to_core(req: &web_sys::Request) -> HttpRequest {
+        let headers = js_sys::JSON::stringify(&js_sys::Array::from(req.headers().as_ref()))
+            .ok()
+            .and_then(|s| s.as_string())
+            .and_then(|s| serde_json::from_str::<Vec<(String, String)>>(&s).ok())
+            .unwrap_or_default();
         HttpRequest {
-            method: req.method().to_string(),
-            url: req
-                .url()
-                .map(|u| u.to_string())
-                .unwrap_or_else(|_| req.path()),
-            headers: req.headers().entries().collect(),
+            method: req.method(),
+            url: req.url(),
+            headers,
             body: Vec::new(),
         }
     }
 
-    /// The inbound body as a stream, read chunk by chunk and abandoned as soon as it passes
-    /// the route's limit: an oversized body never sits in isolate memory.
-    struct WorkerBody(Request);
+    /// The inbound body, read only when a route asks, and never past the route's limit. With
+    /// a `Content-Length` (the usual case) it is refused unread when too large, else read in
+    /// one `arrayBuffer()`; without one (chunked) it is streamed and abandoned as soon as it
+    /// passes the limit: an oversized body never sits in isolate memory.
+    struct WorkerBody(web_sys::Request);
 
     impl BodySource for WorkerBody {
-        async fn read_limited(mut self, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
-            if self.0.inner().body().is_none() {
+        async fn read_limited(self, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
+            let unreadable = |e: wasm_bindgen::JsValue| BodyError::Unreadable(js_error_text(&e));
+            if self.0.body().is_none() {
                 return Ok(Vec::new());
             }
-            let mut stream = self
+            let declared = self
                 .0
-                .stream()
-                .map_err(|e| BodyError::Unreadable(e.to_string()))?;
-            let mut out = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| BodyError::Unreadable(e.to_string()))?;
-                if out.len() + chunk.len() > limit {
-                    return Err(BodyError::TooLarge);
+                .headers()
+                .get("content-length")
+                .ok()
+                .flatten()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match declared {
+                Some(n) if n > limit as u64 => Err(BodyError::TooLarge),
+                Some(_) => {
+                    let promise = self.0.array_buffer().map_err(unreadable)?;
+                    let buf = JsFuture::from(promise).await.map_err(unreadable)?;
+                    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+                    if bytes.len() > limit {
+                        return Err(BodyError::TooLarge);
+                    }
+                    Ok(bytes)
                 }
-                out.extend_from_slice(&chunk);
+                None => read_stream_limited(&self.0, limit).await,
             }
-            Ok(out)
         }
     }
 
+    /// A body without a `Content-Length` (chunked), read chunk by chunk with one reader and
+    /// cancelled as soon as it passes `limit`. (Not `worker::ByteStream`: it takes and
+    /// releases the reader's lock around every chunk, several JS calls each.)
+    async fn read_stream_limited(
+        req: &web_sys::Request,
+        limit: usize,
+    ) -> std::result::Result<Vec<u8>, BodyError> {
+        let unreadable = |e: wasm_bindgen::JsValue| BodyError::Unreadable(js_error_text(&e));
+        let Some(body) = req.body() else {
+            return Ok(Vec::new());
+        };
+        let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+        let mut out = Vec::new();
+        loop {
+            let step = JsFuture::from(reader.read()).await.map_err(unreadable)?;
+            let done = js_sys::Reflect::get(&step, &"done".into()).map_err(unreadable)?;
+            if done.is_truthy() {
+                return Ok(out);
+            }
+            let chunk = js_sys::Reflect::get(&step, &"value".into()).map_err(unreadable)?;
+            let chunk: js_sys::Uint8Array = chunk.unchecked_into();
+            if out.len() + chunk.length() as usize > limit {
+                // Stop the upload here: nothing more is read or kept.
+                let _ = reader.cancel();
+                return Err(BodyError::TooLarge);
+            }
+            let start = out.len();
+            out.resize(start + chunk.length() as usize, 0);
+            chunk.copy_to(&mut out[start..]);
+        }
+    }
+
+    /// The fetch handler, on the runtime's own `Request` and `Response`: `worker::Request`
+    /// would read `request.cf` (a JS object built on access) and parse the URL on every
+    /// request, which none of our routes need.
     #[event(fetch)]
-    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
         let (config, platform) = environment(&env);
         let platform = Rc::new(platform);
         let cache = CACHE.with(Rc::clone);
@@ -146,13 +197,27 @@ mod entry {
             });
         }
 
-        let headers = Headers::new();
+        let js = |e: wasm_bindgen::JsValue| worker::Error::RustError(js_error_text(&e));
+        let headers = web_sys::Headers::new().map_err(js)?;
         for (k, v) in &handled.response.headers {
-            headers.set(k, v)?;
+            headers.set(k, v).map_err(js)?;
         }
-        Ok(Response::from_bytes(handled.response.body)?
-            .with_status(handled.response.status)
-            .with_headers(headers))
+        let init = web_sys::ResponseInit::new();
+        init.set_status(handled.response.status);
+        init.set_headers(&headers);
+        let body = &handled.response.body;
+        if body.is_empty() {
+            web_sys::Response::new_with_opt_str_and_init(None, &init)
+        } else {
+            match std::str::from_utf8(body) {
+                Ok(text) => web_sys::Response::new_with_opt_str_and_init(Some(text), &init),
+                Err(_) => web_sys::Response::new_with_opt_js_u8_array_and_init(
+                    Some(&js_sys::Uint8Array::from(body.as_slice())),
+                    &init,
+                ),
+            }
+        }
+        .map_err(js)
     }
 
     /// The dead-letter queue's name (`dead_letter_queue` in wrangler.toml).

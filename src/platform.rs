@@ -6,16 +6,14 @@ use invite_core::platform::{StoreError, TransportError};
 use invite_core::{
     Clock, Gate, HttpRequest, HttpResponse, InviteQueue, KvOp, RateLimit, Rng, Store, Transport,
 };
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Promise};
 use std::cell::OnceCell;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
+use worker::worker_sys::web_sys;
 use worker::RateLimiter;
-use worker::{
-    BatchMessageBuilder, Env, Fetch, Headers, Method, Queue, Request, RequestInit, SendMessage,
-    Stub,
-};
+use worker::{BatchMessageBuilder, Env, Method, Queue, Request, RequestInit, SendMessage, Stub};
 
 /// Response headers the core looks at.
 const RESPONSE_HEADERS: [&str; 5] = [
@@ -108,21 +106,29 @@ impl WorkerPlatform {
 }
 
 impl Transport for WorkerPlatform {
+    /// One outbound call, on the runtime's own `fetch` and `Response.arrayBuffer()`:
+    /// `worker::Fetch` builds a `Request` object first and reads the answer through a
+    /// `ReadableStream` reader (a lock, a read and a release per chunk, each a JS round trip
+    /// and a microtask), which the CPU profile showed costing more than the call itself.
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let err = |e: worker::Error| TransportError(e.to_string());
-        let headers = Headers::new();
+        let err = |e: JsValue| TransportError(js_error_text(&e));
+        let headers = web_sys::Headers::new().map_err(err)?;
         for (k, v) in &req.headers {
             headers.set(k, v).map_err(err)?;
         }
-        let mut init = RequestInit::new();
-        init.with_method(Method::from(req.method.clone()))
-            .with_headers(headers);
+        let init = web_sys::RequestInit::new();
+        init.set_method(req.method.as_str());
+        init.set_headers(&headers);
         if !req.body.is_empty() {
-            let body = js_sys::Uint8Array::from(req.body.as_slice());
-            init.with_body(Some(body.into()));
+            match std::str::from_utf8(&req.body) {
+                Ok(text) => init.set_body(&JsValue::from_str(text)),
+                Err(_) => init.set_body(&js_sys::Uint8Array::from(req.body.as_slice())),
+            }
         }
-        let request = Request::new_with_init(&req.url, &init).map_err(err)?;
-        let mut resp = Fetch::Request(request).send().await.map_err(err)?;
+        let resp: web_sys::Response = JsFuture::from(global_fetch(&req.url, &init).map_err(err)?)
+            .await
+            .map_err(err)?
+            .unchecked_into();
         // Only the headers the core reads (rate limits, retry hints, type): copying every
         // header across the JS boundary on every call cost measurable CPU.
         let all = resp.headers();
@@ -130,14 +136,31 @@ impl Transport for WorkerPlatform {
             .iter()
             .filter_map(|name| all.get(name).ok().flatten().map(|v| (name.to_string(), v)))
             .collect();
-        let status = resp.status_code();
-        let body = resp.bytes().await.map_err(err)?;
+        let status = resp.status();
+        let body = JsFuture::from(resp.array_buffer().map_err(err)?)
+            .await
+            .map_err(err)?;
         Ok(HttpResponse {
             status,
             headers,
-            body,
+            body: js_sys::Uint8Array::new(&body).to_vec(),
         })
     }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The runtime's global `fetch(url, init)`.
+    #[wasm_bindgen(js_name = fetch, catch)]
+    fn global_fetch(url: &str, init: &web_sys::RequestInit) -> Result<Promise, JsValue>;
+}
+
+/// A thrown JS value as text (an `Error`'s message, or the value itself).
+pub fn js_error_text(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "unknown JavaScript error".into())
 }
 
 impl Store for WorkerPlatform {
@@ -297,10 +320,14 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), String> {
     getrandom::fill(buf).map_err(|e| e.to_string())
 }
 
-fn global_fn(name: &str) -> Option<Function> {
-    Reflect::get(&js_sys::global(), &JsValue::from_str(name))
-        .ok()
-        .and_then(|f| f.dyn_into::<Function>().ok())
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The runtime's `setTimeout` (its id is a number in workerd, an object in Node).
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &Function, ms: f64) -> JsValue;
+
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
 }
 
 /// Clears a `setTimeout` when its future is dropped (e.g. a timeout that lost a race).
@@ -308,9 +335,7 @@ struct ClearOnDrop(JsValue);
 
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
-        if let Some(clear) = global_fn("clearTimeout") {
-            let _ = clear.call1(&JsValue::UNDEFINED, &self.0);
-        }
+        clear_timeout(&self.0);
     }
 }
 
@@ -318,20 +343,11 @@ impl Drop for ClearOnDrop {
 ///
 /// Not `worker::Delay`: it unwraps `setTimeout`'s result as a number, which panics where the
 /// id is an object (Node, where the wasm32 tests run). This version never panics and clears
-/// its timer when dropped.
+/// its timer when dropped (every upstream call races one: most are cleared).
 pub async fn sleep_ms(ms: u64) {
     let mut id = JsValue::UNDEFINED;
-    let promise = Promise::new(&mut |resolve: Function, _reject: Function| match global_fn(
-        "setTimeout",
-    ) {
-        Some(set) => {
-            if let Ok(v) = set.call2(&JsValue::UNDEFINED, &resolve, &JsValue::from_f64(ms as f64)) {
-                id = v;
-            }
-        }
-        None => {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        }
+    let promise = Promise::new(&mut |resolve: Function, _reject: Function| {
+        id = set_timeout(&resolve, ms as f64);
     });
     let _guard = ClearOnDrop(id);
     let _ = JsFuture::from(promise).await;

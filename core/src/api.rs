@@ -127,7 +127,7 @@ pub async fn handle<P: Platform>(
     let request_id = random_hex(p, 8).unwrap_or_else(|_| "0".repeat(16));
     // Inbound URLs are absolute in the Worker (the origin matters for CORS); tests may pass
     // a bare path.
-    let (path, self_origin) = match url::Url::parse(&req.url) {
+    let (path, self_origin) = match crate::http::parse_url(&req.url) {
         Ok(u) => (u.path().to_string(), Some(origin_of(&u))),
         Err(_) => (
             req.url.split(['?', '#']).next().unwrap_or("").to_string(),

@@ -235,7 +235,7 @@ pub fn check_redirect_target(raw: &str) -> Result<(), &'static str> {
 
 /// Parses an absolute https URL (http only for loopback hosts).
 pub fn parse_web_url(raw: &str) -> Result<Url, &'static str> {
-    let url = Url::parse(raw).map_err(|_| "is not an absolute URL")?;
+    let url = crate::http::parse_url(raw).map_err(|_| "is not an absolute URL")?;
     let host = url.host_str().ok_or("has no host")?;
     match url.scheme() {
         "https" => Ok(url),
@@ -404,7 +404,7 @@ fn read_public<F: Fn(&str) -> Option<String>>(
                 .push("ALLOWED_ORIGINS must list origins; '*' is not allowed".into());
             continue;
         }
-        match Url::parse(&entry) {
+        match crate::http::parse_url(&entry) {
             Ok(url) if origin_of(&url) == entry.trim_end_matches('/') => {
                 allowed_origins.push(origin_of(&url))
             }
@@ -436,7 +436,7 @@ impl Config {
         if !auth0_domain.is_empty()
             && (auth0_domain.contains("://")
                 || auth0_domain.contains('/')
-                || Url::parse(&format!("https://{auth0_domain}")).is_err())
+                || crate::http::parse_url(&format!("https://{auth0_domain}")).is_err())
         {
             r.problems.push(
                 "AUTH0_DOMAIN must be a host name such as acme.eu.auth0.com, without scheme or path"

@@ -154,3 +154,62 @@ pub fn check_json_type(req: &HttpRequest) -> Result<(), ValidationError> {
     }
     Ok(())
 }
+
+/// Parses an absolute URL, with its host's ASCII letters lower-cased first.
+///
+/// The bundle carries no IDNA tables (`idna_adapter` 1.0, see core/Cargo.toml), and without
+/// them the `url` crate leaves an upper-case ASCII host as it is (and asserts against it in
+/// debug builds) instead of lower-casing it. Lower-casing the authority here gives what the
+/// full tables would for every ASCII host; a non-ASCII host still fails to parse.
+pub fn parse_url(raw: &str) -> Result<url::Url, url::ParseError> {
+    let Some(scheme_end) = raw.find("://") else {
+        return url::Url::parse(raw);
+    };
+    let start = scheme_end + 3;
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    if !raw[start..end].bytes().any(|b| b.is_ascii_uppercase()) {
+        return url::Url::parse(raw);
+    }
+    let mut s = String::with_capacity(raw.len());
+    s.push_str(&raw[..start]);
+    s.push_str(&raw[start..end].to_ascii_lowercase());
+    s.push_str(&raw[end..]);
+    url::Url::parse(&s)
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::parse_url;
+
+    #[test]
+    fn hosts_are_lower_cased_and_the_rest_kept() {
+        let check = |raw: &str, host: Option<&str>, path: &str| {
+            let u = parse_url(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(u.host_str(), host, "{raw}");
+            assert_eq!(u.path(), path, "{raw}");
+        };
+        check(
+            "https://App.EXAMPLE.com/Welcome?X=Y",
+            Some("app.example.com"),
+            "/Welcome",
+        );
+        check("HTTPS://EXAMPLE.COM", Some("example.com"), "/");
+        check(
+            "http://LOCALHOST:8787/Path#Frag",
+            Some("localhost"),
+            "/Path",
+        );
+        check(
+            "https://xn--bcher-kva.example/",
+            Some("xn--bcher-kva.example"),
+            "/",
+        );
+        assert!(
+            parse_url("https://bücher.example/").is_err(),
+            "non-ASCII hosts are refused"
+        );
+        assert!(parse_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,54 @@
+// CPU profile of the built Worker in workerd, through workerd's V8 inspector: samples a
+// stretch of warm invites (or GET /healthz) and prints the functions with the most self time.
+// Build with names kept (PROFILE_BUILD) to see Rust function names. Usage:
+//   node tests/bench/profile.mjs [invite|healthz] [N]
+import WebSocket from "ws";
+import { Miniflare } from "miniflare";
+import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
+
+const what = process.argv[2] ?? "invite";
+const N = Number(process.argv[3] ?? 300);
+const PORT = 9239;
+const emu = await startEmulator();
+const mf = new Miniflare({ ...workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" }), inspectorPort: PORT });
+await mf.ready;
+const run = async (i) => {
+  const r = what === "healthz"
+    ? await mf.dispatchFetch("http://worker.test/healthz")
+    : await mf.dispatchFetch("http://worker.test/v1/invites", {
+      method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ email: `prof${i}@example.com` }) });
+  await r.text();
+};
+for (let i = 0; i < 20; i++) await run(-1 - i);
+const targets = await (await fetch(`http://127.0.0.1:${PORT}/json`)).json();
+const results = [];
+for (const t of targets) {
+  const ws = new WebSocket(t.webSocketDebuggerUrl);
+  await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
+  let id = 0; const pending = new Map();
+  ws.on("message", (m) => { const d = JSON.parse(m); if (pending.has(d.id)) { pending.get(d.id)(d); pending.delete(d.id); } });
+  const send = (method, params = {}) => new Promise((r) => { const i = ++id; pending.set(i, r); ws.send(JSON.stringify({ id: i, method, params })); });
+  results.push({ t, ws, send });
+}
+for (const { send } of results) { await send("Profiler.enable"); await send("Profiler.setSamplingInterval", { interval: 50 }); await send("Profiler.start"); }
+for (let i = 0; i < N; i++) await run(i);
+for (const { t, ws, send } of results) {
+  const { result } = await send("Profiler.stop");
+  const p = result.profile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dt = p.timeDeltas; let total = 0;
+  p.samples.forEach((s, i) => {
+    const n = byId.get(s); const f = n.callFrame;
+    const key = `${f.functionName || "(anon)"} ${f.url ? f.url.split("/").pop() : ""}`;
+    self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0)); total += dt[i] ?? 0;
+  });
+  const rows = [...self.entries()].sort((a, b) => b[1] - a[1]);
+  const busy = rows.filter(([k]) => !k.startsWith("(idle)") && !k.startsWith("(program)")).reduce((s, [, v]) => s + v, 0);
+  console.log(`\n== ${t.title} ${t.url ?? ""}: busy ${(busy / 1000 / N).toFixed(3)} ms per ${what} (sampled)`);
+  for (const [k, v] of rows.slice(0, 40)) console.log(`${(v / 1000 / N).toFixed(4).padStart(8)} ms  ${k.slice(0, 150)}`);
+  ws.close();
+}
+await mf.dispose();
+await emu.stop();
