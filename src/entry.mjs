@@ -27,7 +27,10 @@ const trapped = (e) => {
 export default {
   fetch(request, env, ctx) {
     try {
-      return rustFetch.call(entrypoint(env, ctx), request).catch(trapped);
+      // A Response when the answer needed no I/O (see fetch_export in src/lib.rs), else a
+      // promise of one.
+      const answer = rustFetch.call(entrypoint(env, ctx), request);
+      return answer instanceof Promise ? answer.catch(trapped) : answer;
     } catch (e) {
       return trapped(e);
     }

@@ -113,6 +113,54 @@ fn classify(method: &str, path: &str) -> Route {
     }
 }
 
+/// The path of an inbound URL and the Worker's own origin. Inbound URLs are absolute in the
+/// Worker (the origin matters for CORS); tests may pass a bare path.
+fn request_path(url: &str) -> (String, Option<String>) {
+    match crate::http::parse_url(url) {
+        Ok(u) => (u.path().to_string(), Some(origin_of(&u))),
+        Err(_) => (url.split(['?', '#']).next().unwrap_or("").to_string(), None),
+    }
+}
+
+/// The request headers the route for `method` and `url` reads (lower-case names); no route
+/// reads any other. The shell copies just these across the JS boundary: copying every
+/// header of every request was the largest fixed cost in a CPU profile. The flow tests hand
+/// the core only these too, so a route that starts reading an undeclared header fails them.
+pub fn inbound_headers(method: &str, url: &str) -> &'static [&'static str] {
+    match classify(method, &request_path(url).0) {
+        Route::Landing
+        | Route::Thanks
+        | Route::Favicon
+        | Route::Healthz
+        | Route::WrongMethod(_)
+        | Route::NotFound => &[],
+        Route::PublicPreflight => &["origin", "sec-fetch-site"],
+        Route::PublicInvite => &[
+            "origin",
+            "sec-fetch-site",
+            "accept",
+            "content-type",
+            "content-length",
+            "cf-connecting-ip",
+        ],
+        Route::Invite
+        | Route::Batch
+        | Route::InviteStatus
+        | Route::InviteRetry
+        | Route::BatchStatus => &["authorization", "content-type", "content-length", "prefer"],
+        Route::Webhook(_) => &[
+            "content-length",
+            "stripe-signature",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "svix-id",
+            "svix-timestamp",
+            "svix-signature",
+        ],
+    }
+}
+
 /// Handles one inbound request. `body` is read only by a route that takes one, after the
 /// checks that need no body (configuration, API key, origin, webhook switch), and never past
 /// that route's limit.
@@ -127,13 +175,7 @@ pub async fn handle<P: Platform>(
     let request_id = random_hex(p, 8).unwrap_or_else(|_| "0".repeat(16));
     // Inbound URLs are absolute in the Worker (the origin matters for CORS); tests may pass
     // a bare path.
-    let (path, self_origin) = match crate::http::parse_url(&req.url) {
-        Ok(u) => (u.path().to_string(), Some(origin_of(&u))),
-        Err(_) => (
-            req.url.split(['?', '#']).next().unwrap_or("").to_string(),
-            None,
-        ),
-    };
+    let (path, self_origin) = request_path(&req.url);
     let budget = config.as_ref().map(|c| c.upstream_deadline_ms).unwrap_or(0);
     let state = RequestState::new(started, budget);
     let route = classify(&req.method, &path);

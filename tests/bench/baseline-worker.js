@@ -17,7 +17,9 @@ async function auth0(env, method, path, body) {
 
 export default {
   async fetch(request, env) {
-    if (new URL(request.url).pathname === "/healthz") return new Response("ok");
+    const { pathname } = new URL(request.url);
+    if (pathname === "/healthz") return new Response("ok");
+    if (pathname !== "/") return Response.json({ error: "not_found" }, { status: 404 });
     const { email } = await request.json();
     if (!token) {
       const r = await fetch(env.AUTH0_BASE_URL + "/oauth/token", {

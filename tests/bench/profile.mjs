@@ -1,7 +1,7 @@
 // CPU profile of the built Worker in workerd, through workerd's V8 inspector: samples a
 // stretch of warm invites (or GET /healthz) and prints the functions with the most self time.
 // Build with names kept (PROFILE_BUILD) to see Rust function names. Usage:
-//   node tests/bench/profile.mjs [invite|healthz] [N]
+//   node tests/bench/profile.mjs [invite|<path without the leading slash>] [N]
 import WebSocket from "ws";
 import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
@@ -13,8 +13,8 @@ const emu = await startEmulator();
 const mf = new Miniflare({ ...workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" }), inspectorPort: PORT });
 await mf.ready;
 const run = async (i) => {
-  const r = what === "healthz"
-    ? await mf.dispatchFetch("http://worker.test/healthz")
+  const r = what !== "invite"
+    ? await mf.dispatchFetch(`http://worker.test/${what}`)
     : await mf.dispatchFetch("http://worker.test/v1/invites", {
       method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
       body: JSON.stringify({ email: `prof${i}@example.com` }) });
@@ -48,6 +48,34 @@ for (const { t, ws, send } of results) {
   const busy = rows.filter(([k]) => !k.startsWith("(idle)") && !k.startsWith("(program)")).reduce((s, [, v]) => s + v, 0);
   console.log(`\n== ${t.title} ${t.url ?? ""}: busy ${(busy / 1000 / N).toFixed(3)} ms per ${what} (sampled)`);
   for (const [k, v] of rows.slice(0, 40)) console.log(`${(v / 1000 / N).toFixed(4).padStart(8)} ms  ${k.slice(0, 150)}`);
+  // PROFILE_TOTAL=<a>,<b>: time in samples whose stack holds a function named like each.
+  if (process.env.PROFILE_TOTAL) {
+    const parent = new Map();
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    for (const name of process.env.PROFILE_TOTAL.split(",")) {
+      let t = 0;
+      p.samples.forEach((s, i) => {
+        for (let id = s; id; id = parent.get(id)) if (byId.get(id).callFrame.functionName.includes(name)) { t += dt[i] ?? 0; break; }
+      });
+      console.log(`   inclusive ${(t / 1000 / N).toFixed(4)} ms  ${name}`);
+    }
+  }
+  // PROFILE_FOCUS=<part of a function name>: who calls it (three frames up), by self time.
+  const focus = process.env.PROFILE_FOCUS;
+  if (focus) {
+    const parent = new Map();
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    const callers = new Map();
+    p.samples.forEach((s, i) => {
+      const n = byId.get(s);
+      if (!n.callFrame.functionName.includes(focus)) return;
+      const chain = [];
+      for (let id = parent.get(s); id && chain.length < 3; id = parent.get(id)) chain.push(byId.get(id).callFrame.functionName.slice(0, 90));
+      const k = chain.join(" <- ");
+      callers.set(k, (callers.get(k) ?? 0) + (dt[i] ?? 0));
+    });
+    for (const [k, v] of [...callers.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`   ${(v / 1000 / N).toFixed(4)} ms  <- ${k}`);
+  }
   ws.close();
 }
 await mf.dispose();

@@ -382,6 +382,10 @@ impl Svc {
     pub fn run(&self, mut req: HttpRequest) -> (Handled, Value) {
         // The body goes in through the body port, as the shell passes it.
         let body = std::mem::take(&mut req.body);
+        // Only the headers the route declares, as the shell copies them.
+        let wanted = invite_core::api::inbound_headers(&req.method, &req.url);
+        req.headers
+            .retain(|(k, _)| wanted.iter().any(|w| k.eq_ignore_ascii_case(w)));
         let handled = block_on(handle(req, body, &self.cfg, &self.fake, &self.cache));
         for op in &handled.deferred {
             block_on(self.fake.apply(op)).expect("kv");
