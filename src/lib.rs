@@ -14,10 +14,10 @@ pub mod platform;
 mod entry {
     use std::rc::Rc;
 
+    use invite_core::api::inbound_headers;
     use invite_core::config::ConfigError;
     use invite_core::gate::QueuedInvite;
     use invite_core::queue::{dead_letter, process, Settle};
-    use invite_core::api::inbound_headers;
     use invite_core::{
         handle, BodyError, BodySource, Config, HttpRequest, InviteQueue, IsolateCache, Store,
     };
@@ -237,7 +237,9 @@ mod entry {
 
         let core_req = to_core(&req);
         let handled = handle(core_req, WorkerBody(req), config, platform.as_ref(), &cache).await;
-        console_log!("{}", handled.log);
+        if !handled.quiet {
+            console_log!("{}", handled.log);
+        }
 
         if !handled.deferred.is_empty() {
             let platform = platform.clone();

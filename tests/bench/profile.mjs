@@ -1,7 +1,7 @@
 // CPU profile of the built Worker in workerd, through workerd's V8 inspector: samples a
 // stretch of warm invites (or GET /healthz) and prints the functions with the most self time.
 // Build with names kept (PROFILE_BUILD) to see Rust function names. Usage:
-//   node tests/bench/profile.mjs [invite|<path without the leading slash>] [N]
+//   node tests/bench/profile.mjs [invite|public|<path without the leading slash>] [N]
 import WebSocket from "ws";
 import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
@@ -10,10 +10,14 @@ const what = process.argv[2] ?? "invite";
 const N = Number(process.argv[3] ?? 300);
 const PORT = 9239;
 const emu = await startEmulator();
-const mf = new Miniflare({ ...workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" }), inspectorPort: PORT });
+const mf = new Miniflare({ ...workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000", PUBLIC_ROLES: "beta-tester" }), inspectorPort: PORT });
 await mf.ready;
 const run = async (i) => {
-  const r = what !== "invite"
+  const r = what === "public"
+    ? await mf.dispatchFetch("http://worker.test/v1/public/invites", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: `pub${i}@example.com`, name: "Pat" }) })
+    : what !== "invite"
     ? await mf.dispatchFetch(`http://worker.test/${what}`)
     : await mf.dispatchFetch("http://worker.test/v1/invites", {
       method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },

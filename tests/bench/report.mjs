@@ -85,7 +85,7 @@ try {
     // time is noisy), for a warm invite, GET /healthz and an unknown path (the fixed cost).
     await emu.config({ latency_ms: 0 });
     const jsPids = workerdPids().filter((p) => !oursPids.includes(p));
-    const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 9), PER = 60;
+    const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 7), PER = 200;
     const kinds = ["invite", "healthz", "unknown"];
     const cpu = { ours: {}, js: {} };
     for (const who of ["ours", "js"]) for (const k of kinds) cpu[who][k] = [];

@@ -614,6 +614,7 @@ fn invalid_config_is_reported_whole() {
     assert_eq!(h.response.status, 503);
     assert_eq!(body["status"], "config_invalid");
     assert_eq!(body["problems"].as_array().unwrap().len(), 3);
+    assert!(!h.quiet, "a failing health check is logged");
     // Regression (finding 10): every route used to show the problems to anyone. Now only
     // /healthz names them; the others answer a generic 503, and the log keeps the detail.
     let (h, body) = svc.invite(ada());
@@ -641,6 +642,14 @@ fn invalid_config_is_reported_whole() {
     let ok = Svc::new(&[("TURNSTILE_SECRET_KEY", "turnstile-secret")]);
     let (h, body) = ok.run(HttpRequest::new("GET", "/healthz"));
     assert_eq!((h.response.status, body), (200, json!({"status": "ok"})));
+    // A passing health check is left out of the log; everything else is logged.
+    assert!(h.quiet, "a passing health check is quiet");
+    for (method, path) in [("GET", "/nope"), ("POST", "/healthz"), ("GET", "/")] {
+        assert!(
+            !ok.run(HttpRequest::new(method, path)).0.quiet,
+            "{method} {path}"
+        );
+    }
     // Finding 11: without Turnstile the public form is open to scripts; say so (still 200).
     let (h, body) = Svc::new(&[]).run(HttpRequest::new("GET", "/healthz"));
     assert_eq!(h.response.status, 200);
