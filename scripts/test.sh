@@ -28,5 +28,8 @@ step "build the Worker (worker-build --release, wasm-opt)"
 bash scripts/build.sh
 cargo build -p auth0-emulator
 
+step "bundle size budget (wasm + JS, gzip -9)"
+node tests/bench/size.mjs --check
+
 step "end-to-end tests (workerd via Miniflare + Auth0 emulator)"
 node --test --test-concurrency=1 tests/e2e/

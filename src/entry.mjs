@@ -44,17 +44,38 @@ export default {
   },
 };
 
+/** The Rust gate class itself, without worker-build's Proxies (see `Auth0Gate`). */
+const RawGate = RustGate.prototype.constructor;
+
 export class Auth0Gate extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
-    this.gate = new RustGate(ctx, env);
+    this.args = [ctx, env];
+    // The class itself: through worker-build's Proxy every call would build two more Proxies.
+    // After a failure the object switches to the Proxy, which re-instantiates the module if
+    // it trapped.
+    this.gate = state?.criticalError ? new RustGate(ctx, env) : new RawGate(ctx, env);
+  }
+
+  recover(e) {
+    if (e instanceof WebAssembly.RuntimeError && state) state.criticalError = true;
+    this.gate = new RustGate(...this.args);
+    throw e;
   }
 
   fetch(request) {
-    return this.gate.fetch(request);
+    try {
+      return this.gate.fetch(request);
+    } catch (e) {
+      return this.recover(e);
+    }
   }
 
   call(body) {
-    return this.gate.call(body);
+    try {
+      return this.gate.call(body);
+    } catch (e) {
+      return this.recover(e);
+    }
   }
 }

@@ -3,7 +3,7 @@
 //! [`invite_core::gate::handle`] on each call it receives (a JSON `GateCall` in a POST). All
 //! the decisions (pacing, statuses, dedupe, cooldowns) are the core's.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use invite_core::gate::{self, GateCall, GateReply, Ledger};
 use serde::Deserialize;
@@ -19,7 +19,15 @@ const NEVER_MS: f64 = 253_402_300_799_000.0;
 pub struct SqlLedger<'a> {
     sql: &'a SqlStorage,
     pacer: &'a RefCell<Option<String>>,
+    /// The call's time: reads skip rows expired by then, purged or not.
+    now_ms: u64,
+    /// When expired rows were last deleted (see `purge`).
+    purged_at_ms: &'a Cell<u64>,
 }
+
+/// Expired rows are deleted at most this often: reads skip them anyway, and a `DELETE` on
+/// every accepted invite was a quarter of its SQL statements.
+const PURGE_EVERY_MS: u64 = 60_000;
 
 /// The key whose value stays in memory.
 const PACER_KEY: &str = "pacer";
@@ -73,9 +81,12 @@ impl Ledger for SqlLedger<'_> {
         if key == PACER_KEY {
             return self.pacer.borrow().clone();
         }
-        self.rows("SELECT v FROM ledger WHERE k = ?", vec![key.into()])
-            .into_iter()
-            .next()
+        self.rows(
+            "SELECT v FROM ledger WHERE k = ? AND expire_at > ?",
+            vec![key.into(), (self.now_ms as f64).into()],
+        )
+        .into_iter()
+        .next()
     }
 
     fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64) {
@@ -101,12 +112,16 @@ impl Ledger for SqlLedger<'_> {
             return Vec::new();
         }
         self.rows(
-            "SELECT v FROM ledger WHERE grp = ? ORDER BY rowid",
-            vec![group.into()],
+            "SELECT v FROM ledger WHERE grp = ? AND expire_at > ? ORDER BY rowid",
+            vec![group.into(), (self.now_ms as f64).into()],
         )
     }
 
     fn purge(&self, now_ms: u64) {
+        if now_ms.saturating_sub(self.purged_at_ms.get()) < PURGE_EVERY_MS {
+            return;
+        }
+        self.purged_at_ms.set(now_ms);
         self.run(
             "DELETE FROM ledger WHERE expire_at <= ?",
             vec![(now_ms as f64).into()],
@@ -120,6 +135,7 @@ pub struct Auth0Gate {
     sql: SqlStorage,
     ready: bool,
     pacer: RefCell<Option<String>>,
+    purged_at_ms: Cell<u64>,
 }
 
 impl DurableObject for Auth0Gate {
@@ -138,6 +154,7 @@ impl DurableObject for Auth0Gate {
             sql,
             ready,
             pacer: RefCell::new(None),
+            purged_at_ms: Cell::new(0),
         }
     }
 
@@ -159,11 +176,14 @@ impl Auth0Gate {
         }
         let call: GateCall =
             serde_json::from_str(body).map_err(|e| format!("bad gate call: {e}"))?;
+        let now_ms = crate::platform::now_ms();
         let ledger = SqlLedger {
             sql: &self.sql,
             pacer: &self.pacer,
+            now_ms,
+            purged_at_ms: &self.purged_at_ms,
         };
-        let reply: GateReply = gate::handle(call, crate::platform::now_ms(), &ledger);
+        let reply: GateReply = gate::handle(call, now_ms, &ledger);
         serde_json::to_string(&reply).map_err(|e| format!("gate reply: {e}"))
     }
 }

@@ -315,9 +315,39 @@ pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Random bytes from the platform CSPRNG.
+thread_local! {
+    /// Bytes drawn from the platform CSPRNG ahead of need, so that a request's request id,
+    /// retry jitter and invite ids cost one `crypto.getRandomValues` call between many
+    /// requests instead of one each (each is a JS call into the runtime's RNG).
+    static RANDOM_POOL: std::cell::RefCell<(Vec<u8>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// How many random bytes are drawn at a time.
+const RANDOM_POOL_BYTES: usize = 1024;
+
+/// Random bytes from the platform CSPRNG (through a per-isolate pool; each byte is handed
+/// out once and the pool is zeroed as it is used).
 pub fn fill_random(buf: &mut [u8]) -> Result<(), String> {
-    getrandom::fill(buf).map_err(|e| e.to_string())
+    if buf.len() > RANDOM_POOL_BYTES / 4 {
+        return getrandom::fill(buf).map_err(|e| e.to_string());
+    }
+    RANDOM_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if bytes.len() != RANDOM_POOL_BYTES || *used + buf.len() > RANDOM_POOL_BYTES {
+            // Filled before it is kept: a failed draw leaves the pool empty, never zeros.
+            let mut fresh = vec![0u8; RANDOM_POOL_BYTES];
+            getrandom::fill(&mut fresh).map_err(|e| e.to_string())?;
+            *bytes = fresh;
+            *used = 0;
+        }
+        let taken = &mut bytes[*used..*used + buf.len()];
+        buf.copy_from_slice(taken);
+        taken.fill(0);
+        *used += buf.len();
+        Ok(())
+    })
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen]

@@ -16,6 +16,24 @@ fn getrandom_gives_distinct_nonzero_bytes() {
 }
 
 #[wasm_bindgen_test]
+fn pooled_random_bytes_are_never_handed_out_twice_or_zeroed() {
+    // Small draws come from a 1 KiB pool: cross several refills, and mix in large draws
+    // (which bypass it). Every 16-byte draw must be distinct and none all zeros.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..400 {
+        let mut small = [0u8; 16];
+        fill_random(&mut small).expect("pooled draw");
+        assert_ne!(small, [0u8; 16], "draw {i}");
+        assert!(seen.insert(small), "draw {i} repeated an earlier one");
+        if i % 97 == 0 {
+            let mut large = [0u8; 512];
+            fill_random(&mut large).expect("direct draw");
+            assert!(large.iter().any(|&b| b != 0));
+        }
+    }
+}
+
+#[wasm_bindgen_test]
 fn passwords_from_the_platform_rng_meet_the_policy() {
     let p = WorkerPlatform::detached();
     for _ in 0..200 {

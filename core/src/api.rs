@@ -28,10 +28,12 @@ pub struct Handled {
     pub deferred: Vec<KvOp>,
     /// One JSON log line. Never holds a token, secret, password or ticket URL.
     pub log: String,
-    /// Whether the line is routine and left out of the log: a passing health check. Probes
-    /// come every few seconds, and a line each would outnumber the invites in the log (and
-    /// cost about 0.15 ms of CPU each, measured with scripts/report.sh). A failing one is
-    /// logged.
+    /// Whether the line is routine and left out of the log: a passing health check (probes
+    /// come every few seconds) and a path that is no route at all (scanners probing for
+    /// `/wp-login.php` and the like). Either would outnumber the invites in the log, and a
+    /// line costs about 0.15 ms of CPU (measured with scripts/report.sh); Cloudflare's
+    /// analytics count both by status without it. A failing health check, a wrong method on
+    /// a real route and every API answer are logged.
     pub quiet: bool,
 }
 
@@ -242,7 +244,7 @@ pub async fn handle<P: Platform>(
         log["token"] = json!(s.as_str());
     }
     Handled {
-        quiet: route == Route::Healthz && response.status == 200,
+        quiet: (route == Route::Healthz && response.status == 200) || route == Route::NotFound,
         response,
         deferred: state.deferred.take(),
         log: log.to_string(),

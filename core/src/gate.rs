@@ -282,7 +282,8 @@ pub trait Ledger {
     fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64);
     /// The records of a group, oldest first.
     fn group(&self, group: &str) -> Vec<String>;
-    /// Drops expired records.
+    /// Drops expired records. A ledger whose reads already skip expired rows may do it
+    /// lazily (the Durable Object's deletes at most once a minute).
     fn purge(&self, now_ms: u64);
 }
 

@@ -642,9 +642,16 @@ fn invalid_config_is_reported_whole() {
     let ok = Svc::new(&[("TURNSTILE_SECRET_KEY", "turnstile-secret")]);
     let (h, body) = ok.run(HttpRequest::new("GET", "/healthz"));
     assert_eq!((h.response.status, body), (200, json!({"status": "ok"})));
-    // A passing health check is left out of the log; everything else is logged.
+    // A passing health check and a path that is no route are left out of the log; every
+    // other answer is logged (a wrong method, an unknown invite id, a page).
     assert!(h.quiet, "a passing health check is quiet");
-    for (method, path) in [("GET", "/nope"), ("POST", "/healthz"), ("GET", "/")] {
+    assert!(ok.run(HttpRequest::new("GET", "/wp-login.php")).0.quiet);
+    for (method, path) in [
+        ("POST", "/healthz"),
+        ("GET", "/"),
+        ("GET", "/v1/invites/inv_0000000000000000"),
+        ("POST", "/v1/invites"),
+    ] {
         assert!(
             !ok.run(HttpRequest::new(method, path)).0.quiet,
             "{method} {path}"

@@ -1,0 +1,38 @@
+// The bundle's size: what `wrangler deploy` uploads for the Worker (the wasm and the JS around
+// it), each gzipped at level 9. Prints the figures; with --check, exits 1 above the budget.
+// scripts/test.sh runs it with --check after the build; scripts/report.sh prints it.
+import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+
+/**
+ * The ceiling the test command enforces, in bytes gzipped (wasm + JS). It is the size the
+ * bundle has today plus a small margin, so that growth is a decision, not an accident.
+ * Issue #9's goal is 200 KB; see the README's performance section for where it stands.
+ */
+export const BUDGET_GZIP_BYTES = 340_000;
+
+export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
+
+export function bundleSizes() {
+  const rows = FILES.map((f) => {
+    const raw = readFileSync(f);
+    return { file: f, raw: raw.length, gzip: gzipSync(raw, { level: 9 }).length };
+  });
+  const total = rows.reduce((s, r) => ({ raw: s.raw + r.raw, gzip: s.gzip + r.gzip }), { raw: 0, gzip: 0 });
+  return { rows, total };
+}
+
+export function printSizes({ rows, total }) {
+  const kib = (n) => `${(n / 1024).toFixed(1).padStart(7)} KiB`;
+  for (const r of rows) console.log(`${r.file.padEnd(22)} ${kib(r.raw)}   gzip ${kib(r.gzip)}`);
+  console.log(`${"bundle".padEnd(22)} ${kib(total.raw)}   gzip ${kib(total.gzip)} (${total.gzip} B; budget ${BUDGET_GZIP_BYTES} B, goal 200 KB)`);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const sizes = bundleSizes();
+  printSizes(sizes);
+  if (process.argv.includes("--check") && sizes.total.gzip > BUDGET_GZIP_BYTES) {
+    console.error(`bundle is ${sizes.total.gzip} B gzipped, over the budget of ${BUDGET_GZIP_BYTES} B (tests/bench/size.mjs)`);
+    process.exit(1);
+  }
+}
