@@ -243,6 +243,9 @@ pub async fn handle<P: Platform>(
     if let Some(s) = state.token_source.get() {
         log["token"] = json!(s.as_str());
     }
+    if state.leased.get() {
+        log["slots"] = json!("lease");
+    }
     Handled {
         quiet: (route == Route::Healthz && response.status == 200) || route == Route::NotFound,
         response,

@@ -53,6 +53,8 @@ pub struct RequestState {
     /// A Management call has been sent: from here on the invite is finished even when the
     /// pacer has no slot left in time (unpaced; Auth0's 429s are still retried).
     pub started: Cell<bool>,
+    /// Slots came from the isolate's lease, without a gate round trip.
+    pub leased: Cell<bool>,
 }
 
 impl RequestState {
@@ -66,6 +68,7 @@ impl RequestState {
             note: RefCell::new(None),
             slots: RefCell::new(VecDeque::new()),
             started: Cell::new(false),
+            leased: Cell::new(false),
         }
     }
 
@@ -353,6 +356,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
         max_wait_ms: u64,
     ) -> Result<(), UpstreamError> {
         let calls = input.management_calls() + self.uncached_roles(&input.roles).await;
+        if self.use_lease(calls) {
+            return Ok(());
+        }
         match self.reserve(calls, max_wait_ms).await {
             Some(GateReply::Busy { retry_after_ms }) => Err(UpstreamError::RateLimited {
                 service: Service::Auth0,
@@ -362,17 +368,33 @@ impl<'a, P: Platform> Auth0<'a, P> {
         }
     }
 
-    /// Reserves slots; `None` when the gate can't be reached (fail open: Auth0's own 429s
-    /// are still handled).
+    /// Takes `calls` slots from the isolate's lease, if it holds them: no gate round trip.
+    fn use_lease(&self, calls: u32) -> bool {
+        match self.cache.take_slots(calls, self.p.now_ms()) {
+            Some(slots) => {
+                self.ctx.slots.borrow_mut().extend(slots);
+                self.ctx.leased.set(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reserves slots, and asks for a lease for later calls; `None` when the gate can't be
+    /// reached (fail open: Auth0's own 429s are still handled).
     async fn reserve(&self, calls: u32, max_wait_ms: u64) -> Option<GateReply> {
         let call = GateCall::Reserve {
             calls,
             max_wait_ms,
             rate: self.cfg.mgmt_rate,
+            lease: true,
         };
         match self.p.gate(call).await {
-            Ok(GateReply::Reserved { slots }) => {
+            Ok(GateReply::Reserved { slots, lease }) => {
                 self.ctx.slots.borrow_mut().extend(slots);
+                if let Some(lease) = lease {
+                    self.cache.keep_slots(lease);
+                }
                 None
             }
             Ok(busy @ GateReply::Busy { .. }) => Some(busy),
@@ -389,7 +411,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// Waits for this call's slot, reserving one more when the invite's are used up.
     async fn pace(&self) -> Result<(), UpstreamError> {
-        if self.ctx.slots.borrow().is_empty() {
+        if self.ctx.slots.borrow().is_empty() && !self.use_lease(1) {
             let now = self.p.now_ms();
             let max_wait_ms = self.ctx.deadline_ms.get().saturating_sub(now + 500);
             if let Some(GateReply::Busy { retry_after_ms }) = self.reserve(1, max_wait_ms).await {
@@ -428,6 +450,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             // A reset far away is more likely a clock problem than a real pause.
             .min(now_ms + 60_000);
         let limit = header("x-ratelimit-limit").and_then(|l| u32::try_from(l).ok());
+        self.cache.drop_slots();
         let _ = self
             .p
             .gate(GateCall::RateLimited {

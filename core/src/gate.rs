@@ -212,6 +212,18 @@ pub struct Pacer {
     pub limit: Option<u32>,
 }
 
+/// How long a lease of slots is good for (see [`Pacer::lease`]).
+pub const SLOT_LEASE_MS: u64 = 250;
+
+/// Slots booked ahead for one isolate, to use without a gate round trip until `until_ms`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotLease {
+    /// One per call, all at or before the instant they were granted.
+    pub slots: Vec<u64>,
+    /// When the rest stop being good (Unix ms).
+    pub until_ms: u64,
+}
+
 /// The tenant's rate: `AUTH0_MGMT_RPS` and `AUTH0_MGMT_BURST`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rate {
@@ -262,6 +274,26 @@ impl Pacer {
             .max(1)
     }
 
+    /// Slots a caller may hand out on its own (without asking the gate again) until
+    /// `now_ms + SLOT_LEASE_MS`: booked like any others, and granted only when the bucket has
+    /// room for all of them at once, so nobody is waiting behind them. Its size is the rate's
+    /// share of `SLOT_LEASE_MS`, at most a quarter of the burst: none on a free tenant (2 a second),
+    /// three on 15 a second, 250 on 1,000. Slots used late stay within the limit (their
+    /// tokens were set aside; a bucket never refills past its size); unused ones are
+    /// capacity nobody was waiting for.
+    pub fn lease(&mut self, rate: Rate, now_ms: u64) -> Option<SlotLease> {
+        let by_rate = (rate.rps * SLOT_LEASE_MS as f64 / 1000.0).floor() as u32;
+        let size = by_rate.min(self.usable_burst(rate) / 4);
+        if size == 0 {
+            return None;
+        }
+        let slots = self.reserve(rate, now_ms, size, 0).ok()?;
+        Some(SlotLease {
+            slots,
+            until_ms: now_ms + SLOT_LEASE_MS,
+        })
+    }
+
     /// Auth0 answered 429 (or said no call is left): nobody calls before `reset_ms`, and then
     /// at the steady rate.
     pub fn rate_limited(&mut self, rate: Rate, reset_ms: u64, limit: Option<u32>) {
@@ -299,6 +331,9 @@ pub enum GateCall {
         max_wait_ms: u64,
         /// The tenant's rate.
         rate: Rate,
+        /// The caller can hold a [`SlotLease`] for later calls.
+        #[serde(default)]
+        lease: bool,
     },
     /// Auth0 answered 429: pause everyone until `reset_ms`.
     RateLimited {
@@ -406,6 +441,9 @@ pub enum GateReply {
     Reserved {
         /// One slot per call.
         slots: Vec<u64>,
+        /// Slots for later calls, when asked for and the bucket has room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<SlotLease>,
     },
     /// Not within the wait asked for.
     Busy {
@@ -503,12 +541,20 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             calls,
             max_wait_ms,
             rate,
+            lease,
         } => {
             let mut p = pacer(ledger);
             match p.reserve(rate, now_ms, calls, max_wait_ms) {
                 Ok(slots) => {
+                    // Only while nobody waits: this invite's own calls can all go now.
+                    let idle = slots.last().is_none_or(|s| *s <= now_ms);
+                    let lease = if lease && idle {
+                        p.lease(rate, now_ms)
+                    } else {
+                        None
+                    };
                     save_pacer(ledger, &p);
-                    GateReply::Reserved { slots }
+                    GateReply::Reserved { slots, lease }
                 }
                 Err(retry_after_ms) => GateReply::Busy { retry_after_ms },
             }
@@ -776,6 +822,69 @@ mod tests {
         let err = p.reserve(FREE, now, 3, 10_000).unwrap_err();
         assert!(err > 0 && err < 2_000, "{err}");
         assert_eq!(p, before, "a refusal reserves nothing");
+    }
+
+    #[test]
+    fn leases_are_granted_only_with_room_and_never_on_a_free_tenant() {
+        let now = 9_000_000;
+        // Free tenant (2 a second): never a lease, the gate sees every invite.
+        let mut p = Pacer::default();
+        assert_eq!(p.lease(FREE, now), None);
+        // 15 a second, burst 50: three slots (a quarter second's worth), all usable now.
+        let mut p = Pacer::default();
+        let lease = p.lease(PAID, now).expect("room for a lease");
+        assert_eq!(lease.slots, vec![now; 3]);
+        assert_eq!(lease.until_ms, now + SLOT_LEASE_MS);
+        // Leased slots are booked: after the burst's room is gone, no lease, and the next
+        // slots are paced as if the leased calls had gone.
+        let mut p = Pacer::default();
+        p.reserve(PAID, now, 47, 0).unwrap();
+        assert_eq!(
+            p.lease(PAID, now),
+            None,
+            "46 + 3 would pass the usable burst of 49"
+        );
+        let mut q = Pacer::default();
+        q.lease(PAID, now).unwrap();
+        let after_lease = q.reserve(PAID, now, 47, 60_000).unwrap();
+        let plain = Pacer::default().reserve(PAID, now, 50, 60_000).unwrap();
+        assert_eq!(after_lease, plain[3..].to_vec());
+    }
+
+    #[test]
+    fn the_gate_leases_only_when_asked_and_nobody_waits() {
+        let l = MemoryLedger::default();
+        let now = 11_000_000;
+        let reserve = |lease: bool, calls: u32| {
+            handle(
+                GateCall::Reserve {
+                    calls,
+                    max_wait_ms: 60_000,
+                    rate: PAID,
+                    lease,
+                },
+                now,
+                &l,
+            )
+        };
+        match reserve(false, 3) {
+            GateReply::Reserved { lease: None, .. } => {}
+            other => panic!("not asked, not leased: {other:?}"),
+        }
+        match reserve(true, 3) {
+            GateReply::Reserved {
+                lease: Some(lease), ..
+            } => assert_eq!(lease.slots.len(), 3),
+            other => panic!("asked with room: {other:?}"),
+        }
+        // Use up the burst: this invite waits for its slots, so no lease comes with them.
+        match reserve(true, 45) {
+            GateReply::Reserved { slots, lease } => {
+                assert!(*slots.last().unwrap() > now);
+                assert_eq!(lease, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct IsolateCache {
     finished: RefCell<Option<(u64, Result<CachedToken, UpstreamError>)>>,
     generation: Cell<u64>,
     roles: RefCell<HashMap<String, (String, u64)>>,
+    /// Management call slots the gate leased to this isolate (see `gate::Pacer::lease`).
+    slot_lease: RefCell<Option<crate::gate::SlotLease>>,
 }
 
 /// What a request should do to get a token.
@@ -133,6 +135,31 @@ pub enum Poll {
 }
 
 impl IsolateCache {
+    /// `calls` slots from this isolate's lease, if it holds that many and is still good at
+    /// `now_ms`; otherwise nothing is taken.
+    pub fn take_slots(&self, calls: u32, now_ms: u64) -> Option<Vec<u64>> {
+        let mut lease = self.slot_lease.borrow_mut();
+        let l = lease.as_mut()?;
+        if now_ms >= l.until_ms {
+            *lease = None;
+            return None;
+        }
+        if calls == 0 || l.slots.len() < calls as usize {
+            return None;
+        }
+        Some(l.slots.drain(..calls as usize).collect())
+    }
+
+    /// Keeps a lease the gate granted (it replaces what is left of an older one).
+    pub fn keep_slots(&self, lease: crate::gate::SlotLease) {
+        *self.slot_lease.borrow_mut() = Some(lease);
+    }
+
+    /// Drops the lease: Auth0 said 429, and the gate's pause applies to leased calls too.
+    pub fn drop_slots(&self) {
+        *self.slot_lease.borrow_mut() = None;
+    }
+
     /// Decides how to get a token at `now_ms`.
     pub fn acquire(self: &Rc<Self>, now_ms: u64) -> Acquire {
         if let Some(t) = self.token.borrow().as_ref().filter(|t| t.is_fresh(now_ms)) {

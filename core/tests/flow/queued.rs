@@ -226,3 +226,70 @@ fn queued_invites_drain_at_the_tenants_rate() {
         .collect();
     assert_eq!(mgmt.len(), 61);
 }
+
+/// A tenant with room (100 calls a second) leases slots to the isolate: sequential warm
+/// invites then skip the gate's round trip, each still making its 3 calls; a free tenant's
+/// invites (2 a second) all go through the gate; a 429 drops the lease.
+#[test]
+fn a_roomy_tenant_leases_slots_and_a_429_drops_the_lease() {
+    let reserves = |svc: &Svc| {
+        svc.fake
+            .gate_calls
+            .borrow()
+            .iter()
+            .filter(|op| *op == "reserve")
+            .count()
+    };
+    let roomy = Svc::new(&[("AUTH0_MGMT_RPS", "100"), ("AUTH0_MGMT_BURST", "100")]);
+    roomy.invite(ada()); // warm: token and role id cached
+    let (before, calls_before) = (reserves(&roomy), roomy.fake.management_calls());
+    for i in 0..6 {
+        let (h, _) = roomy
+            .invite(json!({"email": format!("lease{i}@example.com"), "roles": ["beta-tester"]}));
+        assert_eq!(h.response.status, 201, "{}", h.log);
+        assert!(
+            h.log.contains("\"slots\":\"lease\""),
+            "invite {i}: {}",
+            h.log
+        );
+    }
+    // 100/s leases 25 slots (a quarter second's worth, at most a quarter of the burst), and
+    // the first invite left them with the isolate: six invites of 3 calls need no gate call.
+    assert_eq!(reserves(&roomy), before, "no gate round trip");
+    assert_eq!(roomy.fake.management_calls() - calls_before, 18);
+
+    // A 429 drops the lease: the next invite asks the gate again (and gets a new lease).
+    roomy.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(429, json!({})).with_header("retry-after", "1"))],
+    );
+    let (h, _) = roomy.invite(json!({"email": "after429@example.com", "roles": ["beta-tester"]}));
+    assert_eq!(h.response.status, 201, "{}", h.log);
+    let (h, _) = roomy.invite(json!({"email": "next@example.com", "roles": ["beta-tester"]}));
+    assert_eq!(h.response.status, 201, "{}", h.log);
+    assert!(
+        reserves(&roomy) > before,
+        "the gate was asked again after the 429"
+    );
+
+    // A lease expires: after 250 ms the isolate asks the gate again.
+    let asked = reserves(&roomy);
+    roomy.fake.now.set(roomy.fake.now.get() + 1_000);
+    let (h, _) = roomy.invite(json!({"email": "later@example.com", "roles": ["beta-tester"]}));
+    assert_eq!(h.response.status, 201);
+    assert!(!h.log.contains("\"slots\":\"lease\""), "{}", h.log);
+    assert_eq!(reserves(&roomy), asked + 1);
+
+    // A free tenant never gets a lease: every invite is one gate round trip.
+    let free = Svc::new(&[("AUTH0_MGMT_RPS", "2"), ("AUTH0_MGMT_BURST", "2")]);
+    free.invite(ada());
+    let before = reserves(&free);
+    for i in 0..3 {
+        free.fake.now.set(free.fake.now.get() + 5_000);
+        let (h, _) =
+            free.invite(json!({"email": format!("free{i}@example.com"), "roles": ["beta-tester"]}));
+        assert_eq!(h.response.status, 201, "{}", h.log);
+        assert!(!h.log.contains("\"slots\":\"lease\""));
+    }
+    assert_eq!(reserves(&free), before + 3);
+}
