@@ -107,6 +107,38 @@ impl Ledger for SqlLedger<'_> {
         );
     }
 
+    /// One statement: insert, or take over an expired row; `RETURNING` yields a row only
+    /// when the key was taken. (Two statements, a read and a write, were half of an accepted
+    /// sign-up's SQL.)
+    fn claim(&self, key: &str, value: &str, expire_at_ms: u64) -> Option<String> {
+        let expire = (expire_at_ms as f64).min(NEVER_MS);
+        let taken = self
+            .sql
+            .exec(
+                "INSERT INTO ledger (k, v, grp, expire_at) VALUES (?, ?, '', ?) \
+                 ON CONFLICT(k) DO UPDATE SET v = excluded.v, grp = '', expire_at = excluded.expire_at \
+                 WHERE ledger.expire_at <= ? RETURNING v",
+                vec![
+                    key.into(),
+                    value.into(),
+                    expire.into(),
+                    (self.now_ms as f64).into(),
+                ],
+            )
+            .and_then(|c| c.to_array::<Row>());
+        match taken {
+            Ok(rows) if !rows.is_empty() => None,
+            // Held: whose it is (an empty value when it vanished meanwhile, still held).
+            Ok(_) => Some(self.get(key).unwrap_or_default()),
+            Err(e) => {
+                worker::console_error!("gate: claim {key}: {e}");
+                // As the trait's two-step default would: never refuse for a storage error.
+                self.put(key, value, None, expire_at_ms);
+                None
+            }
+        }
+    }
+
     fn group(&self, group: &str) -> Vec<String> {
         if group.is_empty() {
             return Vec::new();

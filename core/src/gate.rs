@@ -314,6 +314,16 @@ pub trait Ledger {
     fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64);
     /// The records of a group, oldest first.
     fn group(&self, group: &str) -> Vec<String>;
+    /// Takes `key` for `value` until `expire_at_ms` unless a record holds it already: then
+    /// nothing is written and the holder's value comes back. (The Durable Object does it in
+    /// one SQL statement.)
+    fn claim(&self, key: &str, value: &str, expire_at_ms: u64) -> Option<String> {
+        if let Some(held) = self.get(key) {
+            return Some(held);
+        }
+        self.put(key, value, None, expire_at_ms);
+        None
+    }
     /// Drops expired records. A ledger whose reads already skip expired rows may do it
     /// lazily (the Durable Object's deletes at most once a minute).
     fn purge(&self, now_ms: u64);
@@ -576,23 +586,20 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             cooldown,
         } => {
             ledger.purge(now_ms);
+            let first = invites.first().map(|i| i.id.as_str()).unwrap_or("");
             if let Some(event) = &event {
                 let key = format!("evt:{event}");
-                if let Some(id) = ledger.get(&key) {
+                if let Some(id) = ledger.claim(&key, first, now_ms + EVENT_TTL_MS) {
                     return GateReply::Duplicate {
                         invite_id: Some(id).filter(|s| !s.is_empty()),
                     };
                 }
-                let first = invites.first().map(|i| i.id.as_str()).unwrap_or("");
-                ledger.put(&key, first, None, now_ms + EVENT_TTL_MS);
             }
             if let Some((key, ttl_ms)) = &cooldown {
                 let key = format!("cool:{key}");
-                if ledger.get(&key).is_some() {
+                if ledger.claim(&key, first, now_ms + ttl_ms).is_some() {
                     return GateReply::Cooldown;
                 }
-                let owner = invites.first().map(|i| i.id.as_str()).unwrap_or("");
-                ledger.put(&key, owner, None, now_ms + ttl_ms);
             }
             if let Some(b) = &batch_id {
                 ledger.put(

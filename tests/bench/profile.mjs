@@ -10,7 +10,10 @@ const what = process.argv[2] ?? "invite";
 const N = Number(process.argv[3] ?? 300);
 const PORT = 9239;
 const emu = await startEmulator();
-const mf = new Miniflare({ ...workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000", PUBLIC_ROLES: "beta-tester" }), inspectorPort: PORT });
+const options = workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000", PUBLIC_ROLES: "beta-tester" });
+// Public sign-ups: keep the consumer out of the profile (it would run the invites meanwhile).
+if (what === "public") options.queueConsumers.invites = { ...options.queueConsumers.invites, maxBatchSize: 100, maxBatchTimeout: 60 };
+const mf = new Miniflare({ ...options, inspectorPort: PORT });
 await mf.ready;
 const run = async (i) => {
   const r = what === "public"
