@@ -13,7 +13,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
 use worker::worker_sys::web_sys;
 use worker::RateLimiter;
-use worker::{BatchMessageBuilder, Env, Method, Queue, Request, RequestInit, SendMessage, Stub};
+use worker::{BatchMessageBuilder, Env, Queue, SendMessage, Stub};
 
 /// Response headers the core looks at.
 const RESPONSE_HEADERS: [&str; 5] = [
@@ -31,7 +31,6 @@ pub struct WorkerPlatform {
     /// The tenant (`AUTH0_DOMAIN`): names the gate's Durable Object instance.
     tenant: Option<String>,
     kv: OnceCell<Option<KvStore>>,
-    gate: OnceCell<Option<Stub>>,
     rpc: OnceCell<Option<GateRpc>>,
     /// The gate class takes no RPC (main module `build/index.js`): use `fetch`.
     rpc_broken: std::cell::Cell<bool>,
@@ -44,7 +43,6 @@ impl WorkerPlatform {
             env: Some(env),
             tenant,
             kv: OnceCell::new(),
-            gate: OnceCell::new(),
             rpc: OnceCell::new(),
             rpc_broken: std::cell::Cell::new(false),
         }
@@ -56,7 +54,6 @@ impl WorkerPlatform {
             env: None,
             tenant: None,
             kv: OnceCell::new(),
-            gate: OnceCell::new(),
             rpc: OnceCell::new(),
             rpc_broken: std::cell::Cell::new(false),
         }
@@ -69,19 +66,7 @@ impl WorkerPlatform {
             .ok_or_else(|| StoreError("TOKEN_CACHE binding is missing".into()))
     }
 
-    fn gate_stub(&self) -> Option<&Stub> {
-        self.gate
-            .get_or_init(|| {
-                // One gate per tenant: every isolate and the consumer reach the same instance.
-                let ns = self.env.as_ref()?.durable_object("AUTH0_GATE").ok()?;
-                ns.id_from_name(self.tenant.as_deref()?)
-                    .ok()?
-                    .get_stub()
-                    .ok()
-            })
-            .as_ref()
-    }
-
+    /// One gate per tenant: every isolate and the consumer reach the same instance.
     fn gate_stub_new(&self) -> Option<Stub> {
         let ns = self.env.as_ref()?.durable_object("AUTH0_GATE").ok()?;
         ns.id_from_name(self.tenant.as_deref()?)
@@ -200,6 +185,14 @@ extern "C" {
 
     #[wasm_bindgen(method, catch)]
     fn call(this: &GateRpc, body: &str) -> Result<Promise, JsValue>;
+
+    /// The stub's `fetch(url, init)`, the fallback when the class takes no RPC.
+    #[wasm_bindgen(method, catch, js_name = fetch)]
+    fn fetch_with(
+        this: &GateRpc,
+        url: &str,
+        init: &web_sys::RequestInit,
+    ) -> Result<Promise, JsValue>;
 }
 
 impl WorkerPlatform {
@@ -220,18 +213,26 @@ impl WorkerPlatform {
     /// One gate call over `fetch`, for a deployment whose main module is `build/index.js`
     /// itself (its Durable Object class can't take RPC).
     async fn gate_fetch(&self, body: &str) -> Result<String, String> {
-        let stub = self.gate_stub().ok_or("AUTH0_GATE binding is missing")?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(body)));
-        let req = Request::new_with_init("https://gate/call", &init).map_err(|e| e.to_string())?;
-        let mut resp = stub
-            .fetch_with_request(req)
+        let stub = self
+            .gate_rpc_handle()
+            .ok_or("AUTH0_GATE binding is missing")?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(body));
+        let promise = stub
+            .fetch_with("https://gate/call", &init)
+            .map_err(|e| js_error_text(&e))?;
+        let resp: web_sys::Response = JsFuture::from(promise)
             .await
-            .map_err(|e| e.to_string())?;
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        if resp.status_code() != 200 {
-            return Err(format!("gate answered {}: {text}", resp.status_code()));
+            .map_err(|e| js_error_text(&e))?
+            .unchecked_into();
+        let text = JsFuture::from(resp.text().map_err(|e| js_error_text(&e))?)
+            .await
+            .map_err(|e| js_error_text(&e))?
+            .as_string()
+            .unwrap_or_default();
+        if resp.status() != 200 {
+            return Err(format!("gate answered {}: {text}", resp.status()));
         }
         Ok(text)
     }

@@ -329,9 +329,11 @@ pub trait Ledger {
     fn purge(&self, now_ms: u64);
 }
 
-/// A request to the gate.
+/// A request to the gate. On the wire as serde's default, externally tagged JSON
+/// (`{"reserve":{…}}`): an internally tagged enum (`{"op":"reserve",…}`) made serde buffer
+/// every call and reply into its generic `Content` first, 27 KB of wasm for nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GateCall {
     /// Slots for `calls` Management calls within `max_wait_ms`.
     Reserve {
@@ -427,7 +429,7 @@ pub enum GateCall {
 
 /// What a consumer should do with an invite it was handed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Begin {
     /// Work on it; this is attempt `attempt`.
     Run {
@@ -445,7 +447,7 @@ pub enum Begin {
 
 /// The gate's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GateReply {
     /// Call at these instants (Unix ms).
     Reserved {

@@ -9,7 +9,7 @@ import { gzipSync } from "node:zlib";
  * bundle has today plus a small margin, so that growth is a decision, not an accident.
  * Issue #9's goal is 200 KB; see the README's performance section for where it stands.
  */
-export const BUDGET_GZIP_BYTES = 340_000;
+export const BUDGET_GZIP_BYTES = 310_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

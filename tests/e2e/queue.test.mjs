@@ -5,9 +5,11 @@
 // (~65 s) and the outage test waits out the queue's retries (~60-100 s).
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
+import path from "node:path";
+import { Miniflare } from "miniflare";
 import {
   startEmulator, startWorker, startWorkerHttp, keepAliveClient, signupProgress, eventually, sleep,
-  stripeSignature, API_KEY, STRIPE_SECRET,
+  stripeSignature, workerOptions, API_KEY, STRIPE_SECRET,
 } from "./harness.mjs";
 
 /** The Worker's pacer at the emulator's "free" limit. */
@@ -353,4 +355,49 @@ test("g: a delivery twice: the same Stripe event at once is accepted once; 8 sig
     assert.equal(s.endpoints["POST /api/v2/users"], 2, "one creation per address");
     assert.equal(s.endpoints["POST /dbconnections/change_password"], 2, "one email per address");
   });
+});
+
+test("h: deployed with build/index.js as the main module (no RPC), the gate is reached with fetch", async () => {
+  // worker-build's own module exports the Durable Object class in a way workerd takes no RPC
+  // calls on; the shell notices once and calls the gate's fetch instead. Every gate call goes
+  // that way here: a paced synchronous invite (reserve) and an async one (accept, status,
+  // begin, complete).
+  const lines = [];
+  const mf = new Miniflare({
+    ...workerOptions(emu.url, PACED),
+    scriptPath: path.resolve("build/index.js"),
+    handleRuntimeStdio(stdout, stderr) {
+      for (const s of [stdout, stderr]) s.on("data", (d) => lines.push(String(d)));
+    },
+  });
+  const call = async (p, init = {}) => {
+    const r = await mf.dispatchFetch("http://worker.test" + p, {
+      ...init,
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...init.headers },
+    });
+    const text = await r.text();
+    return { status: r.status, headers: r.headers, text, json: text ? JSON.parse(text) : null };
+  };
+  try {
+    await mf.ready;
+    const sync = await call("/v1/invites", { method: "POST", body: JSON.stringify({ email: "viafetch@example.com" }) });
+    assert.equal(sync.status, 201, sync.text);
+    assert.match(sync.json.ticket_url, /^http/);
+    assert.ok(lines.join("").includes("gate_rpc_unavailable"), "the fallback was taken and logged");
+
+    const queued = await call("/v1/invites", {
+      method: "POST", headers: { prefer: "respond-async" }, body: JSON.stringify({ email: "viafetch-async@example.com" }),
+    });
+    assert.equal(queued.status, 202, queued.text);
+    let last;
+    const done = await waitFor(async () => {
+      last = (await call(queued.headers.get("location"))).json;
+      return last.status === "completed" || last.status === "failed";
+    }, 30_000, 200);
+    assert.ok(done, JSON.stringify(last));
+    assert.equal(last.status, "completed", JSON.stringify(last));
+    assert.equal((await emu.users("viafetch-async@example.com")).length, 1);
+  } finally {
+    await mf.dispose();
+  }
 });

@@ -282,10 +282,12 @@ impl Gate for Fake {
         if self.gate_down.get() {
             return Err("gate down".into());
         }
-        let op = serde_json::to_value(&call).unwrap()["op"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        // The call's name: its one key on the wire (`{"reserve":{…}}`).
+        let op = match serde_json::to_value(&call).unwrap() {
+            serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
+            serde_json::Value::String(s) => s,
+            other => panic!("a gate call is an object or a name: {other}"),
+        };
         self.gate_calls.borrow_mut().push(op);
         Ok(gate::handle(call, self.now.get(), &self.ledger))
     }
@@ -462,7 +464,10 @@ impl Svc {
             self.fake.now.get(),
             &self.fake.ledger,
         );
-        serde_json::to_value(reply).unwrap()["invite"].clone()
+        match reply {
+            GateReply::Status { invite } => serde_json::to_value(invite).unwrap(),
+            other => panic!("a status call answers a status: {other:?}"),
+        }
     }
 }
 
