@@ -207,7 +207,7 @@ impl Auth0Gate {
             return Err("gate storage unavailable".into());
         }
         let call: GateCall =
-            serde_json::from_str(body).map_err(|e| format!("bad gate call: {e}"))?;
+            serde_json::from_slice(body.as_bytes()).map_err(|e| format!("bad gate call: {e}"))?;
         let now_ms = crate::platform::now_ms();
         let ledger = SqlLedger {
             sql: &self.sql,

@@ -302,7 +302,7 @@ mod entry {
                     .as_string()
                     .ok_or_else(|| "not a text message".to_string())
                     .and_then(|t| {
-                        serde_json::from_str::<QueuedInvite>(&t).map_err(|e| e.to_string())
+                        serde_json::from_slice::<QueuedInvite>(t.as_bytes()).map_err(|e| e.to_string())
                     });
                 let msg = match parsed {
                     Ok(msg) => msg,

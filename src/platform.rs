@@ -260,7 +260,7 @@ impl Gate for WorkerPlatform {
         if let Some(err) = text.strip_prefix('!') {
             return Err(format!("gate: {err}"));
         }
-        serde_json::from_str(&text).map_err(|e| format!("gate reply: {e}"))
+        serde_json::from_slice(text.as_bytes()).map_err(|e| format!("gate reply: {e}"))
     }
 }
 

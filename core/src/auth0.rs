@@ -533,7 +533,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 },
                 Acquire::Lead(guard) => {
                     if let Ok(Some(raw)) = self.p.get(&key).await {
-                        if let Ok(t) = serde_json::from_str::<CachedToken>(&raw) {
+                        if let Ok(t) = serde_json::from_slice::<CachedToken>(raw.as_bytes()) {
                             if t.is_fresh(self.p.now_ms()) && Some(t.access_token.as_str()) != avoid
                             {
                                 self.ctx.note_source(TokenSource::Kv);

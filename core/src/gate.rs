@@ -181,7 +181,7 @@ impl InviteRecord {
     fn view(&self, ledger: &impl Ledger, now_ms: u64) -> StatusView {
         let ticket = ledger
             .get(&ticket_key(&self.message.id))
-            .and_then(|s| serde_json::from_str::<StoredTicket>(&s).ok())
+            .and_then(|s| serde_json::from_slice::<StoredTicket>(s.as_bytes()).ok())
             .filter(|t| self.message.kind == Kind::Trusted && t.expires_ms > now_ms);
         StatusView {
             id: self.message.id.clone(),
@@ -504,7 +504,7 @@ fn invite_key(id: &str) -> String {
 fn load(ledger: &impl Ledger, id: &str) -> Option<InviteRecord> {
     ledger
         .get(&invite_key(id))
-        .and_then(|s| serde_json::from_str(&s).ok())
+        .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())
 }
 
 fn store(ledger: &impl Ledger, rec: &InviteRecord) {
@@ -521,7 +521,7 @@ fn store(ledger: &impl Ledger, rec: &InviteRecord) {
 fn pacer(ledger: &impl Ledger) -> Pacer {
     ledger
         .get("pacer")
-        .and_then(|s| serde_json::from_str(&s).ok())
+        .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())
         .unwrap_or_default()
 }
 
@@ -722,7 +722,7 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             let invites = ledger
                 .group(&id)
                 .iter()
-                .filter_map(|s| serde_json::from_str::<InviteRecord>(s).ok())
+                .filter_map(|s| serde_json::from_slice::<InviteRecord>(s.as_bytes()).ok())
                 .map(|r| r.view(ledger, now_ms))
                 .collect();
             GateReply::Batch {
