@@ -201,10 +201,10 @@ impl WorkerPlatform {
         let rpc = self
             .gate_rpc_handle()
             .ok_or("AUTH0_GATE binding is missing")?;
-        let promise = rpc.call(body).map_err(|e| format!("{e:?}"))?;
+        let promise = rpc.call(body).map_err(|e| js_error_text(&e))?;
         let value = JsFuture::from(promise)
             .await
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| js_error_text(&e))?;
         value
             .as_string()
             .ok_or_else(|| "gate answered a non-string".into())

@@ -399,7 +399,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             }
             Ok(busy @ GateReply::Busy { .. }) => Some(busy),
             Ok(other) => {
-                *self.ctx.note.borrow_mut() = Some(format!("gate answered {other:?}"));
+                *self.ctx.note.borrow_mut() = Some(format!("gate answered {}", other.kind()));
                 None
             }
             Err(e) => {

@@ -497,6 +497,27 @@ pub enum GateReply {
     },
 }
 
+impl GateReply {
+    /// The reply's name, for a log note about an answer that made no sense where it came.
+    /// (Not `Debug`: that would print addresses, and pull every nested type's `Debug` into
+    /// the bundle.)
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GateReply::Reserved { .. } => "reserved",
+            GateReply::Busy { .. } => "busy",
+            GateReply::Accepted => "accepted",
+            GateReply::Duplicate { .. } => "duplicate",
+            GateReply::Cooldown => "cooldown",
+            GateReply::Begin(_) => "begin",
+            GateReply::Done => "done",
+            GateReply::Claimed { .. } => "claimed",
+            GateReply::Status { .. } => "status",
+            GateReply::Batch { .. } => "batch",
+            GateReply::Redrive { .. } => "redrive",
+        }
+    }
+}
+
 fn invite_key(id: &str) -> String {
     format!("inv:{id}")
 }

@@ -67,7 +67,7 @@ pub async fn accept<P: Platform>(
         Ok(GateReply::Accepted) => {}
         Ok(GateReply::Duplicate { invite_id }) => return Ok(Acceptance::Duplicate(invite_id)),
         Ok(GateReply::Cooldown) => return Ok(Acceptance::Cooldown),
-        Ok(other) => return Err(unavailable(format!("gate answered {other:?}"))),
+        Ok(other) => return Err(unavailable(format!("gate answered {}", other.kind()))),
         Err(e) => return Err(unavailable(format!("gate unreachable: {e}"))),
     }
     // At most 100 messages per send (Queues' limit).
@@ -183,7 +183,7 @@ async fn run<P: Platform>(
             )
         }
         Ok(other) => {
-            cx.note(format!("gate answered {other:?}"));
+            cx.note(format!("gate answered {}", other.kind()));
             return (Settle::Retry { delay_sec: 5 }, "gate_error", None);
         }
         Err(e) => {
