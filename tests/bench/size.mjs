@@ -8,8 +8,10 @@ import { gzipSync } from "node:zlib";
  * The ceiling the test command enforces, in bytes gzipped (wasm + JS). It is the size the
  * bundle has today plus a small margin, so that growth is a decision, not an accident.
  * Issue #9's goal is 200 KB; see the README's performance section for where it stands.
+ * +7,000 B: the embedded OpenAPI document (docs/openapi.json, served at GET /openapi.json;
+ * measured +6,987 B, from 336,481 to 343,468 B).
  */
-export const BUDGET_GZIP_BYTES = 340_000;
+export const BUDGET_GZIP_BYTES = 347_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
