@@ -71,6 +71,7 @@ enum Route {
     Thanks,
     Favicon,
     Healthz,
+    OpenApi,
     PublicInvite,
     PublicPreflight,
     Invite,
@@ -90,7 +91,10 @@ fn classify(method: &str, path: &str) -> Route {
         "/thanks" if get => Route::Thanks,
         "/favicon.ico" if get => Route::Favicon,
         "/healthz" if get => Route::Healthz,
-        "/" | "/thanks" | "/favicon.ico" | "/healthz" => Route::WrongMethod("GET, HEAD"),
+        "/openapi.json" if get => Route::OpenApi,
+        "/" | "/thanks" | "/favicon.ico" | "/healthz" | "/openapi.json" => {
+            Route::WrongMethod("GET, HEAD")
+        }
         "/v1/public/invites" => match method {
             "POST" => Route::PublicInvite,
             "OPTIONS" => Route::PublicPreflight,
@@ -139,6 +143,7 @@ pub fn inbound_headers(method: &str, url: &str) -> &'static [&'static str] {
         | Route::Thanks
         | Route::Favicon
         | Route::Healthz
+        | Route::OpenApi
         | Route::WrongMethod(_)
         | Route::NotFound => &[],
         Route::PublicPreflight => &["origin", "sec-fetch-site"],
@@ -300,6 +305,7 @@ async fn dispatch<P: Platform>(
         }
         Route::NotFound => return Outcome::plain(Err(ApiError::not_found(path))),
         Route::Healthz => return Outcome::plain(Ok(healthz(config))),
+        Route::OpenApi => return Outcome::plain(Ok(openapi())),
         _ => {}
     }
     let cfg = match config {
@@ -385,7 +391,23 @@ async fn dispatch<P: Platform>(
         | Route::Favicon
         | Route::WrongMethod(_)
         | Route::NotFound
-        | Route::Healthz => Outcome::plain(Err(ApiError::not_found(path))),
+        | Route::Healthz
+        | Route::OpenApi => Outcome::plain(Err(ApiError::not_found(path))),
+    }
+}
+
+/// docs/openapi.json, the OpenAPI 3.1 description of this API, as `GET /openapi.json` serves it.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /openapi.json`: the document, cacheable (it changes only with a deploy).
+fn openapi() -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "public, max-age=3600".into()),
+        ],
+        body: OPENAPI_JSON.as_bytes().to_vec(),
     }
 }
 
@@ -452,4 +474,123 @@ pub fn error_response(e: &ApiError, request_id: &str) -> HttpResponse {
         resp = resp.with_header("allow", allow);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document() -> Value {
+        serde_json::from_str(OPENAPI_JSON).expect("docs/openapi.json is JSON")
+    }
+
+    /// Whether the concrete `path` fits the document's path `template` (`{id}` is one
+    /// non-empty segment).
+    fn fits(template: &str, path: &str) -> bool {
+        let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+    }
+
+    /// A request each route answers. The match is exhaustive, so a new route does not
+    /// compile until it has a probe here (and then the test asks the document for it).
+    fn probe(route: Route) -> (&'static str, &'static str) {
+        match route {
+            Route::Landing => ("GET", "/"),
+            Route::Thanks => ("GET", "/thanks"),
+            Route::Favicon => ("GET", "/favicon.ico"),
+            Route::Healthz => ("GET", "/healthz"),
+            Route::OpenApi => ("GET", "/openapi.json"),
+            Route::PublicInvite => ("POST", "/v1/public/invites"),
+            Route::PublicPreflight => ("OPTIONS", "/v1/public/invites"),
+            Route::Invite => ("POST", "/v1/invites"),
+            Route::Batch => ("POST", "/v1/invites/batch"),
+            Route::InviteStatus => ("GET", "/v1/invites/inv_0123456789abcdef"),
+            Route::InviteRetry => ("POST", "/v1/invites/inv_0123456789abcdef/retry"),
+            Route::BatchStatus => ("GET", "/v1/batches/bat_0123456789abcdef"),
+            Route::Webhook("stripe") => ("POST", "/v1/webhooks/stripe"),
+            Route::Webhook(_) => ("POST", "/v1/webhooks/standard"),
+            Route::WrongMethod(_) => ("DELETE", "/healthz"),
+            Route::NotFound => ("GET", "/wp-login.php"),
+        }
+    }
+
+    const ROUTES: &[Route] = &[
+        Route::Landing,
+        Route::Thanks,
+        Route::Favicon,
+        Route::Healthz,
+        Route::OpenApi,
+        Route::PublicInvite,
+        Route::PublicPreflight,
+        Route::Invite,
+        Route::Batch,
+        Route::InviteStatus,
+        Route::InviteRetry,
+        Route::BatchStatus,
+        Route::Webhook("stripe"),
+        Route::Webhook("standard"),
+    ];
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for &route in ROUTES {
+            let (method, path) = probe(route);
+            assert_eq!(classify(method, path), route, "{method} {path}");
+            let described = paths.iter().any(|(template, item)| {
+                fits(template, path) && item.get(method.to_ascii_lowercase()).is_some()
+            });
+            assert!(described, "docs/openapi.json lacks {method} {path}");
+            if method == "GET" {
+                assert_eq!(classify("HEAD", path), route, "HEAD {path}");
+            }
+        }
+        // And the other way round: every operation described is one the Worker routes.
+        for (template, item) in paths {
+            let path = template.replace("{id}", "inv_0123456789abcdef");
+            for (method, op) in item.as_object().expect("path item") {
+                if !op.is_object() || !op.get("responses").is_some_and(Value::is_object) {
+                    continue;
+                }
+                let route = classify(&method.to_ascii_uppercase(), &path);
+                assert!(
+                    !matches!(route, Route::WrongMethod(_) | Route::NotFound),
+                    "{method} {template} is described but not routed"
+                );
+                assert!(
+                    op["responses"].get("405").is_some(),
+                    "{method} {template} lacks its 405"
+                );
+            }
+        }
+        // What is no route is not described (the document's 404 and 405 cover it).
+        let (method, path) = probe(Route::NotFound);
+        assert_eq!(classify(method, path), Route::NotFound);
+        assert!(!paths.contains_key(path));
+        let (method, path) = probe(Route::WrongMethod("GET, HEAD"));
+        assert_eq!(classify(method, path), Route::WrongMethod("GET, HEAD"));
+        assert!(paths[path].get(method.to_ascii_lowercase()).is_none());
+    }
+
+    #[test]
+    fn the_openapi_document_is_served_before_the_configuration_is_needed() {
+        assert_eq!(classify("GET", "/openapi.json"), Route::OpenApi);
+        assert_eq!(classify("HEAD", "/openapi.json"), Route::OpenApi);
+        assert_eq!(
+            classify("POST", "/openapi.json"),
+            Route::WrongMethod("GET, HEAD")
+        );
+        assert!(inbound_headers("GET", "https://w.example/openapi.json").is_empty());
+        let r = openapi();
+        assert_eq!(r.header_value("content-type"), Some("application/json"));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&r.body).ok(),
+            Some(document())
+        );
+    }
 }

@@ -648,6 +648,29 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_in_the_openapi_documents_error_code_enum() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/openapi.json")).expect("JSON");
+        let listed: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("components.schemas.ErrorCode.enum")
+            .iter()
+            .map(|c| c.as_str().expect("a string"))
+            .collect();
+        for code in ErrorCode::ALL {
+            assert!(
+                listed.contains(&code.as_str()),
+                "docs/openapi.json's ErrorCode enum lacks {code}"
+            );
+        }
+        assert_eq!(
+            listed.len(),
+            ErrorCode::ALL.len(),
+            "codes the Worker never answers"
+        );
+    }
+
+    #[test]
     fn upstream_errors_name_the_service_that_failed() {
         let e: ApiError = UpstreamError::Auth {
             service: Service::EmailApi,

@@ -8,8 +8,10 @@ import { gzipSync } from "node:zlib";
  * The ceiling the test command enforces, in bytes gzipped (wasm + JS). It is the size the
  * bundle has today plus a small margin, so that growth is a decision, not an accident.
  * Issue #9's goal is 200 KB; see the README's performance section for where it stands.
+ * +8,000 B: the embedded OpenAPI document (docs/openapi.json, served at GET /openapi.json;
+ * measured +7,024 B, from 300,615 to 307,639 B).
  */
-export const BUDGET_GZIP_BYTES = 310_000;
+export const BUDGET_GZIP_BYTES = 318_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

@@ -7,6 +7,7 @@ import path from "node:path";
 import { existsSync } from "node:fs";
 import { createHmac } from "node:crypto";
 import { Miniflare } from "miniflare";
+import { checkResponse } from "./openapi.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const API_KEY = "e2e-invite-key-0123456789";
@@ -103,13 +104,18 @@ export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimi
   };
 }
 
-/** Starts the built Worker in workerd. `overrides` replace bindings; `undefined` removes one. */
+/**
+ * Starts the built Worker in workerd. `overrides` replace bindings; `undefined` removes one.
+ * Every answer `fetch` (and `invite`) receives is checked against docs/openapi.json
+ * (tests/e2e/openapi.mjs): one the document does not describe rejects the call.
+ */
 export async function startWorker(emulatorUrl, overrides = {}, { kv = true } = {}) {
   const mf = new Miniflare(workerOptions(emulatorUrl, overrides, { kv }));
   await mf.ready;
   const fetchWorker = async (p, init = {}) => {
     const r = await mf.dispatchFetch("http://worker.test" + p, init);
     const text = await r.text();
+    checkResponse(init.method ?? "GET", p, r.status, r.headers, text);
     let json = null;
     try { json = JSON.parse(text); } catch { /* not JSON */ }
     return { status: r.status, headers: r.headers, text, json };
@@ -176,7 +182,8 @@ import http from "node:http";
  * is the Worker's answer, not TCP set-up. `request(method, path, { body, headers })` sends
  * `body` as JSON unless it is a string, and resolves to `{ status, headers, text, json, ms }`,
  * `ms` being that request's own latency (from the call to the last byte of the answer).
- * `close()` drops the connections.
+ * Every answer is checked against docs/openapi.json (after `ms` is taken): one the document
+ * does not describe rejects the request. `close()` drops the connections.
  */
 export function keepAliveClient(origin) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
@@ -195,6 +202,12 @@ export function keepAliveClient(origin) {
       res.on("end", () => {
         const ms = performance.now() - started;
         const text = Buffer.concat(chunks).toString("utf8");
+        try {
+          checkResponse(method, p, res.statusCode, res.headers, text);
+        } catch (e) {
+          reject(e);
+          return;
+        }
         let json = null;
         try { json = JSON.parse(text); } catch { /* not JSON */ }
         resolve({ status: res.statusCode, headers: res.headers, text, json, ms });

@@ -4,6 +4,7 @@
 //! One test binary, one module per route over the shared fakes in `support`.
 
 mod invites;
+mod openapi;
 mod public;
 mod queued;
 mod support;
