@@ -208,18 +208,27 @@ mod entry {
         match answer {
             Ok(resp) => resp.into(),
             Err(e) => {
+                // The one error shape, with a request id of its own (the handler's is lost).
+                let mut raw = [0u8; 8];
+                let request_id = match crate::platform::fill_random(&mut raw) {
+                    Ok(()) => raw.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    Err(_) => "0".repeat(16),
+                };
                 console_error!(
                     "{}",
-                    serde_json::json!({"level": "error", "event": "response_failed", "error": e.to_string()})
+                    serde_json::json!({"level": "error", "event": "response_failed", "request_id": request_id, "error": e.to_string()})
                 );
+                let body = serde_json::json!({"error": {"code": "internal_error", "message": "the answer could not be built; retrying is safe", "request_id": request_id}});
                 let init = web_sys::ResponseInit::new();
                 init.set_status(500);
-                web_sys::Response::new_with_opt_str_and_init(
-                    Some(r#"{"error":{"code":"internal_error","message":"the answer could not be built; retrying is safe"}}"#),
-                    &init,
-                )
-                .map(Into::into)
-                .unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+                if let Ok(headers) = web_sys::Headers::new() {
+                    let _ = headers.set("content-type", "application/json");
+                    let _ = headers.set("cache-control", "no-store");
+                    init.set_headers(&headers);
+                }
+                web_sys::Response::new_with_opt_str_and_init(Some(&body.to_string()), &init)
+                    .map(Into::into)
+                    .unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
             }
         }
     }
