@@ -12,7 +12,6 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
 use worker::worker_sys::web_sys;
-use worker::RateLimiter;
 use worker::{BatchMessageBuilder, Env, Queue, SendMessage, Stub};
 
 /// Response headers the core looks at.
@@ -83,10 +82,6 @@ impl WorkerPlatform {
 
     fn queue(&self) -> Option<Queue> {
         self.env.as_ref()?.queue("INVITE_QUEUE").ok()
-    }
-
-    fn limiter(&self) -> Option<RateLimiter> {
-        self.env.as_ref()?.rate_limiter("PUBLIC_RATE_LIMITER").ok()
     }
 }
 
@@ -264,8 +259,60 @@ impl Gate for WorkerPlatform {
     }
 }
 
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A queue producer binding, as the runtime gives it.
+    type RawQueue;
+
+    #[wasm_bindgen(method, catch)]
+    fn send(this: &RawQueue, body: &str, options: &JsValue) -> Result<Promise, JsValue>;
+
+    /// A rate limiting binding, as the runtime gives it.
+    type RawLimiter;
+
+    #[wasm_bindgen(method, catch)]
+    fn limit(this: &RawLimiter, options: &JsValue) -> Result<Promise, JsValue>;
+}
+
+impl WorkerPlatform {
+    /// A binding as the runtime gives it. One message and one rate-limit check are single
+    /// JS calls on these: `worker::Queue` and `worker::RateLimiter` go through
+    /// serde-wasm-bindgen for their options and answers, on every sign-up's request path.
+    fn raw_binding<T: JsCast>(&self, name: &str) -> Option<T> {
+        let env: &JsValue = self.env.as_ref()?;
+        js_sys::Reflect::get(env, &JsValue::from_str(name))
+            .ok()
+            .filter(|v| v.is_object())
+            .map(JsCast::unchecked_into)
+    }
+
+    /// An object `{ key: value, ... }` of numbers and strings.
+    fn js_object(fields: &[(&str, JsValue)]) -> JsValue {
+        let o = js_sys::Object::new();
+        for (k, v) in fields {
+            let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), v);
+        }
+        o.into()
+    }
+}
+
 impl InviteQueue for WorkerPlatform {
     async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String> {
+        if let [message] = messages {
+            // One message (a sign-up, a webhook, an async invite): one `send`.
+            let queue: RawQueue = self
+                .raw_binding("INVITE_QUEUE")
+                .ok_or("INVITE_QUEUE binding is missing")?;
+            let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+            let options = if delay_sec > 0 {
+                Self::js_object(&[("delaySeconds", JsValue::from(delay_sec))])
+            } else {
+                JsValue::UNDEFINED
+            };
+            let sent = queue.send(&body, &options).map_err(|e| js_error_text(&e))?;
+            JsFuture::from(sent).await.map_err(|e| js_error_text(&e))?;
+            return Ok(());
+        }
         let queue = self.queue().ok_or("INVITE_QUEUE binding is missing")?;
         // Sent as JSON text: the consumer parses exactly what was sent (maps included).
         let mut bodies = Vec::with_capacity(messages.len());
@@ -289,9 +336,13 @@ impl InviteQueue for WorkerPlatform {
 
 impl RateLimit for WorkerPlatform {
     async fn allow(&self, key: &str) -> Option<bool> {
-        let limiter = self.limiter()?;
+        let limiter: RawLimiter = self.raw_binding("PUBLIC_RATE_LIMITER")?;
         // If the binding itself fails, let the request through rather than block sign-ups.
-        limiter.limit(key.to_string()).await.ok().map(|o| o.success)
+        let options = Self::js_object(&[("key", JsValue::from_str(key))]);
+        let outcome = JsFuture::from(limiter.limit(&options).ok()?).await.ok()?;
+        js_sys::Reflect::get(&outcome, &JsValue::from_str("success"))
+            .ok()?
+            .as_bool()
     }
 }
 
