@@ -17,9 +17,11 @@ mod entry {
     use invite_core::api::inbound_headers;
     use invite_core::config::ConfigError;
     use invite_core::gate::QueuedInvite;
+    use invite_core::platform::random_hex;
     use invite_core::queue::{dead_letter, process, Settle};
     use invite_core::{
-        handle, BodyError, BodySource, Config, HttpRequest, InviteQueue, IsolateCache, Store,
+        handle, BodyError, BodySource, Config, HttpRequest, HttpResponse, InviteQueue,
+        IsolateCache, Store,
     };
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
@@ -209,26 +211,48 @@ mod entry {
             Ok(resp) => resp.into(),
             Err(e) => {
                 // The one error shape, with a request id of its own (the handler's is lost).
-                let mut raw = [0u8; 8];
-                let request_id = match crate::platform::fill_random(&mut raw) {
-                    Ok(()) => raw.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                    Err(_) => "0".repeat(16),
-                };
+                let request_id =
+                    random_hex(&WorkerPlatform::detached(), 8).unwrap_or_else(|_| "0".repeat(16));
                 console_error!(
                     "{}",
                     serde_json::json!({"level": "error", "event": "response_failed", "request_id": request_id, "error": e.to_string()})
                 );
                 let body = serde_json::json!({"error": {"code": "internal_error", "message": "the answer could not be built; retrying is safe", "request_id": request_id}});
-                let init = web_sys::ResponseInit::new();
-                init.set_status(500);
-                if let Ok(headers) = web_sys::Headers::new() {
-                    let _ = headers.set("content-type", "application/json");
-                    let _ = headers.set("cache-control", "no-store");
-                    init.set_headers(&headers);
-                }
-                web_sys::Response::new_with_opt_str_and_init(Some(&body.to_string()), &init)
-                    .map(Into::into)
-                    .unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+                let headers = [("cache-control".to_string(), "no-store".to_string())];
+                let answer = HttpResponse::json(500, &body);
+                js_response(
+                    answer.status,
+                    &[&answer.headers[..], &headers].concat(),
+                    &answer.body,
+                )
+                .map(Into::into)
+                .unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+            }
+        }
+    }
+
+    /// A runtime `Response` from the core's status, headers and body.
+    fn js_response(
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> std::result::Result<web_sys::Response, wasm_bindgen::JsValue> {
+        let h = web_sys::Headers::new()?;
+        for (k, v) in headers {
+            h.set(k, v)?;
+        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(status);
+        init.set_headers(&h);
+        if body.is_empty() {
+            web_sys::Response::new_with_opt_str_and_init(None, &init)
+        } else {
+            match std::str::from_utf8(body) {
+                Ok(text) => web_sys::Response::new_with_opt_str_and_init(Some(text), &init),
+                Err(_) => web_sys::Response::new_with_opt_js_u8_array_and_init(
+                    Some(&js_sys::Uint8Array::from(body)),
+                    &init,
+                ),
             }
         }
     }
@@ -266,27 +290,9 @@ mod entry {
             });
         }
 
-        let js = |e: wasm_bindgen::JsValue| worker::Error::RustError(js_error_text(&e));
-        let headers = web_sys::Headers::new().map_err(js)?;
-        for (k, v) in &handled.response.headers {
-            headers.set(k, v).map_err(js)?;
-        }
-        let init = web_sys::ResponseInit::new();
-        init.set_status(handled.response.status);
-        init.set_headers(&headers);
-        let body = &handled.response.body;
-        if body.is_empty() {
-            web_sys::Response::new_with_opt_str_and_init(None, &init)
-        } else {
-            match std::str::from_utf8(body) {
-                Ok(text) => web_sys::Response::new_with_opt_str_and_init(Some(text), &init),
-                Err(_) => web_sys::Response::new_with_opt_js_u8_array_and_init(
-                    Some(&js_sys::Uint8Array::from(body.as_slice())),
-                    &init,
-                ),
-            }
-        }
-        .map_err(js)
+        let r = &handled.response;
+        js_response(r.status, &r.headers, &r.body)
+            .map_err(|e| worker::Error::RustError(js_error_text(&e)))
     }
 
     /// The dead-letter queue's name (`dead_letter_queue` in wrangler.toml).

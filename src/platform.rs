@@ -31,8 +31,12 @@ pub struct WorkerPlatform {
     tenant: Option<String>,
     kv: OnceCell<Option<KvStore>>,
     rpc: OnceCell<Option<GateRpc>>,
-    /// The gate class takes no RPC (main module `build/index.js`): use `fetch`.
-    rpc_broken: std::cell::Cell<bool>,
+}
+
+thread_local! {
+    /// The gate class takes no RPC (main module `build/index.js`): use `fetch`. Learnt once
+    /// per isolate (the platform is built per request), so one failed RPC and one warning.
+    static RPC_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl WorkerPlatform {
@@ -43,7 +47,6 @@ impl WorkerPlatform {
             tenant,
             kv: OnceCell::new(),
             rpc: OnceCell::new(),
-            rpc_broken: std::cell::Cell::new(false),
         }
     }
 
@@ -54,7 +57,6 @@ impl WorkerPlatform {
             tenant: None,
             kv: OnceCell::new(),
             rpc: OnceCell::new(),
-            rpc_broken: std::cell::Cell::new(false),
         }
     }
 
@@ -135,6 +137,11 @@ extern "C" {
     fn global_fetch(url: &str, init: &web_sys::RequestInit) -> Result<Promise, JsValue>;
 }
 
+/// Awaits a JS promise; a rejection as text.
+async fn settled(promise: Promise) -> Result<JsValue, String> {
+    JsFuture::from(promise).await.map_err(|e| js_error_text(&e))
+}
+
 /// A thrown JS value as text (an `Error`'s message, or the value itself).
 pub fn js_error_text(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
@@ -196,11 +203,8 @@ impl WorkerPlatform {
         let rpc = self
             .gate_rpc_handle()
             .ok_or("AUTH0_GATE binding is missing")?;
-        let promise = rpc.call(body).map_err(|e| js_error_text(&e))?;
-        let value = JsFuture::from(promise)
-            .await
-            .map_err(|e| js_error_text(&e))?;
-        value
+        settled(rpc.call(body).map_err(|e| js_error_text(&e))?)
+            .await?
             .as_string()
             .ok_or_else(|| "gate answered a non-string".into())
     }
@@ -214,16 +218,14 @@ impl WorkerPlatform {
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
         init.set_body(&JsValue::from_str(body));
-        let promise = stub
-            .fetch_with("https://gate/call", &init)
-            .map_err(|e| js_error_text(&e))?;
-        let resp: web_sys::Response = JsFuture::from(promise)
-            .await
-            .map_err(|e| js_error_text(&e))?
-            .unchecked_into();
-        let text = JsFuture::from(resp.text().map_err(|e| js_error_text(&e))?)
-            .await
-            .map_err(|e| js_error_text(&e))?
+        let resp: web_sys::Response = settled(
+            stub.fetch_with("https://gate/call", &init)
+                .map_err(|e| js_error_text(&e))?,
+        )
+        .await?
+        .unchecked_into();
+        let text = settled(resp.text().map_err(|e| js_error_text(&e))?)
+            .await?
             .as_string()
             .unwrap_or_default();
         if resp.status() != 200 {
@@ -236,7 +238,7 @@ impl WorkerPlatform {
 impl Gate for WorkerPlatform {
     async fn gate(&self, call: GateCall) -> Result<GateReply, String> {
         let body = serde_json::to_string(&call).map_err(|e| e.to_string())?;
-        let text = if self.rpc_broken.get() {
+        let text = if RPC_BROKEN.with(|b| b.get()) {
             self.gate_fetch(&body).await?
         } else {
             match self.gate_rpc(&body).await {
@@ -246,7 +248,7 @@ impl Gate for WorkerPlatform {
                         "{}",
                         serde_json::json!({"level": "warn", "event": "gate_rpc_unavailable", "detail": "main module is not src/entry.mjs; the gate is called with fetch"})
                     );
-                    self.rpc_broken.set(true);
+                    RPC_BROKEN.with(|b| b.set(true));
                     self.gate_fetch(&body).await?
                 }
                 Err(e) => return Err(e),
@@ -309,8 +311,7 @@ impl InviteQueue for WorkerPlatform {
             } else {
                 JsValue::UNDEFINED
             };
-            let sent = queue.send(&body, &options).map_err(|e| js_error_text(&e))?;
-            JsFuture::from(sent).await.map_err(|e| js_error_text(&e))?;
+            settled(queue.send(&body, &options).map_err(|e| js_error_text(&e))?).await?;
             return Ok(());
         }
         let queue = self.queue().ok_or("INVITE_QUEUE binding is missing")?;
