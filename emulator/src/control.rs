@@ -1,13 +1,13 @@
 //! The control API under `/__emulator/`: counters, reset, runtime
-//! configuration (latency, faults, rate limits, 429 storms, scopes), token
-//! revocation, simulated user logins, and read access to the stored users,
-//! roles and outbox (filterable by recipient and kind) and the recorded
-//! Turnstile siteverify calls.
+//! configuration (latency, faults, rate limits, 429 storms, scopes, search
+//! lag), token revocation, simulated user logins, and read access to the
+//! stored users, roles, tickets (with their validity) and outbox (filterable
+//! by recipient and kind) and the recorded Turnstile siteverify calls.
 //! No authentication, no rate limiting, not counted in the stats.
 
 use serde_json::{json, Map, Value};
 
-use crate::options::split_scopes;
+use crate::options::{split_scopes, MAX_SEARCH_LAG_MS};
 use crate::ratelimit::RateLimitSetting;
 use crate::server::{Incoming, Reply};
 use crate::state::State;
@@ -64,8 +64,52 @@ pub fn handle(state: &mut State, inc: &Incoming) -> Reply {
             Reply::mgmt(200, &Value::Array(state.outbox_filtered(to, kind)))
         }
         ("GET", "siteverify") => Reply::mgmt(200, &Value::Array(state.siteverify.clone())),
+        ("GET", "tickets") => list_tickets(state, inc),
+        ("GET", rest) if rest.starts_with("tickets/") => {
+            let id = util::percent_decode(&rest["tickets/".len()..]);
+            match state.ticket(&id) {
+                Some(t) => Reply::mgmt(200, &state.ticket_json(t, util::now_ms())),
+                None => Reply::mgmt_error(404, "The ticket does not exist.", None),
+            }
+        }
         _ => Reply::not_found(),
     }
+}
+
+/// `GET /__emulator/tickets[?user_id=][&email=]`: tickets oldest first, each
+/// with its validity. `email` (case-insensitive) finds the tickets of the
+/// users that have that email now and of deleted users that had it when
+/// the ticket was issued. Both filters given must both hold.
+fn list_tickets(state: &State, inc: &Incoming) -> Reply {
+    let user_id = inc.query_param("user_id").filter(|v| !v.is_empty());
+    let email = inc
+        .query_param("email")
+        .filter(|v| !v.trim().is_empty())
+        .map(|e| e.trim().to_lowercase());
+    let owners: Vec<&str> = match &email {
+        None => Vec::new(),
+        Some(e) => state
+            .users
+            .iter()
+            .filter(|u| u.email.as_deref() == Some(e.as_str()))
+            .map(|u| u.user_id.as_str())
+            .collect(),
+    };
+    let now = util::now_ms();
+    let tickets: Vec<Value> = state
+        .tickets
+        .iter()
+        .filter(|t| user_id.is_none_or(|id| t.user_id == id))
+        .filter(|t| match &email {
+            None => true,
+            Some(e) => {
+                (owners.contains(&t.user_id.as_str()) && !t.user_deleted)
+                    || (t.user_deleted && t.email.as_deref() == Some(e.as_str()))
+            }
+        })
+        .map(|t| state.ticket_json(t, now))
+        .collect();
+    Reply::mgmt(200, &Value::Array(tickets))
 }
 
 /// `POST /__emulator/login` with `{"email": ...}` (case-insensitive) or
@@ -131,6 +175,7 @@ pub fn config_json(state: &State) -> Value {
         "fail_next": state.config.fail_next,
         "storm_429_ms": storm_left,
         "scopes": state.config.scopes,
+        "search_lag_ms": state.config.search_lag_ms,
     })
 }
 
@@ -196,6 +241,7 @@ struct ConfigChange {
     fail_next: Option<u64>,
     storm_429_ms: Option<u64>,
     scopes: Option<Vec<String>>,
+    search_lag_ms: Option<u64>,
 }
 
 fn parse_change(body: &Map<String, Value>) -> Result<ConfigChange, String> {
@@ -227,6 +273,13 @@ fn parse_change(body: &Map<String, Value>) -> Result<ConfigChange, String> {
             "fail_next" => c.fail_next = Some(as_u64(k, v)?),
             "storm_429_ms" => c.storm_429_ms = Some(as_u64(k, v)?),
             "scopes" => c.scopes = Some(parse_scopes(v)?),
+            "search_lag_ms" => {
+                let n = as_u64(k, v)?;
+                if n > MAX_SEARCH_LAG_MS {
+                    return Err(format!("search_lag_ms must be at most {MAX_SEARCH_LAG_MS}"));
+                }
+                c.search_lag_ms = Some(n);
+            }
             other => return Err(format!("unknown config key '{other}'")),
         }
     }
@@ -273,6 +326,9 @@ fn update_config(state: &mut State, inc: &Incoming) -> Reply {
     }
     if let Some(v) = change.scopes {
         state.config.scopes = v;
+    }
+    if let Some(v) = change.search_lag_ms {
+        state.config.search_lag_ms = v;
     }
     Reply::mgmt(200, &config_json(state))
 }

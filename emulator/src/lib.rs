@@ -1,6 +1,7 @@
 //! A local emulator of the Auth0 Authentication API (client credentials
 //! token endpoint) and the Management API endpoints an invite service uses:
-//! users, roles, role assignment, tickets and verification-email jobs, plus
+//! users (including search and deletion), roles, role assignment, tickets
+//! and verification-email jobs, the hosted pages that ticket links open, plus
 //! Auth0's `POST /dbconnections/change_password` and a fake Resend-style
 //! email API (`POST /emails`) whose messages land in an outbox, and a
 //! stand-in for Cloudflare Turnstile's `POST /turnstile/v0/siteverify`.
@@ -8,8 +9,8 @@
 //! It answers like Auth0 (status codes, error bodies, `errorCode`s,
 //! `x-ratelimit-*` headers), keeps everything in memory, and adds a control
 //! API under `/__emulator/` for tests (stats, reset, fault injection, rate
-//! limits, 429 storms, token revocation, simulated user logins, inspection of
-//! stored data).
+//! limits, 429 storms, search lag, token revocation, simulated user logins,
+//! ticket validity, inspection of stored data).
 //!
 //! Start it in-process with [`start`]:
 //!
@@ -25,7 +26,9 @@
 pub mod api;
 pub mod control;
 pub mod emailapi;
+pub mod hosted;
 pub mod options;
+pub mod query;
 pub mod ratelimit;
 pub mod server;
 pub mod state;

@@ -24,6 +24,8 @@ pub struct Options {
     pub rate_limit: RateLimitSetting,
     /// Share (0..=1) of management, change-password and email API requests answered 503.
     pub fail_rate: f64,
+    /// How long (ms) a new user stays out of `GET /api/v2/users` results.
+    pub search_lag_ms: u64,
     /// Client ids, besides `client_id`, accepted by `POST /dbconnections/change_password`.
     pub public_client_ids: Vec<String>,
     /// The API key accepted by the fake email API (`POST /emails`).
@@ -51,6 +53,7 @@ impl Default for Options {
             latency_ms: 0,
             rate_limit: RateLimitSetting::None,
             fail_rate: 0.0,
+            search_lag_ms: 0,
             public_client_ids: Vec::new(),
             email_api_key: "re_dev_key".into(),
             threads: 16,
@@ -58,6 +61,9 @@ impl Default for Options {
         }
     }
 }
+
+/// Largest `search_lag_ms` accepted (10 minutes, like `latency_ms`).
+pub const MAX_SEARCH_LAG_MS: u64 = 600_000;
 
 /// Splits a space (or comma) separated scope list, dropping duplicates.
 pub fn split_scopes(s: &str) -> Vec<String> {
@@ -91,6 +97,8 @@ OPTIONS:
     --rate-limit SPEC        none | free (2/s, burst 2) | RPS:BURST [default: none]
     --fail-rate RATE         share (0.0-1.0) of management, change-password and email API
                              requests answered 503 [default: 0.0]
+    --search-lag-ms MS       new users stay out of GET /api/v2/users search results for this
+                             long, as Auth0's search is eventually consistent [default: 0]
     --public-client-ids A,B  more client ids accepted by /dbconnections/change_password
                              (besides --client-id) [default: none]
     --email-api-key KEY      API key accepted by the fake email API, POST /emails [default: re_dev_key]
@@ -100,7 +108,9 @@ OPTIONS:
 
 Control API (no auth): GET /__emulator/stats, POST /__emulator/reset, POST /__emulator/reset-stats,
 GET|POST /__emulator/config, POST /__emulator/revoke-tokens, GET /__emulator/users[?email=],
-POST /__emulator/login {email|user_id}, GET /__emulator/roles, GET /__emulator/outbox[?to=][&kind=]
+POST /__emulator/login {email|user_id}, GET /__emulator/roles, GET /__emulator/outbox[?to=][&kind=],
+GET /__emulator/tickets[?user_id=|?email=], GET /__emulator/tickets/ID
+Hosted ticket pages (no auth): GET|POST /u/reset-password?ticket=ID, GET|POST /u/email-verification?ticket=ID
 ";
 
 /// What the command line asks for.
@@ -146,6 +156,7 @@ where
             "--latency-ms",
             "--rate-limit",
             "--fail-rate",
+            "--search-lag-ms",
             "--public-client-ids",
             "--email-api-key",
             "--threads",
@@ -197,6 +208,15 @@ where
                 }
                 opts.fail_rate = r;
             }
+            "--search-lag-ms" => {
+                let n = num("--search-lag-ms")?;
+                if n > MAX_SEARCH_LAG_MS {
+                    return Err(format!(
+                        "--search-lag-ms must be at most {MAX_SEARCH_LAG_MS}"
+                    ));
+                }
+                opts.search_lag_ms = n;
+            }
             "--public-client-ids" => opts.public_client_ids = split_scopes(&value),
             "--email-api-key" => opts.email_api_key = value.trim().to_string(),
             "--threads" => {
@@ -239,6 +259,7 @@ mod tests {
     fn defaults() {
         let o = run(&[]);
         assert_eq!(o.port, 8788);
+        assert_eq!(o.search_lag_ms, 0);
         assert_eq!(o.scopes.len(), 7);
         assert_eq!(o.rate_limit, RateLimitSetting::None);
         assert!(o.public_client_ids.is_empty());
@@ -267,8 +288,10 @@ mod tests {
             "read:users create:users",
             "--fail-rate",
             "0.5",
+            "--search-lag-ms=250",
             "--quiet",
         ]);
+        assert_eq!(o.search_lag_ms, 250);
         assert_eq!(o.port, 0);
         assert_eq!(o.rate_limit, RateLimitSetting::FREE);
         assert_eq!(o.scopes, vec!["read:users", "create:users"]);
@@ -283,5 +306,7 @@ mod tests {
         assert!(parse_args(["--port"]).is_err());
         assert!(parse_args(["--fail-rate", "2"]).is_err());
         assert!(parse_args(["--rate-limit", "x"]).is_err());
+        assert!(parse_args(["--search-lag-ms", "-1"]).is_err());
+        assert!(parse_args(["--search-lag-ms", "600001"]).is_err());
     }
 }

@@ -2,7 +2,8 @@
 //! routing to the Authentication API, the Management API (through the
 //! latency / fault / 429 / rate-limit / auth / scope pipeline), the
 //! change-password and email endpoints (latency / fault pipeline), the
-//! Turnstile siteverify stand-in and the control API, and writing responses.
+//! Turnstile siteverify stand-in, the hosted ticket pages (`/u/...`) and the
+//! control API, and writing responses.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::options::Options;
 use crate::state::State;
-use crate::{api, control, emailapi, turnstile, util};
+use crate::{api, control, emailapi, hosted, turnstile, util};
 
 /// Largest request body accepted (like Hapi's default payload limit).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -375,6 +376,12 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
         let mut st = shared.lock();
         st.stats.hit("POST /turnstile/v0/siteverify");
         return turnstile::siteverify(&mut st, inc);
+    }
+    if hosted::is_hosted(&inc.path) {
+        // Universal Login's pages, not the Management API: no token, no
+        // stats, no latency, faults or rate limit.
+        let mut st = shared.lock();
+        return hosted::handle(&mut st, inc);
     }
     if inc.path == "/api/v2" || inc.path.starts_with("/api/v2/") {
         return management(shared, inc);

@@ -1,5 +1,6 @@
-//! The in-memory model: users, roles, issued tokens, the outbox of "sent"
-//! messages, request counters and the runtime configuration. One [`State`]
+//! The in-memory model: users, roles, tickets (and their validity), jobs,
+//! issued tokens, the outbox of "sent" messages, request counters and the
+//! runtime configuration. One [`State`]
 //! lives behind an `Arc<Mutex<_>>` shared by all worker threads.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,8 +15,10 @@ use crate::util;
 pub const ENDPOINTS: &[&str] = &[
     "POST /oauth/token",
     "POST /api/v2/users",
+    "GET /api/v2/users",
     "GET /api/v2/users/{id}",
     "PATCH /api/v2/users/{id}",
+    "DELETE /api/v2/users/{id}",
     "GET /api/v2/users-by-email",
     "GET /api/v2/roles",
     "POST /api/v2/roles",
@@ -24,6 +27,7 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /api/v2/tickets/password-change",
     "POST /api/v2/tickets/email-verification",
     "POST /api/v2/jobs/verification-email",
+    "GET /api/v2/jobs/{id}",
     "POST /dbconnections/change_password",
     "POST /emails",
     "POST /turnstile/v0/siteverify",
@@ -88,6 +92,9 @@ pub struct RuntimeConfig {
     pub storm_until_ms: u64,
     /// Scopes put into tokens issued from now on.
     pub scopes: Vec<String>,
+    /// Users created less than this many ms ago are left out of
+    /// `GET /api/v2/users` (Auth0's user search is eventually consistent).
+    pub search_lag_ms: u64,
 }
 
 impl RuntimeConfig {
@@ -99,6 +106,7 @@ impl RuntimeConfig {
             fail_next: 0,
             storm_until_ms: 0,
             scopes: opts.scopes.clone(),
+            search_lag_ms: opts.search_lag_ms,
         }
     }
 }
@@ -162,8 +170,6 @@ pub struct User {
     pub last_ip: Option<String>,
     /// Assigned role ids, in assignment order.
     pub role_ids: Vec<String>,
-    /// Tickets created for this user (control API only).
-    pub tickets: Vec<Value>,
 }
 
 impl User {
@@ -243,6 +249,81 @@ impl User {
     }
 }
 
+/// What a ticket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKind {
+    PasswordChange,
+    EmailVerification,
+}
+
+impl TicketKind {
+    /// The name used in ticket records and the control API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::PasswordChange => "password_change",
+            TicketKind::EmailVerification => "email_verification",
+        }
+    }
+
+    /// The hosted page that redeems it: `/u/{page}?ticket=...`.
+    pub fn page(self) -> &'static str {
+        match self {
+            TicketKind::PasswordChange => "reset-password",
+            TicketKind::EmailVerification => "email-verification",
+        }
+    }
+}
+
+/// A password-change or email-verification ticket. Tickets live in
+/// [`State::tickets`], not on the user, so that a deleted user's tickets
+/// can still say why they stopped working.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// The `ticket=` value of its URL.
+    pub id: String,
+    pub kind: TicketKind,
+    pub user_id: String,
+    /// The user's email when the ticket was issued (finds a deleted user's
+    /// tickets by email).
+    pub email: Option<String>,
+    pub url: String,
+    /// The request as recorded: `{type,url,result_url,client_id,
+    /// organization_id,ttl_sec,mark_email_as_verified?,
+    /// includeEmailInRedirect,created_at,expires_at}`.
+    pub record: Map<String, Value>,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    /// When the hosted page redeemed it.
+    pub used_ms: Option<u64>,
+    /// The user was deleted. A flag rather than a look-up, so that a new
+    /// user created later with the same `user_id` does not revive it.
+    pub user_deleted: bool,
+}
+
+/// A job (only verification emails are modelled).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub job_type: &'static str,
+    pub created_at: String,
+    pub user_id: String,
+}
+
+impl Job {
+    /// The job as `GET /api/v2/jobs/{id}` returns it. The email was "sent"
+    /// when the job was created, so the job is `completed` by the time
+    /// anyone reads it; only the 201 of its creation says `pending`, as
+    /// Auth0's does.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "type": self.job_type,
+            "status": "completed",
+            "created_at": self.created_at,
+            "id": self.id,
+        })
+    }
+}
+
 /// Request counters.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -288,6 +369,10 @@ pub struct State {
     pub limiter: Limiter,
     pub users: Vec<User>,
     pub roles: Vec<Role>,
+    /// Every ticket issued since the last reset, oldest first (including
+    /// those of deleted users).
+    pub tickets: Vec<Ticket>,
+    pub jobs: Vec<Job>,
     pub tokens: HashMap<String, TokenInfo>,
     pub outbox: Vec<Value>,
     /// Email API idempotency keys: key → (message id, first use in epoch ms).
@@ -305,6 +390,8 @@ impl State {
             limiter: Limiter::new(opts.rate_limit),
             users: Vec::new(),
             roles: Vec::new(),
+            tickets: Vec::new(),
+            jobs: Vec::new(),
             tokens: HashMap::new(),
             outbox: Vec::new(),
             email_idempotency: HashMap::new(),
@@ -395,9 +482,93 @@ impl State {
                 .map(|r| r.name.as_str())
                 .collect();
             m.insert("roles".into(), json!(names));
-            m.insert("tickets".into(), Value::Array(user.tickets.clone()));
+            let now = util::now_ms();
+            let tickets: Vec<Value> = self
+                .tickets
+                .iter()
+                .filter(|t| t.user_id == user.user_id && !t.user_deleted)
+                .map(|t| {
+                    let mut rec = t.record.clone();
+                    let reason = self.ticket_reason(t, now);
+                    rec.insert("id".into(), json!(t.id));
+                    rec.insert("valid".into(), json!(reason.is_none()));
+                    rec.insert("reason".into(), json!(reason));
+                    Value::Object(rec)
+                })
+                .collect();
+            m.insert("tickets".into(), Value::Array(tickets));
         }
         v
+    }
+
+    pub fn ticket(&self, id: &str) -> Option<&Ticket> {
+        self.tickets.iter().find(|t| t.id == id)
+    }
+
+    /// Why a ticket no longer works, or `None` while it is valid. Permanent
+    /// reasons come first; "blocked" last because unblocking the user makes
+    /// the ticket work again.
+    ///
+    /// - `user deleted`: its user was deleted
+    /// - `used`: the hosted page redeemed it
+    /// - `expired`: its `ttl_sec` ran out
+    /// - `superseded`: a newer ticket of the same kind exists for the same
+    ///   user (Auth0 invalidates older reset and verification links)
+    /// - `blocked`: its user is blocked
+    pub fn ticket_reason(&self, t: &Ticket, now_ms: u64) -> Option<&'static str> {
+        if t.user_deleted {
+            return Some("user deleted");
+        }
+        if t.used_ms.is_some() {
+            return Some("used");
+        }
+        if now_ms >= t.expires_ms {
+            return Some("expired");
+        }
+        let newer = self
+            .tickets
+            .iter()
+            .skip_while(|other| other.id != t.id)
+            .skip(1)
+            .any(|other| other.user_id == t.user_id && other.kind == t.kind);
+        if newer {
+            return Some("superseded");
+        }
+        if self.user(&t.user_id).and_then(|u| u.blocked) == Some(true) {
+            return Some("blocked");
+        }
+        None
+    }
+
+    /// A ticket as the control API shows it.
+    pub fn ticket_json(&self, t: &Ticket, now_ms: u64) -> Value {
+        let reason = self.ticket_reason(t, now_ms);
+        json!({
+            "id": t.id,
+            "kind": t.kind.as_str(),
+            "user_id": t.user_id,
+            "email": t.email,
+            "url": t.url,
+            "created_at": util::rfc3339_ms(t.created_ms),
+            "expires_at": util::rfc3339_ms(t.expires_ms),
+            "used_at": t.used_ms.map(util::rfc3339_ms),
+            "valid": reason.is_none(),
+            "reason": reason,
+        })
+    }
+
+    /// Deletes a user. Its tickets stay, marked, so that their reason reads
+    /// "user deleted". Returns whether the user existed.
+    pub fn delete_user(&mut self, user_id: &str) -> bool {
+        let before = self.users.len();
+        self.users.retain(|u| u.user_id != user_id);
+        if self.users.len() == before {
+            return false;
+        }
+        for t in self.tickets.iter_mut().filter(|t| t.user_id == user_id) {
+            t.user_deleted = true;
+        }
+        true
     }
 
     /// Records a verification email as "sent".

@@ -1,5 +1,5 @@
-//! Small self-contained helpers: randomness (via `getrandom`), wall-clock time
-//! and RFC 3339 formatting, percent/base64 decoding and an MD5 digest (used
+//! Small self-contained helpers: randomness (via `getrandom`), wall-clock time,
+//! RFC 3339 formatting and (partial) date parsing, percent/base64 decoding and an MD5 digest (used
 //! only to build Gravatar-style picture URLs the way Auth0 does).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,6 +136,139 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since the Unix epoch of a proleptic Gregorian date (Howard Hinnant's
+/// days-from-civil, the inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Reads exactly `width` ASCII digits at `*i` and advances past them.
+fn fixed_digits(b: &[u8], i: &mut usize, width: usize) -> Option<i64> {
+    let digits = b.get(*i..*i + width)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    *i += width;
+    Some(digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+}
+
+/// Parses an ISO 8601 / RFC 3339 date or date-time, which may stop at any
+/// field: `2026`, `2026-01`, `2026-01-31`, `2026-01-31T10`, `…T10:30`,
+/// `…T10:30:15`, `…T10:30:15.123`, with `Z`, `±HH:MM` or no zone (UTC) after
+/// a time. Returns the first and the last epoch millisecond the value covers,
+/// so `2026-01-31` spans the whole day: Elasticsearch (behind Auth0's user
+/// search) fills the missing fields of a date with their lowest values for a
+/// lower bound and their highest for an upper bound, and a plain date term
+/// matches the whole day.
+pub fn parse_instant_range(s: &str) -> Option<(i64, i64)> {
+    let b = s.trim().as_bytes();
+    let mut i = 0;
+    let year = fixed_digits(b, &mut i, 4)?;
+    // Precision reached: 0 year, 1 month, 2 day, 3 hour, 4 minute, 5 second, 6 fraction.
+    let mut fields = [year, 1, 1, 0, 0, 0];
+    let mut precision = 0;
+    let mut frac_ms = 0i64;
+    let mut frac_span = 1i64;
+    let seps = [b'-', b'-', b'T', b':', b':'];
+    let widths = [2, 2, 2, 2, 2];
+    while precision < 5 {
+        let sep = seps[precision];
+        let here = b.get(i).copied();
+        let ok = match sep {
+            b'T' => matches!(here, Some(b'T' | b't' | b' ')),
+            other => here == Some(other),
+        };
+        if !ok {
+            break;
+        }
+        i += 1;
+        precision += 1;
+        fields[precision] = fixed_digits(b, &mut i, widths[precision - 1])?;
+    }
+    if precision == 5 && matches!(b.get(i), Some(b'.' | b',')) {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = &b[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        // Milliseconds are the finest unit kept; "…:15.1" covers 100–199 ms.
+        let kept = &digits[..digits.len().min(3)];
+        let value = kept.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        let scale = 10i64.pow(3 - kept.len() as u32);
+        frac_ms = value * scale;
+        frac_span = scale;
+        precision = 6;
+    }
+    let mut offset_ms = 0i64;
+    if precision >= 3 {
+        match b.get(i) {
+            Some(b'Z' | b'z') => i += 1,
+            Some(sign @ (b'+' | b'-')) => {
+                let negative = *sign == b'-';
+                i += 1;
+                let hh = fixed_digits(b, &mut i, 2)?;
+                if b.get(i) == Some(&b':') {
+                    i += 1;
+                }
+                let mm = fixed_digits(b, &mut i, 2)?;
+                if hh > 23 || mm > 59 {
+                    return None;
+                }
+                offset_ms = (hh * 60 + mm) * 60_000 * if negative { -1 } else { 1 };
+            }
+            _ => {}
+        }
+    }
+    if i != b.len() {
+        return None;
+    }
+    let [y, mo, d, h, mi, sec] = fields;
+    let month = u32::try_from(mo).ok().filter(|m| (1..=12).contains(m))?;
+    let day = u32::try_from(d)
+        .ok()
+        .filter(|d| (1..=days_in_month(y, month)).contains(d))?;
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let start_day = days_from_civil(y, month, day);
+    let start = ((start_day * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + frac_ms) - offset_ms;
+    let span = match precision {
+        0 => (days_from_civil(y + 1, 1, 1) - start_day) * 86_400_000,
+        1 => i64::from(days_in_month(y, month)) * 86_400_000,
+        2 => 86_400_000,
+        3 => 3_600_000,
+        4 => 60_000,
+        5 => 1000,
+        _ => frac_span,
+    };
+    Some((start, start + span - 1))
+}
+
+/// The epoch millisecond of an RFC 3339 timestamp (the start of a partial
+/// date); see [`parse_instant_range`].
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    parse_instant_range(s).map(|(start, _)| start)
 }
 
 /// Percent-decodes a URL path segment (`+` is kept literally). Invalid
@@ -312,6 +445,42 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_674_673_226_187), "2023-01-25T19:00:26.187Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn instant_ranges() {
+        let ms = |s: &str| parse_rfc3339_ms(s);
+        assert_eq!(ms("2023-01-25T19:00:26.187Z"), Some(1_674_673_226_187));
+        assert_eq!(ms("2023-01-25T20:00:26.187+01:00"), Some(1_674_673_226_187));
+        assert_eq!(ms("2023-01-25T18:30:26.187-00:30"), Some(1_674_673_226_187));
+        assert_eq!(ms("1970-01-01"), Some(0));
+        let day = parse_instant_range("2026-01-31").unwrap();
+        assert_eq!(day.1 - day.0, 86_400_000 - 1);
+        assert_eq!(rfc3339_ms(day.0 as u64), "2026-01-31T00:00:00.000Z");
+        let feb = parse_instant_range("2024-02").unwrap();
+        assert_eq!(rfc3339_ms(feb.1 as u64), "2024-02-29T23:59:59.999Z");
+        let year = parse_instant_range("2025").unwrap();
+        assert_eq!(rfc3339_ms(year.1 as u64), "2025-12-31T23:59:59.999Z");
+        let tenth = parse_instant_range("2026-01-01T00:00:00.1Z").unwrap();
+        assert_eq!((tenth.0 % 1000, tenth.1 % 1000), (100, 199));
+        assert_eq!(
+            parse_instant_range("2026-01-01T10:30Z").map(|(a, b)| b - a),
+            Some(59_999)
+        );
+        for bad in [
+            "",
+            "26-01-01",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-01-01T25:00",
+            "2026-01-01Z",
+            "2026-01-01T10:00:00.Z",
+            "2026-01-01T10:00:00+0",
+            "yesterday",
+            "2026-01-01T10:00:00Zjunk",
+        ] {
+            assert_eq!(parse_instant_range(bad), None, "{bad}");
+        }
     }
 
     #[test]

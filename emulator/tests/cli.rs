@@ -15,6 +15,8 @@ fn help_and_bad_args() {
     assert!(text.contains("--fail-rate"));
     assert!(text.contains("--email-api-key"));
     assert!(text.contains("--public-client-ids"));
+    assert!(text.contains("--search-lag-ms"));
+    assert!(text.contains("/__emulator/tickets"));
 
     let out = Command::new(BIN).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -304,3 +304,109 @@ fn unknown_routes_and_methods_404() {
     }
     assert_eq!(emu.get("/elsewhere", None).status, 404);
 }
+
+#[test]
+fn verification_email_job_and_ticket_follow_the_recordings() {
+    let emu = Emu::start();
+    let token = emu.token();
+    let user = emu.create_user(&token, "job@example.com");
+    let uid = user["user_id"].as_str().unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+
+    // jobs_verification_email_201.json: exactly type, status, created_at, id.
+    let r = emu.post(
+        "/api/v2/jobs/verification-email",
+        Some(&token),
+        &json!({"user_id": uid, "identity": {"user_id": &uid[6..], "provider": "auth0"}}),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let job = r.json();
+    assert_eq!(keys(&job), ["created_at", "id", "status", "type"]);
+    assert_eq!(job["status"], "pending");
+    let job_id = job["id"].as_str().unwrap();
+    assert!(job_id[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+
+    // The email is in the outbox, filterable by kind.
+    let r = emu.get("/__emulator/outbox?kind=verification_email", None);
+    let mails = r.json();
+    let from_job: Vec<&serde_json::Value> = mails
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["job_id"] == job["id"])
+        .collect();
+    assert_eq!(from_job.len(), 1);
+    assert_eq!(from_job[0]["kind"], "verification_email");
+    assert_eq!(from_job[0]["reason"], "job");
+    assert_eq!(from_job[0]["to"], "job@example.com");
+    assert_eq!(from_job[0]["user_id"], uid);
+    assert_eq!(
+        emu.get("/__emulator/outbox?kind=change_password", None)
+            .json(),
+        json!([])
+    );
+
+    // GET /api/v2/jobs/{id}: the same job, completed by now.
+    let r = emu.get(&format!("/api/v2/jobs/{job_id}"), Some(&token));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let read = r.json();
+    assert_eq!(keys(&read), ["created_at", "id", "status", "type"]);
+    assert_eq!(read["id"], job["id"]);
+    assert_eq!(read["type"], "verification_email");
+    assert_eq!(read["created_at"], job["created_at"]);
+    assert_eq!(read["status"], "completed");
+    let r = emu.get("/api/v2/jobs/job_0000000000000000", Some(&token));
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        json!({"statusCode":404,"error":"Not Found","message":"The job does not exist."})
+    );
+    let r = emu.get(&format!("/api/v2/jobs/{job_id}?x=1"), Some(&token));
+    assert_eq!(r.status, 400);
+    let s = emu.stats();
+    assert_eq!(s["endpoints"]["GET /api/v2/jobs/{id}"], 3);
+
+    // Reading a job takes create:users or read:users.
+    for (scopes, status) in [
+        (json!(["create:users"]), 200),
+        (json!(["read:users"]), 200),
+        (json!(["update:users", "create:user_tickets"]), 403),
+    ] {
+        emu.config(json!({ "scopes": scopes }));
+        let t = emu.token();
+        let r = emu.get(&format!("/api/v2/jobs/{job_id}"), Some(&t));
+        assert_eq!(r.status, status, "{scopes}");
+        if status == 403 {
+            assert_eq!(
+                r.json()["message"],
+                "Insufficient scope, expected any of: create:users,read:users"
+            );
+        }
+    }
+
+    // tickets_email_verification_201.json: only "ticket", a 32-character id
+    // and a trailing '#'.
+    let r = emu.post(
+        "/api/v2/tickets/email-verification",
+        Some(&token),
+        &json!({"result_url": "https://example.com/verify-email", "user_id": uid, "ttl_sec": 3600}),
+    );
+    assert_eq!(r.status, 201);
+    let body = r.json();
+    assert_eq!(keys(&body), ["ticket"]);
+    let url = body["ticket"].as_str().unwrap();
+    let id = url
+        .strip_prefix("https://emulator.local/u/email-verification?ticket=")
+        .and_then(|rest| rest.strip_suffix('#'))
+        .expect("ticket URL shape");
+    assert_eq!(id.len(), 32);
+    assert!(id.chars().all(|c| c.is_ascii_alphanumeric()));
+}

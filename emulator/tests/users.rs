@@ -298,3 +298,61 @@ fn oversized_body_is_413_after_authentication() {
     assert!(r.header("x-ratelimit-limit").is_some());
     assert_eq!(emu.stats()["endpoints"]["POST /api/v2/users"], 2);
 }
+
+#[test]
+fn patch_blocked_and_metadata_removal() {
+    let emu = Emu::start();
+    let token = emu.token();
+    let r = emu.post(
+        "/api/v2/users",
+        Some(&token),
+        &json!({"connection": CONNECTION, "email": "m@example.com", "password": STRONG_PASSWORD,
+                "app_metadata": {"plan": "gold", "nested": {"a": 1, "b": 2}}}),
+    );
+    let id = r.json()["user_id"].as_str().unwrap().to_string();
+    let path = format!("/api/v2/users/{}", enc(&id));
+    let patch = |body: serde_json::Value| {
+        let r = emu.send_json("PATCH", &path, Some(&token), &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+
+    // blocked is set both ways, and shown from then on.
+    assert_eq!(patch(json!({"blocked": true}))["blocked"], true);
+    assert_eq!(patch(json!({"blocked": false}))["blocked"], false);
+    assert_eq!(emu.get(&path, Some(&token)).json()["blocked"], false);
+
+    // Only the first level merges: a nested object is replaced whole.
+    let u = patch(json!({"app_metadata": {"nested": {"c": 3}, "extra": [1]}}));
+    assert_eq!(
+        u["app_metadata"],
+        json!({"plan": "gold", "nested": {"c": 3}, "extra": [1]})
+    );
+    // null removes a key.
+    let u = patch(json!({"app_metadata": {"extra": null, "missing": null}}));
+    assert_eq!(
+        u["app_metadata"],
+        json!({"plan": "gold", "nested": {"c": 3}})
+    );
+    // An empty object removes the metadata completely (Auth0's docs).
+    let u = patch(json!({"app_metadata": {}}));
+    assert!(u.get("app_metadata").is_none(), "{u}");
+    assert!(emu
+        .get(&path, Some(&token))
+        .json()
+        .get("app_metadata")
+        .is_none());
+    // Nulls alone don't create metadata.
+    let u = patch(json!({"user_metadata": {"x": null}}));
+    assert!(u.get("user_metadata").is_none(), "{u}");
+    let u = patch(json!({"user_metadata": {"x": 1}}));
+    assert_eq!(u["user_metadata"], json!({"x": 1}));
+
+    // A non-boolean blocked is a payload error.
+    let r = emu.send_json("PATCH", &path, Some(&token), &json!({"blocked": "yes"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "Payload validation error: 'Expected type boolean but found type string' on property blocked."
+    );
+}

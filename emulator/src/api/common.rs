@@ -22,6 +22,22 @@ pub(crate) fn user_not_found() -> Reply {
     Reply::mgmt_error(404, "The user does not exist.", Some("inexistent_user"))
 }
 
+/// No `errorCode`: like the recorded "The role does not exist." 404, and
+/// no recording shows what Auth0 puts there for jobs.
+pub(super) fn job_not_found() -> Reply {
+    Reply::mgmt_error(404, "The job does not exist.", None)
+}
+
+/// `GET /api/v2/users` pages through the first 1000 results only. The
+/// message is Auth0's; its `errorCode` is not known, so none is sent.
+pub(super) fn paging_limit() -> Reply {
+    Reply::mgmt_error(
+        400,
+        "You can only page through the first 1000 records. See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation",
+        None,
+    )
+}
+
 pub(super) fn connection_not_found() -> Reply {
     Reply::mgmt_error(
         400,

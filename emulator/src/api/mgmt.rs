@@ -1,6 +1,6 @@
 //! The Management API front door: route matching (`/api/v2/...` → [`Route`]
 //! and its stats template), bearer-token authentication, scope checks, and
-//! dispatch to the users, roles and tickets handlers.
+//! dispatch to the users, search, roles and tickets handlers.
 
 use serde_json::json;
 
@@ -10,15 +10,20 @@ use crate::util;
 
 use super::common::insufficient_scope;
 use super::roles::{assign_user_roles, create_role, list_roles, list_user_roles};
-use super::tickets::{email_verification_ticket, password_change_ticket, verification_email_job};
-use super::users::{create_user, get_user, patch_user, users_by_email};
+use super::search::list_users;
+use super::tickets::{
+    email_verification_ticket, get_job, password_change_ticket, verification_email_job,
+};
+use super::users::{create_user, delete_user, get_user, patch_user, users_by_email};
 
 /// A matched Management API route (ids already percent-decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     CreateUser,
+    ListUsers,
     GetUser(String),
     PatchUser(String),
+    DeleteUser(String),
     UsersByEmail,
     ListRoles,
     CreateRole,
@@ -27,6 +32,7 @@ pub enum Route {
     PasswordChangeTicket,
     EmailVerificationTicket,
     VerificationEmailJob,
+    GetJob(String),
 }
 
 /// Matches `method` and the path after `/api/v2`. Returns the route and its
@@ -41,8 +47,10 @@ pub fn match_route(method: &str, rest: &str) -> Option<(Route, &'static str)> {
     let m = method;
     Some(match segs.as_slice() {
         ["users"] if m == "POST" => (Route::CreateUser, "POST /api/v2/users"),
+        ["users"] if m == "GET" => (Route::ListUsers, "GET /api/v2/users"),
         ["users", u] if m == "GET" => (Route::GetUser(id(u)), "GET /api/v2/users/{id}"),
         ["users", u] if m == "PATCH" => (Route::PatchUser(id(u)), "PATCH /api/v2/users/{id}"),
+        ["users", u] if m == "DELETE" => (Route::DeleteUser(id(u)), "DELETE /api/v2/users/{id}"),
         ["users-by-email"] if m == "GET" => (Route::UsersByEmail, "GET /api/v2/users-by-email"),
         ["roles"] if m == "GET" => (Route::ListRoles, "GET /api/v2/roles"),
         ["roles"] if m == "POST" => (Route::CreateRole, "POST /api/v2/roles"),
@@ -65,6 +73,7 @@ pub fn match_route(method: &str, rest: &str) -> Option<(Route, &'static str)> {
             Route::VerificationEmailJob,
             "POST /api/v2/jobs/verification-email",
         ),
+        ["jobs", j] if m == "GET" => (Route::GetJob(id(j)), "GET /api/v2/jobs/{id}"),
         _ => return None,
     })
 }
@@ -75,7 +84,10 @@ impl Route {
     pub fn check_scopes(&self, scopes: &[String]) -> Result<(), Reply> {
         let groups: &[&[&str]] = match self {
             Route::CreateUser => &[&["create:users"]],
-            Route::GetUser(_) | Route::UsersByEmail => &[&["read:users"]],
+            Route::ListUsers | Route::GetUser(_) | Route::UsersByEmail => &[&["read:users"]],
+            Route::DeleteUser(_) => &[&["delete:users"]],
+            // Auth0's reference lists both scopes for reading a job.
+            Route::GetJob(_) => &[&["create:users", "read:users"]],
             Route::PatchUser(_) | Route::VerificationEmailJob => &[&["update:users"]],
             Route::ListRoles => &[&["read:roles"]],
             Route::CreateRole => &[&["create:roles"]],
@@ -130,8 +142,10 @@ pub fn authenticate(state: &State, inc: &Incoming, now_ms: u64) -> Result<Vec<St
 pub fn handle(state: &mut State, route: Route, inc: &Incoming) -> Reply {
     let result = match route {
         Route::CreateUser => create_user(state, inc),
+        Route::ListUsers => list_users(state, inc),
         Route::GetUser(id) => get_user(state, inc, &id),
         Route::PatchUser(id) => patch_user(state, inc, &id),
+        Route::DeleteUser(id) => delete_user(state, inc, &id),
         Route::UsersByEmail => users_by_email(state, inc),
         Route::ListRoles => list_roles(state, inc),
         Route::CreateRole => create_role(state, inc),
@@ -140,6 +154,7 @@ pub fn handle(state: &mut State, route: Route, inc: &Incoming) -> Reply {
         Route::PasswordChangeTicket => password_change_ticket(state, inc),
         Route::EmailVerificationTicket => email_verification_ticket(state, inc),
         Route::VerificationEmailJob => verification_email_job(state, inc),
+        Route::GetJob(id) => get_job(state, inc, &id),
     };
     result.unwrap_or_else(|e| e)
 }
@@ -158,7 +173,23 @@ mod tests {
             match_route("POST", "/users/auth0%7Cabc/roles").map(|r| r.1),
             Some("POST /api/v2/users/{id}/roles")
         );
-        assert!(match_route("DELETE", "/users/x").is_none());
+        assert_eq!(
+            match_route("DELETE", "/users/auth0%7Cabc"),
+            Some((
+                Route::DeleteUser("auth0|abc".into()),
+                "DELETE /api/v2/users/{id}"
+            ))
+        );
+        assert_eq!(
+            match_route("GET", "/users"),
+            Some((Route::ListUsers, "GET /api/v2/users"))
+        );
+        assert_eq!(
+            match_route("GET", "/jobs/job_abc"),
+            Some((Route::GetJob("job_abc".into()), "GET /api/v2/jobs/{id}"))
+        );
+        assert!(match_route("DELETE", "/users").is_none());
+        assert!(match_route("PUT", "/users").is_none());
         assert!(match_route("POST", "/users/").is_none());
         assert!(match_route("GET", "/nope").is_none());
         assert!(match_route("GET", "").is_none());
@@ -176,5 +207,17 @@ mod tests {
         assert!(Route::ListUserRoles("x".into())
             .check_scopes(&s(&["read:users", "read:roles"]))
             .is_ok());
+        assert!(Route::DeleteUser("x".into())
+            .check_scopes(&s(&["update:users", "read:users"]))
+            .is_err());
+        assert!(Route::GetJob("x".into())
+            .check_scopes(&s(&["create:users"]))
+            .is_ok());
+        assert!(Route::GetJob("x".into())
+            .check_scopes(&s(&["read:users"]))
+            .is_ok());
+        assert!(Route::ListUsers
+            .check_scopes(&s(&["update:users"]))
+            .is_err());
     }
 }

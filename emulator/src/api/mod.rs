@@ -3,7 +3,8 @@
 //! payload validation and Auth0-shaped responses.
 //!
 //! One submodule per area: `auth` (Authentication API), `mgmt` (Management
-//! API routing, authentication, scopes), `users`, `roles`, `tickets`
+//! API routing, authentication, scopes), `users`, `search` (list and
+//! search users), `roles`, `tickets`
 //! (tickets and jobs) and `common` (shared helpers and the one catalogue of
 //! named error replies).
 
@@ -11,6 +12,7 @@ mod auth;
 mod common;
 mod mgmt;
 mod roles;
+mod search;
 mod tickets;
 mod users;
 

@@ -1,15 +1,17 @@
 //! Management API tickets and jobs: password-change and email-verification
-//! tickets (recorded on the user) and verification-email jobs.
+//! tickets (recorded in [`State::tickets`], where their validity is worked
+//! out) and verification-email jobs, which can be read back by id.
 
 use serde_json::{json, Map, Value};
 
 use crate::server::{Incoming, Reply};
-use crate::state::State;
+use crate::state::{Job, State, Ticket, TicketKind};
 use crate::util;
-use crate::validate::{prop, prop_d, Format, Schema, Ty, NONEMPTY};
+use crate::validate::{check_query, prop, prop_d, Format, Schema, Ty, NONEMPTY};
 
 use super::common::{
-    get_bool, get_str, invalid_body, user_not_found, validated, HResult, EMAIL_DESC,
+    get_bool, get_str, invalid_body, invalid_query, job_not_found, user_not_found, validated,
+    HResult, EMAIL_DESC,
 };
 
 /// Default lifetime Auth0 gives tickets when `ttl_sec` is absent (5 days).
@@ -95,18 +97,25 @@ fn check_exclusive(body: &Map<String, Value>) -> Result<(), Reply> {
     Ok(())
 }
 
-/// Builds a ticket, records it on the user and returns the response.
+/// Builds a ticket, records it and returns the response. Issuing it makes
+/// the user's older tickets of the same kind "superseded" (see
+/// [`State::ticket_reason`]).
 fn issue_ticket(
     state: &mut State,
     user_id: &str,
-    kind: &str,
-    path: &str,
+    kind: TicketKind,
     body: &Map<String, Value>,
 ) -> HResult {
+    let email = state
+        .user(user_id)
+        .ok_or_else(user_not_found)?
+        .email
+        .clone();
+    let id = util::random_alnum(32);
     let url = format!(
-        "https://{}/u/{path}?ticket={}#",
+        "https://{}/u/{}?ticket={id}#",
         state.settings.domain,
-        util::random_alnum(32)
+        kind.page()
     );
     let ttl = body
         .get("ttl_sec")
@@ -115,7 +124,7 @@ fn issue_ticket(
         .unwrap_or(DEFAULT_TICKET_TTL);
     let now_ms = util::now_ms();
     let mut rec = Map::new();
-    rec.insert("type".into(), json!(kind));
+    rec.insert("type".into(), json!(kind.as_str()));
     rec.insert("url".into(), json!(url));
     rec.insert("result_url".into(), json!(get_str(body, "result_url")));
     rec.insert("client_id".into(), json!(get_str(body, "client_id")));
@@ -124,7 +133,7 @@ fn issue_ticket(
         json!(get_str(body, "organization_id")),
     );
     rec.insert("ttl_sec".into(), json!(ttl));
-    if kind == "password_change" {
+    if kind == TicketKind::PasswordChange {
         rec.insert(
             "mark_email_as_verified".into(),
             json!(get_bool(body, "mark_email_as_verified").unwrap_or(false)),
@@ -134,15 +143,21 @@ fn issue_ticket(
         "includeEmailInRedirect".into(),
         json!(get_bool(body, "includeEmailInRedirect").unwrap_or(false)),
     );
+    let expires_ms = now_ms.saturating_add(ttl.saturating_mul(1000));
     rec.insert("created_at".into(), json!(util::rfc3339_ms(now_ms)));
-    rec.insert(
-        "expires_at".into(),
-        json!(util::rfc3339_ms(
-            now_ms.saturating_add(ttl.saturating_mul(1000))
-        )),
-    );
-    let user = state.user_mut(user_id).ok_or_else(user_not_found)?;
-    user.tickets.push(Value::Object(rec));
+    rec.insert("expires_at".into(), json!(util::rfc3339_ms(expires_ms)));
+    state.tickets.push(Ticket {
+        id,
+        kind,
+        user_id: user_id.to_string(),
+        email,
+        url: url.clone(),
+        record: rec,
+        created_ms: now_ms,
+        expires_ms,
+        used_ms: None,
+        user_deleted: false,
+    });
     Ok(Reply::mgmt(201, &json!({ "ticket": url })))
 }
 
@@ -180,7 +195,7 @@ pub(super) fn password_change_ticket(state: &mut State, inc: &Incoming) -> HResu
             .user_id
             .clone()
     };
-    issue_ticket(state, &user_id, "password_change", "reset-password", &body)
+    issue_ticket(state, &user_id, TicketKind::PasswordChange, &body)
 }
 
 pub(super) fn email_verification_ticket(state: &mut State, inc: &Incoming) -> HResult {
@@ -190,13 +205,7 @@ pub(super) fn email_verification_ticket(state: &mut State, inc: &Incoming) -> HR
     if state.user(&id).is_none() {
         return Err(user_not_found());
     }
-    issue_ticket(
-        state,
-        &id,
-        "email_verification",
-        "email-verification",
-        &body,
-    )
+    issue_ticket(state, &id, TicketKind::EmailVerification, &body)
 }
 
 pub(super) fn verification_email_job(state: &mut State, inc: &Incoming) -> HResult {
@@ -208,6 +217,12 @@ pub(super) fn verification_email_job(state: &mut State, inc: &Incoming) -> HResu
     let job_id = format!("job_{}", util::random_alnum(16));
     let created_at = util::now_rfc3339();
     state.send_verification_email(&id, "job", Some(&job_id));
+    state.jobs.push(Job {
+        id: job_id.clone(),
+        job_type: "verification_email",
+        created_at: created_at.clone(),
+        user_id: id,
+    });
     Ok(Reply::mgmt(
         201,
         &json!({
@@ -217,4 +232,15 @@ pub(super) fn verification_email_job(state: &mut State, inc: &Incoming) -> HResu
             "id": job_id,
         }),
     ))
+}
+
+/// `GET /api/v2/jobs/{id}`.
+pub(super) fn get_job(state: &State, inc: &Incoming, id: &str) -> HResult {
+    check_query(&inc.query, &[], &[]).map_err(|m| invalid_query(&m))?;
+    let job = state
+        .jobs
+        .iter()
+        .find(|j| j.id == id)
+        .ok_or_else(job_not_found)?;
+    Ok(Reply::mgmt(200, &job.to_json()))
 }

@@ -1,5 +1,6 @@
-//! Management API users: create, read, patch and users-by-email, with their
-//! payload schemas and metadata merging.
+//! Management API users: create, read, patch, delete and users-by-email,
+//! with their payload schemas and metadata merging. Listing and searching
+//! (`GET /users`) lives in `search`.
 
 use serde_json::{Map, Value};
 
@@ -159,7 +160,6 @@ pub(super) fn create_user(state: &mut State, inc: &Incoming) -> HResult {
         last_login: None,
         last_ip: None,
         role_ids: Vec::new(),
-        tickets: Vec::new(),
     };
     let out = user.to_json();
     state.users.push(user);
@@ -175,13 +175,23 @@ pub(super) fn get_user(state: &State, inc: &Incoming, id: &str) -> HResult {
     Ok(Reply::mgmt(200, &project(user.to_json(), inc)))
 }
 
+/// Auth0's metadata PATCH: root-level keys are merged (deeper levels are
+/// replaced), a key set to `null` is removed, and an empty object removes
+/// the metadata completely ("patching the metadata itself with an empty
+/// object removes the metadata completely", Auth0's metadata docs). Nulls
+/// alone never create metadata that did not exist.
 fn merge_metadata(target: &mut Option<Map<String, Value>>, patch: Map<String, Value>) {
-    let map = target.get_or_insert_with(Map::new);
+    if patch.is_empty() {
+        *target = None;
+        return;
+    }
     for (k, v) in patch {
         if v.is_null() {
-            map.remove(&k);
+            if let Some(map) = target.as_mut() {
+                map.remove(&k);
+            }
         } else {
-            map.insert(k, v);
+            target.get_or_insert_with(Map::new).insert(k, v);
         }
     }
 }
@@ -268,6 +278,18 @@ pub(super) fn patch_user(state: &mut State, inc: &Incoming, id: &str) -> HResult
     Ok(Reply::mgmt(200, &out))
 }
 
+/// `DELETE /api/v2/users/{id}`: 204 with an empty body, whether or not the
+/// user existed. Auth0 answers 204 for an unknown id too, by design (its
+/// maintainers in auth0/node-auth0#451 and #645: the endpoint "doesn't
+/// return a 404 on user not found"), so a 404 here would make callers handle
+/// an answer the real API never gives. The user's tickets stay in the
+/// state, invalid with the reason "user deleted".
+pub(super) fn delete_user(state: &mut State, inc: &Incoming, id: &str) -> HResult {
+    check_query(&inc.query, &[], &[]).map_err(|m| invalid_query(&m))?;
+    state.delete_user(id);
+    Ok(Reply::no_content())
+}
+
 pub(super) fn users_by_email(state: &State, inc: &Incoming) -> HResult {
     let allowed = [FIELDS_QUERY[0], FIELDS_QUERY[1], ("email", QTy::Str)];
     check_query(&inc.query, &allowed, &["email"]).map_err(|m| invalid_query(&m))?;
@@ -300,8 +322,15 @@ mod tests {
             .unwrap_or_default();
         merge_metadata(&mut target, patch);
         assert_eq!(
-            Value::Object(target.unwrap_or_default()),
+            Value::Object(target.clone().unwrap_or_default()),
             json!({"a":1,"c":3})
         );
+        // An empty object removes the metadata completely.
+        merge_metadata(&mut target, Map::new());
+        assert_eq!(target, None);
+        // Nulls alone don't create metadata.
+        let nulls = json!({"x": null}).as_object().cloned().unwrap_or_default();
+        merge_metadata(&mut target, nulls);
+        assert_eq!(target, None);
     }
 }

@@ -158,6 +158,14 @@ impl Emu {
         r.json()
     }
 
+    /// Issues a ticket (`kind` is `password-change` or `email-verification`)
+    /// and returns its URL.
+    pub fn ticket(&self, token: &str, kind: &str, body: &Value) -> String {
+        let r = self.post(&format!("/api/v2/tickets/{kind}"), Some(token), body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["ticket"].as_str().expect("ticket").to_string()
+    }
+
     pub fn create_role(&self, token: &str, name: &str) -> Value {
         let r = self.post(
             "/api/v2/roles",
@@ -167,6 +175,20 @@ impl Emu {
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
     }
+}
+
+/// The `ticket=` id of a ticket URL (`https://…/u/…?ticket=<id>#`).
+pub fn ticket_id(url: &str) -> String {
+    url.split_once("ticket=")
+        .map(|(_, rest)| rest.trim_end_matches('#').to_string())
+        .unwrap_or_else(|| panic!("no ticket in {url}"))
+}
+
+/// Options granting `delete:users` on top of the default scopes (Auth0
+/// clients get only the scopes they are granted; the defaults mirror the
+/// invite Worker's client, which never deletes).
+pub fn with_delete_scope(o: &mut Options) {
+    o.scopes.push("delete:users".into());
 }
 
 /// Percent-encodes a path segment.
