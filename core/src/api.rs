@@ -11,7 +11,8 @@ use crate::config::origin_of;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, ErrorCode, ValidationError};
 use crate::http::{check_declared_size, check_json_type, BodyError, BodySource};
-use crate::invite::{parse_invite, run_invite, MAX_BODY_BYTES};
+use crate::invite::{parse_invite, run_invite, Verified, MAX_BODY_BYTES};
+use crate::invitees::{self, Action};
 use crate::payments::MAX_WEBHOOK_BYTES;
 use crate::platform::{random_hex, HttpRequest, HttpResponse, KvOp, Platform};
 use crate::public::MAX_PUBLIC_BODY;
@@ -79,6 +80,10 @@ enum Route {
     InviteStatus,
     InviteRetry,
     BatchStatus,
+    Invitees,
+    Invitee,
+    InviteeResend,
+    InviteeRevoke,
     Webhook(&'static str),
     WrongMethod(&'static str),
     NotFound,
@@ -111,6 +116,17 @@ fn classify(method: &str, path: &str) -> Route {
             "GET" | "HEAD" => Route::InviteStatus,
             _ => Route::WrongMethod("GET, HEAD"),
         },
+        p if p == "/v1/invitees" || p.starts_with("/v1/invitees/") => {
+            match (invitees::action_of(p), method) {
+                (Some(Action::List), "GET" | "HEAD") => Route::Invitees,
+                (Some(Action::Show(_)), "GET" | "HEAD") => Route::Invitee,
+                (Some(Action::Resend(_)), "POST") => Route::InviteeResend,
+                (Some(Action::Revoke(_)), "POST") => Route::InviteeRevoke,
+                (Some(Action::List | Action::Show(_)), _) => Route::WrongMethod("GET, HEAD"),
+                (Some(Action::Resend(_) | Action::Revoke(_)), _) => Route::WrongMethod("POST"),
+                (None, _) => Route::NotFound,
+            }
+        }
         p if p.starts_with("/v1/batches/") => match method {
             "GET" | "HEAD" => Route::BatchStatus,
             _ => Route::WrongMethod("GET, HEAD"),
@@ -160,6 +176,9 @@ pub fn inbound_headers(method: &str, url: &str) -> &'static [&'static str] {
         | Route::InviteStatus
         | Route::InviteRetry
         | Route::BatchStatus => &["authorization", "content-type", "content-length", "prefer"],
+        Route::Invitees | Route::Invitee | Route::InviteeResend | Route::InviteeRevoke => {
+            &["authorization"]
+        }
         Route::Webhook(_) => &[
             "content-length",
             "stripe-signature",
@@ -344,7 +363,11 @@ async fn dispatch<P: Platform>(
         | Route::Batch
         | Route::InviteStatus
         | Route::InviteRetry
-        | Route::BatchStatus => {
+        | Route::BatchStatus
+        | Route::Invitees
+        | Route::Invitee
+        | Route::InviteeResend
+        | Route::InviteeRevoke => {
             let Some(label) = bearer_token(req.header_value("authorization"))
                 .and_then(|key| match_api_key(&cfg.api_keys, key))
                 .map(str::to_string)
@@ -356,6 +379,19 @@ async fn dispatch<P: Platform>(
                     Route::InviteStatus => return trusted::status(&cx, path).await,
                     Route::BatchStatus => return trusted::batch_status(&cx, path).await,
                     Route::InviteRetry => return trusted::retry(&cx, path).await,
+                    Route::Invitees => return invitees::list(&cx, &req).await,
+                    _ => {}
+                }
+                match invitees::action_of(path) {
+                    Some(Action::Show(r)) if route == Route::Invitee => {
+                        return invitees::show(&cx, &r).await
+                    }
+                    Some(Action::Resend(r)) if route == Route::InviteeResend => {
+                        return invitees::resend(&cx, &r).await
+                    }
+                    Some(Action::Revoke(r)) if route == Route::InviteeRevoke => {
+                        return invitees::revoke(&cx, &r, &label).await
+                    }
                     _ => {}
                 }
                 check_json_type(&req)?;
@@ -440,16 +476,27 @@ async fn invite_authorized<P: Platform>(
     // refused with an honest Retry-After before any Auth0 call.
     client.admit(&input).await?;
     let out = run_invite(&client, cx.cfg, cx.p, input, label).await?;
+    let mut body = json!({
+        "user_id": out.user_id,
+        "email": out.email,
+        "created": out.created,
+        "roles": out.roles,
+        "ticket_url": out.ticket_url,
+        "ticket_expires_at": out.ticket_expires_at,
+    });
+    match out.verification {
+        None => {}
+        Some(Verified::Job { id }) => {
+            body["verification"] = json!({"method": "email", "job_id": id})
+        }
+        Some(Verified::Ticket { url, expires_at }) => {
+            body["verification"] =
+                json!({"method": "ticket", "ticket_url": url, "ticket_expires_at": expires_at})
+        }
+    }
     Ok(HttpResponse::json(
         if out.created { 201 } else { 200 },
-        &json!({
-            "user_id": out.user_id,
-            "email": out.email,
-            "created": out.created,
-            "roles": out.roles,
-            "ticket_url": out.ticket_url,
-            "ticket_expires_at": out.ticket_expires_at,
-        }),
+        &body,
     ))
 }
 
@@ -510,6 +557,10 @@ mod tests {
             Route::InviteStatus => ("GET", "/v1/invites/inv_0123456789abcdef"),
             Route::InviteRetry => ("POST", "/v1/invites/inv_0123456789abcdef/retry"),
             Route::BatchStatus => ("GET", "/v1/batches/bat_0123456789abcdef"),
+            Route::Invitees => ("GET", "/v1/invitees"),
+            Route::Invitee => ("GET", "/v1/invitees/auth0%7C0123456789abcdef"),
+            Route::InviteeResend => ("POST", "/v1/invitees/auth0%7C0123456789abcdef/resend"),
+            Route::InviteeRevoke => ("POST", "/v1/invitees/auth0%7C0123456789abcdef/revoke"),
             Route::Webhook("stripe") => ("POST", "/v1/webhooks/stripe"),
             Route::Webhook(_) => ("POST", "/v1/webhooks/standard"),
             Route::WrongMethod(_) => ("DELETE", "/healthz"),
@@ -530,6 +581,10 @@ mod tests {
         Route::InviteStatus,
         Route::InviteRetry,
         Route::BatchStatus,
+        Route::Invitees,
+        Route::Invitee,
+        Route::InviteeResend,
+        Route::InviteeRevoke,
         Route::Webhook("stripe"),
         Route::Webhook("standard"),
     ];
@@ -552,7 +607,9 @@ mod tests {
         }
         // And the other way round: every operation described is one the Worker routes.
         for (template, item) in paths {
-            let path = template.replace("{id}", "inv_0123456789abcdef");
+            let path = template
+                .replace("{id}", "inv_0123456789abcdef")
+                .replace("{ref}", "auth0%7C0123456789abcdef");
             for (method, op) in item.as_object().expect("path item") {
                 if !op.is_object() || !op.get("responses").is_some_and(Value::is_object) {
                     continue;

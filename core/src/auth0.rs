@@ -97,6 +97,9 @@ pub struct UserSummary {
     /// When the user last logged in; absent until the first login.
     #[serde(default)]
     pub last_login: Option<String>,
+    /// Whether the account is blocked (a revoked invite).
+    #[serde(default)]
+    pub blocked: Option<bool>,
     #[serde(default)]
     identities: Vec<Identity>,
 }
@@ -195,12 +198,18 @@ pub fn pick_role(body: &Value, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The body of a password-change ticket request.
-pub fn ticket_body(user_id: &str, target: &TicketTarget, ttl_sec: u64) -> Value {
+/// The body of a password-change ticket request. `mark_verified`: using the link proves the
+/// address (false when the invitee verifies it separately).
+pub fn ticket_body(
+    user_id: &str,
+    target: &TicketTarget,
+    ttl_sec: u64,
+    mark_verified: bool,
+) -> Value {
     let mut body = json!({
         "user_id": user_id,
         "ttl_sec": ttl_sec,
-        "mark_email_as_verified": true,
+        "mark_email_as_verified": mark_verified,
         "includeEmailInRedirect": false,
     });
     match target {
@@ -783,11 +792,155 @@ impl<'a, P: Platform> Auth0<'a, P> {
         user_id: &str,
         target: &TicketTarget,
         ttl_sec: u64,
+        mark_verified: bool,
     ) -> Result<String, UpstreamError> {
-        let body = ticket_body(user_id, target, ttl_sec);
+        let body = ticket_body(user_id, target, ttl_sec, mark_verified);
+        self.ticket("/api/v2/tickets/password-change", &body).await
+    }
+
+    /// `POST /api/v2/tickets/email-verification`; returns the ticket URL.
+    pub async fn email_verification_ticket(
+        &self,
+        user_id: &str,
+        target: &TicketTarget,
+        ttl_sec: u64,
+    ) -> Result<String, UpstreamError> {
+        let mut body =
+            json!({"user_id": user_id, "ttl_sec": ttl_sec, "includeEmailInRedirect": false});
+        match target {
+            TicketTarget::ResultUrl(u) => body["result_url"] = json!(u),
+            TicketTarget::ClientId(c) => body["client_id"] = json!(c),
+            TicketTarget::Default => {}
+        }
+        self.ticket("/api/v2/tickets/email-verification", &body)
+            .await
+    }
+
+    /// `POST /api/v2/jobs/verification-email`: Auth0 emails its verification link; returns
+    /// the job id.
+    pub async fn verification_email_job(&self, user_id: &str) -> Result<String, UpstreamError> {
+        const CONTEXT: &str = "POST /api/v2/jobs/verification-email";
         let resp = self
-            .management("POST", "/api/v2/tickets/password-change", Some(&body))
+            .management(
+                "POST",
+                "/api/v2/jobs/verification-email",
+                Some(&json!({ "user_id": user_id })),
+            )
             .await?;
+        match resp.status {
+            200..=299 => {
+                #[derive(Deserialize)]
+                struct Job {
+                    id: String,
+                }
+                Ok(parse::<Job>(&resp, CONTEXT)?.id)
+            }
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, CONTEXT)),
+        }
+    }
+
+    /// `GET /api/v2/users/{id}`; `None` on 404.
+    pub async fn user(&self, user_id: &str) -> Result<Option<Value>, UpstreamError> {
+        let path = format!("/api/v2/users/{}", encode_segment(user_id));
+        let resp = self.management("GET", &path, None).await?;
+        match resp.status {
+            200 => parse(&resp, "GET /api/v2/users/{id}").map(Some),
+            // 400: not a user id Auth0 could hold (a malformed one), so no such user either.
+            400 | 404 => Ok(None),
+            _ => Err(unexpected(&resp, "GET /api/v2/users/{id}")),
+        }
+    }
+
+    /// `GET /api/v2/users-by-email`, every account of the address (any connection).
+    pub async fn users_by_email(&self, email: &str) -> Result<Vec<Value>, UpstreamError> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("email", email)
+            .finish();
+        let resp = self
+            .management("GET", &format!("/api/v2/users-by-email?{query}"), None)
+            .await?;
+        if resp.status != 200 {
+            return Err(unexpected(&resp, "GET /api/v2/users-by-email"));
+        }
+        parse(&resp, "GET /api/v2/users-by-email")
+    }
+
+    /// `GET /api/v2/users` with a v3 search query `q`, newest first, one page of `per_page`
+    /// with totals: `(users, total matches)`.
+    pub async fn search_users(
+        &self,
+        q: &str,
+        per_page: u32,
+    ) -> Result<(Vec<Value>, u64), UpstreamError> {
+        const CONTEXT: &str = "GET /api/v2/users";
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", q)
+            .append_pair("search_engine", "v3")
+            .append_pair("sort", "created_at:-1")
+            .append_pair("page", "0")
+            .append_pair("per_page", &per_page.to_string())
+            .append_pair("include_totals", "true")
+            .finish();
+        let resp = self
+            .management("GET", &format!("/api/v2/users?{query}"), None)
+            .await?;
+        match resp.status {
+            200 => {
+                #[derive(Deserialize)]
+                struct Page {
+                    users: Vec<Value>,
+                    #[serde(default)]
+                    total: u64,
+                }
+                let page: Page = parse(&resp, CONTEXT)?;
+                Ok((page.users, page.total))
+            }
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, CONTEXT)),
+        }
+    }
+
+    /// `PATCH /api/v2/users/{id}` with any body; the user as Auth0 returns it, `None` on 404.
+    pub async fn patch_user(
+        &self,
+        user_id: &str,
+        body: &Value,
+    ) -> Result<Option<Value>, UpstreamError> {
+        let path = format!("/api/v2/users/{}", encode_segment(user_id));
+        let resp = self.management("PATCH", &path, Some(body)).await?;
+        match resp.status {
+            200..=299 => parse(&resp, "PATCH /api/v2/users/{id}").map(Some),
+            404 => Ok(None),
+            400 => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
+                message: error_message(&resp),
+            }),
+            _ => Err(unexpected(&resp, "PATCH /api/v2/users/{id}")),
+        }
+    }
+
+    /// `DELETE /api/v2/users/{id}`; `false` when there was no such user.
+    pub async fn delete_user(&self, user_id: &str) -> Result<bool, UpstreamError> {
+        let path = format!("/api/v2/users/{}", encode_segment(user_id));
+        let resp = self.management("DELETE", &path, None).await?;
+        match resp.status {
+            // 204 has no body: never parse it.
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(unexpected(&resp, "DELETE /api/v2/users/{id}")),
+        }
+    }
+
+    /// A ticket request; returns the ticket URL, and never keeps a body holding one.
+    async fn ticket(&self, path: &'static str, body: &Value) -> Result<String, UpstreamError> {
+        let resp = self.management("POST", path, Some(body)).await?;
         match resp.status {
             200..=299 => {
                 #[derive(Deserialize)]
@@ -801,14 +954,14 @@ impl<'a, P: Platform> Auth0<'a, P> {
                         service: Service::Auth0,
                         status: resp.status,
                         body: "[ticket response withheld]".into(),
-                        context: "POST /api/v2/tickets/password-change",
+                        context: path,
                     })
             }
             400 => Err(UpstreamError::Rejected {
                 service: Service::Auth0,
                 message: error_message(&resp),
             }),
-            _ => Err(unexpected(&resp, "POST /api/v2/tickets/password-change")),
+            _ => Err(unexpected(&resp, path)),
         }
     }
 }
@@ -841,16 +994,18 @@ mod tests {
             "auth0|x",
             &TicketTarget::ResultUrl("https://a.example/w".into()),
             600,
+            true,
         );
         assert_eq!(
             t,
             json!({"user_id": "auth0|x", "ttl_sec": 600, "mark_email_as_verified": true,
                    "includeEmailInRedirect": false, "result_url": "https://a.example/w"})
         );
-        let t = ticket_body("auth0|x", &TicketTarget::ClientId("cid".into()), 600);
+        let t = ticket_body("auth0|x", &TicketTarget::ClientId("cid".into()), 600, false);
         assert_eq!(t["client_id"], "cid");
+        assert_eq!(t["mark_email_as_verified"], false);
         assert!(t.get("result_url").is_none());
-        assert!(ticket_body("u", &TicketTarget::Default, 60)
+        assert!(ticket_body("u", &TicketTarget::Default, 60, true)
             .get("client_id")
             .is_none());
     }

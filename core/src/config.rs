@@ -58,10 +58,24 @@ pub struct Config {
     pub app_metadata_keys: Vec<String>,
     /// Hand out links for accounts that are not unaccepted invites (`EXISTING_ACCOUNT_TICKETS`).
     pub existing_account_tickets: bool,
+    /// What revoking a pending invite does (`REVOKE_MODE`).
+    pub revoke_mode: RevokeMode,
+    /// At most one resent link per address in this many seconds (`RESEND_INTERVAL_SEC`).
+    pub resend_interval_sec: u64,
     /// Payment webhooks and email delivery.
     pub webhooks: WebhookConfig,
     /// The public landing-page form.
     pub public: PublicConfig,
+}
+
+/// What `POST /v1/invitees/{ref}/revoke` does to a pending invitee's account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeMode {
+    /// Block it (`blocked: true`): its links stop working, the record stays, its status
+    /// reads `revoked`. Needs `update:users`.
+    Block,
+    /// Delete it: its links stop working and the address is free again. Needs `delete:users`.
+    Delete,
 }
 
 /// Settings of the public sign-up form (`POST /v1/public/invites` and the page at `/`).
@@ -586,6 +600,16 @@ impl Config {
             }
         }
         let existing_account_tickets = r.boolean("EXISTING_ACCOUNT_TICKETS", false);
+        let revoke_mode = match r.opt("REVOKE_MODE").as_deref() {
+            None | Some("block") => RevokeMode::Block,
+            Some("delete") => RevokeMode::Delete,
+            Some(_) => {
+                r.problems
+                    .push("REVOKE_MODE must be block or delete".into());
+                RevokeMode::Block
+            }
+        };
+        let resend_interval_sec = r.number("RESEND_INTERVAL_SEC", 300, (1, 86_400));
 
         let webhooks = read_webhooks(&mut r, &allowed_roles, &client_id);
         let public = read_public(&mut r, &allowed_roles);
@@ -616,6 +640,8 @@ impl Config {
             api_keys,
             app_metadata_keys,
             existing_account_tickets,
+            revoke_mode,
+            resend_interval_sec,
             webhooks,
             public,
         })

@@ -78,6 +78,14 @@ pub enum ErrorCode {
     QueueUnavailable,
     /// 409: only a failed invite can be retried.
     InviteNotFailed,
+    /// 404: no account this service invited has that address or user id.
+    InviteeNotFound,
+    /// 409: the invitee has logged in: no new link, and no revoking.
+    InviteAccepted,
+    /// 409: the invite was revoked (the account is blocked): no new link.
+    InviteRevoked,
+    /// 429: a link was sent to this address within `RESEND_INTERVAL_SEC`.
+    ResendTooSoon,
 }
 
 impl ErrorCode {
@@ -115,6 +123,10 @@ impl ErrorCode {
         ErrorCode::UpstreamRateLimited,
         ErrorCode::QueueUnavailable,
         ErrorCode::InviteNotFailed,
+        ErrorCode::InviteeNotFound,
+        ErrorCode::InviteAccepted,
+        ErrorCode::InviteRevoked,
+        ErrorCode::ResendTooSoon,
     ];
 
     /// The stable string.
@@ -153,6 +165,10 @@ impl ErrorCode {
             UpstreamRateLimited => "upstream_rate_limited",
             QueueUnavailable => "queue_unavailable",
             InviteNotFailed => "invite_not_failed",
+            InviteeNotFound => "invitee_not_found",
+            InviteAccepted => "invite_accepted",
+            InviteRevoked => "invite_revoked",
+            ResendTooSoon => "resend_too_soon",
         }
     }
 
@@ -163,9 +179,9 @@ impl ErrorCode {
             InvalidJson | InvalidSignature | UnknownField => 400,
             Unauthorized => 401,
             OriginNotAllowed | CaptchaFailed => 403,
-            NotFound | WebhookNotConfigured => 404,
+            NotFound | WebhookNotConfigured | InviteeNotFound => 404,
             MethodNotAllowed => 405,
-            AccountExists | InviteNotFailed => 409,
+            AccountExists | InviteNotFailed | InviteAccepted | InviteRevoked => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             MissingField
@@ -177,7 +193,7 @@ impl ErrorCode {
             | ResultUrlNotAllowed
             | TtlOutOfRange
             | InviteRejected => 422,
-            RateLimited => 429,
+            RateLimited | ResendTooSoon => 429,
             InternalError => 500,
             UpstreamAuth | UpstreamUnavailable | UpstreamError | EmailAuth | EmailRejected => 502,
             ConfigInvalid | UpstreamRateLimited | QueueUnavailable => 503,
@@ -374,6 +390,9 @@ pub enum InviteError {
     /// hand out a link for it.
     #[error("the address has an account that is in use")]
     AccountExists,
+    /// The address is an invite that was revoked (the account is blocked).
+    #[error("the invite was revoked")]
+    Revoked,
     /// An upstream service failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -499,6 +518,43 @@ impl ApiError {
         .logged(reason.to_string())
     }
 
+    /// 404 `invitee_not_found`.
+    pub fn invitee_not_found() -> Self {
+        Self::new(
+            ErrorCode::InviteeNotFound,
+            "no account invited by this service has that address or user id",
+        )
+    }
+
+    /// 409 `invite_accepted`: what `action` would do is refused for an account in use.
+    pub fn invite_accepted(action: &str) -> Self {
+        Self::new(
+            ErrorCode::InviteAccepted,
+            format!(
+                "the invitee has logged in, so the invite can't be {action}; manage the account in Auth0"
+            ),
+        )
+    }
+
+    /// 409 `invite_revoked`.
+    pub fn invite_revoked() -> Self {
+        Self::new(
+            ErrorCode::InviteRevoked,
+            "the invite was revoked (the account is blocked); unblock it in Auth0 first to send a link",
+        )
+    }
+
+    /// 429 `resend_too_soon`, with `Retry-After`.
+    pub fn resend_too_soon(retry_after_sec: u64) -> Self {
+        ApiError {
+            retry_after_sec: Some(retry_after_sec.max(1)),
+            ..Self::new(
+                ErrorCode::ResendTooSoon,
+                "a link was sent to this address recently; try again after the Retry-After delay",
+            )
+        }
+    }
+
     /// 404 `webhook_not_configured`.
     pub fn webhook_not_configured(variable: &str) -> Self {
         Self::new(
@@ -538,6 +594,10 @@ impl From<InviteError> for ApiError {
                      the person can reset their password from the login page (set \
                      EXISTING_ACCOUNT_TICKETS=true to allow links for such accounts)",
                 )
+            },
+            InviteError::Revoked => ApiError {
+                field: Some("email".into()),
+                ..ApiError::invite_revoked()
             },
             InviteError::Internal(detail) => ApiError::new(
                 ErrorCode::InternalError,

@@ -410,6 +410,14 @@ pub enum GateCall {
         /// The invite that sends.
         owner: String,
     },
+    /// Gives an address's window back, if `owner` holds it (its send failed: a retry must not
+    /// wait out a window nothing was sent in).
+    ReleaseEmail {
+        /// The address key (hashed).
+        key: String,
+        /// The holder.
+        owner: String,
+    },
     /// An invite's status.
     Status {
         /// The invite.
@@ -728,6 +736,14 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                     GateReply::Claimed { claimed: true }
                 }
             }
+        }
+        GateCall::ReleaseEmail { key, owner } => {
+            let key = format!("cool:{key}");
+            if ledger.get(&key).as_deref() == Some(owner.as_str()) {
+                // Expired at once: reads skip it, the next purge drops it.
+                ledger.put(&key, &owner, None, now_ms);
+            }
+            GateReply::Done
         }
         GateCall::Status { id } => {
             ledger.purge(now_ms);

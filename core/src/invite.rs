@@ -26,6 +26,7 @@ pub const FIELDS: &[&str] = &[
     "app_metadata",
     "result_url",
     "ticket_ttl_sec",
+    "verification",
 ];
 /// `app_metadata` keys the service sets itself; no caller may send them, and
 /// `APP_METADATA_KEYS` may not list them.
@@ -35,6 +36,8 @@ pub const RESERVED_APP_METADATA: &[&str] = &[
     "invited_by",
     "invite_source",
     "invite_event",
+    "revoked_at",
+    "revoked_by",
 ];
 /// Longest name accepted (Auth0's limit for `name` and `nickname`).
 pub const MAX_NAME_CHARS: usize = 300;
@@ -65,6 +68,38 @@ pub struct InviteInput {
     pub want_ticket: bool,
     /// What to do when the address already has an account.
     pub on_existing: OnExisting,
+    /// The invitee proves the address themselves (`verification` on `POST /v1/invites`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// How an invitee who must prove their address gets to: `email_verified` stays false until
+/// they do, and the password link no longer marks the address verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Auth0 sends its verification email (`POST /api/v2/jobs/verification-email`).
+    Email,
+    /// An email-verification ticket (`POST /api/v2/tickets/email-verification`) whose URL is
+    /// returned to the trusted caller, who delivers it (synchronous invites only).
+    Ticket,
+}
+
+/// What the verification step produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verified {
+    /// Auth0's verification-email job.
+    Job {
+        /// `job_…`.
+        id: String,
+    },
+    /// An email-verification ticket.
+    Ticket {
+        /// The link (a credential: never logged).
+        url: String,
+        /// When it expires (RFC 3339).
+        expires_at: String,
+    },
 }
 
 impl InviteInput {
@@ -72,7 +107,9 @@ impl InviteInput {
     /// roles (if any), create the ticket (if one is wanted). More (a role lookup, a 409's user
     /// lookup, a retry) are booked as they come, or counted at admission.
     pub fn management_calls(&self) -> u32 {
-        1 + u32::from(!self.roles.is_empty()) + u32::from(self.want_ticket)
+        1 + u32::from(!self.roles.is_empty())
+            + u32::from(self.want_ticket)
+            + u32::from(self.verification.is_some())
     }
 
     /// An invite of `email` with no roles, profile or metadata, emailed and unverified: the
@@ -89,6 +126,7 @@ impl InviteInput {
             email_verified: false,
             want_ticket: false,
             on_existing: OnExisting::Update,
+            verification: None,
         }
     }
 }
@@ -155,6 +193,8 @@ pub struct InviteOutcome {
     pub ticket_url: Option<String>,
     /// When the link expires (RFC 3339).
     pub ticket_expires_at: String,
+    /// The verification job or ticket, when `verification` was asked for.
+    pub verification: Option<Verified>,
 }
 
 fn bad(code: ErrorCode, field: &str, message: impl Into<String>) -> ValidationError {
@@ -323,6 +363,19 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
         Some(_) => return Err(type_error("result_url", "a string")),
     };
 
+    let verification = match obj.remove("verification") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(v)) if v == "email" => Some(Verification::Email),
+        Some(Value::String(v)) if v == "ticket" => Some(Verification::Ticket),
+        Some(_) => {
+            return Err(bad(
+                ErrorCode::InvalidField,
+                "verification",
+                "verification must be \"email\" (Auth0 sends its verification email) or \"ticket\" (a verification link is returned)",
+            ))
+        }
+    };
+
     let (min, max) = TICKET_TTL_RANGE;
     let ticket_ttl_sec = match obj.remove("ticket_ttl_sec") {
         None | Some(Value::Null) => cfg.ticket_ttl_sec,
@@ -346,9 +399,11 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
         app_metadata,
         ticket_target,
         ticket_ttl_sec,
-        email_verified: true,
+        // With a verification step the caller does not vouch for the address.
+        email_verified: verification.is_none(),
         want_ticket: true,
         on_existing: OnExisting::RequireUnaccepted,
+        verification,
     })
 }
 
@@ -451,6 +506,11 @@ pub async fn run_invite<P: Platform>(
                 ),
             })?;
             let unaccepted = user.is_unaccepted_invite();
+            // A revoked invite stays revoked: the trusted API gets no link for it (a link to
+            // a blocked account would not work anyway); unblock it in Auth0 to invite again.
+            if user.blocked == Some(true) && input.on_existing == OnExisting::RequireUnaccepted {
+                return Err(InviteError::Revoked);
+            }
             let change_roles = match input.on_existing {
                 _ if unaccepted => true,
                 OnExisting::RequireUnaccepted if cfg.existing_account_tickets => true,
@@ -519,19 +579,46 @@ pub async fn run_invite<P: Platform>(
             _ => Ok(()),
         }
     };
+    // The password link marks the address verified only when the caller vouched for it.
+    let mark_verified = input.verification.is_none();
     let ticket_step = async {
         if input.want_ticket {
             client
-                .password_change_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec)
+                .password_change_ticket(
+                    &user_id,
+                    &input.ticket_target,
+                    input.ticket_ttl_sec,
+                    mark_verified,
+                )
                 .await
                 .map(Some)
         } else {
             Ok(None)
         }
     };
-    let (roles_done, ticket): (Result<(), InviteError>, _) = join(roles_step, ticket_step).await;
+    let verify_step = async {
+        match input.verification {
+            None => Ok(None),
+            Some(Verification::Email) => client
+                .verification_email_job(&user_id)
+                .await
+                .map(|id| Some(Verified::Job { id })),
+            Some(Verification::Ticket) => client
+                .email_verification_ticket(&user_id, &input.ticket_target, input.ticket_ttl_sec)
+                .await
+                .map(|url| {
+                    Some(Verified::Ticket {
+                        url,
+                        expires_at: rfc3339(now + input.ticket_ttl_sec * 1000),
+                    })
+                }),
+        }
+    };
+    let (roles_done, (ticket, verified)): (Result<(), InviteError>, _) =
+        join(roles_step, join(ticket_step, verify_step)).await;
     roles_done?;
     let ticket_url = ticket?;
+    let verification = verified?;
 
     Ok(InviteOutcome {
         user_id,
@@ -540,5 +627,6 @@ pub async fn run_invite<P: Platform>(
         roles: roles_given,
         ticket_url,
         ticket_expires_at: rfc3339(now + input.ticket_ttl_sec * 1000),
+        verification,
     })
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod gate;
 pub mod http;
 pub mod invite;
+pub mod invitees;
 pub mod page;
 pub mod password;
 pub mod payments;

@@ -120,6 +120,7 @@ fn permanent(e: &InviteError) -> bool {
         e,
         InviteError::Invalid(_)
             | InviteError::AccountExists
+            | InviteError::Revoked
             | InviteError::Upstream(UpstreamError::Rejected {
                 service: Service::Auth0,
                 ..

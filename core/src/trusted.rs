@@ -8,7 +8,7 @@ use crate::auth0::Ctx;
 use crate::error::{ApiError, ErrorCode, ValidationError};
 use crate::gate::{GateCall, GateReply, Kind, QueuedInvite, StatusView};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::invite::parse_invite;
+use crate::invite::{parse_invite, InviteInput, Verification};
 use crate::platform::Platform;
 use crate::queue::{accept, new_id};
 
@@ -30,7 +30,20 @@ pub fn prefers_async(req: &HttpRequest) -> bool {
         })
 }
 
-fn trusted_message(id: String, input: crate::invite::InviteInput, label: &str) -> QueuedInvite {
+/// A queued invite's answer comes later, from the status endpoint, which keeps the password
+/// link only; a verification link has nowhere to go, so it is asked for synchronously.
+fn queueable(input: InviteInput) -> Result<InviteInput, ValidationError> {
+    if input.verification == Some(Verification::Ticket) {
+        return Err(ValidationError::field(
+            ErrorCode::InvalidField,
+            "verification",
+            "verification \"ticket\" is returned only by a synchronous invite (no Prefer: respond-async, no batch); use \"email\" here",
+        ));
+    }
+    Ok(input)
+}
+
+fn trusted_message(id: String, input: InviteInput, label: &str) -> QueuedInvite {
     QueuedInvite::new(id.clone(), Kind::Trusted, input, None, label, id)
 }
 
@@ -40,7 +53,7 @@ pub async fn invite_async<P: Platform>(
     req: &HttpRequest,
     label: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let input = parse_invite(&req.body, cx.cfg)?;
+    let input = queueable(parse_invite(&req.body, cx.cfg)?)?;
     let id = new_id(cx.p, "inv")?;
     accept(
         cx,
@@ -90,7 +103,7 @@ pub async fn batch<P: Platform>(
     let mut answers = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let bytes = item.to_string().into_bytes();
-        match parse_invite(&bytes, cx.cfg) {
+        match parse_invite(&bytes, cx.cfg).and_then(queueable) {
             Ok(input) => {
                 let id = new_id(cx.p, "inv")?;
                 answers.push(json!({"index": index, "id": id, "status": "queued"}));

@@ -10,8 +10,10 @@ import { gzipSync } from "node:zlib";
  * Issue #9's goal is 200 KB; see the README's performance section for where it stands.
  * +8,000 B: the embedded OpenAPI document (docs/openapi.json, served at GET /openapi.json;
  * measured +7,024 B, from 300,615 to 307,639 B).
+ * +16,000 B: the invitee lifecycle (list, look-up, resend, revoke, verification; issue #10),
+ * measured +22,335 B, from 308,017 to 330,352 B, of which 3,250 B are its OpenAPI text.
  */
-export const BUDGET_GZIP_BYTES = 318_000;
+export const BUDGET_GZIP_BYTES = 334_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
