@@ -634,6 +634,15 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// `GET /api/v2/users-by-email`, narrowed to the configured connection.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserSummary>, UpstreamError> {
+        let users = self.users_by_email(email).await?;
+        Ok(pick_user(users, &self.cfg.connection))
+    }
+
+    /// `GET /api/v2/users-by-email`: every account of the address (any connection).
+    pub async fn users_by_email<T: for<'de> Deserialize<'de>>(
+        &self,
+        email: &str,
+    ) -> Result<Vec<T>, UpstreamError> {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("email", email)
             .finish();
@@ -643,8 +652,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         if resp.status != 200 {
             return Err(unexpected(&resp, "GET /api/v2/users-by-email"));
         }
-        let users: Vec<UserSummary> = parse(&resp, "GET /api/v2/users-by-email")?;
-        Ok(pick_user(users, &self.cfg.connection))
+        parse(&resp, "GET /api/v2/users-by-email")
     }
 
     /// How many of `roles` are in neither cache: each costs a Management call (a lookup) that
@@ -853,20 +861,6 @@ impl<'a, P: Platform> Auth0<'a, P> {
             400 | 404 => Ok(None),
             _ => Err(unexpected(&resp, "GET /api/v2/users/{id}")),
         }
-    }
-
-    /// `GET /api/v2/users-by-email`, every account of the address (any connection).
-    pub async fn users_by_email(&self, email: &str) -> Result<Vec<Value>, UpstreamError> {
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("email", email)
-            .finish();
-        let resp = self
-            .management("GET", &format!("/api/v2/users-by-email?{query}"), None)
-            .await?;
-        if resp.status != 200 {
-            return Err(unexpected(&resp, "GET /api/v2/users-by-email"));
-        }
-        parse(&resp, "GET /api/v2/users-by-email")
     }
 
     /// `GET /api/v2/users` with a v3 search query `q`, newest first, one page of `per_page`

@@ -375,7 +375,7 @@ async fn find<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<Invitee, Ap
     let connection = &cx.cfg.connection;
     let found = match parse_ref(segment)? {
         InviteeRef::Email(email) => client
-            .users_by_email(&email)
+            .users_by_email::<Value>(&email)
             .await?
             .iter()
             .find_map(|u| invitee_from(u, connection)),
