@@ -410,6 +410,20 @@ pub enum GateCall {
         /// The invite that sends.
         owner: String,
     },
+    /// Keeps `value` under each of `keys` for `ttl_ms` (what a deleted invitee was).
+    Remember {
+        /// Hashed or opaque keys.
+        keys: Vec<String>,
+        /// The value.
+        value: String,
+        /// How long.
+        ttl_ms: u64,
+    },
+    /// What [`GateCall::Remember`] keeps under `key`, while it lives.
+    Recall {
+        /// The key.
+        key: String,
+    },
     /// Gives an address's window back, if `owner` holds it (its send failed: a retry must not
     /// wait out a window nothing was sent in).
     ReleaseEmail {
@@ -498,6 +512,11 @@ pub enum GateReply {
         /// `None`: unknown (or expired).
         invites: Option<Vec<StatusView>>,
     },
+    /// What was remembered under a key (`None`: nothing, or it expired).
+    Recalled {
+        /// The value.
+        value: Option<String>,
+    },
     /// The message to send again.
     Redrive {
         /// `None`: unknown, or not failed.
@@ -522,6 +541,7 @@ impl GateReply {
             GateReply::Status { .. } => "status",
             GateReply::Batch { .. } => "batch",
             GateReply::Redrive { .. } => "redrive",
+            GateReply::Recalled { .. } => "recalled",
         }
     }
 }
@@ -735,6 +755,22 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                     ledger.put(&key, &owner, None, now_ms + ttl_ms);
                     GateReply::Claimed { claimed: true }
                 }
+            }
+        }
+        GateCall::Remember {
+            keys,
+            value,
+            ttl_ms,
+        } => {
+            for key in keys {
+                ledger.put(&format!("mem:{key}"), &value, None, now_ms + ttl_ms);
+            }
+            GateReply::Done
+        }
+        GateCall::Recall { key } => {
+            ledger.purge(now_ms);
+            GateReply::Recalled {
+                value: ledger.get(&format!("mem:{key}")),
             }
         }
         GateCall::ReleaseEmail { key, owner } => {

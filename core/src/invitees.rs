@@ -30,6 +30,9 @@ pub const DEFAULT_LIMIT: u32 = 50;
 const MAX_REF_CHARS: usize = 320;
 /// Most ids a cursor carries: accounts created in the same millisecond as the page's last.
 const MAX_CURSOR_IDS: usize = 1000;
+/// How long the gate remembers an invitee revoked by deletion, so that its status still
+/// reads `revoked` (Auth0 has nothing left to ask): 30 days.
+pub const DELETED_KEPT_MS: u64 = 30 * 86_400_000;
 
 /// Where an invitee is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,22 +372,76 @@ fn json_of(invitee: &Invitee) -> Value {
     serde_json::to_value(invitee).unwrap_or(Value::Null)
 }
 
-/// Finds the invitee named by `segment`.
+/// The gate's keys for what it remembers of a deleted invitee: its address (hashed: no
+/// addresses in keys) and its user id.
+fn memory_keys(invitee: &Invitee) -> Vec<String> {
+    vec![
+        format!("deleted:{}", cooldown_key(&invitee.email)),
+        format!("deleted:id:{}", invitee.user_id),
+    ]
+}
+
+/// An invitee as the gate remembers it (its own JSON, written at deletion): read field by
+/// field rather than with a derived deserializer, which cost 4 KB of wasm for this one use.
+fn remembered(v: &Value) -> Option<Invitee> {
+    let opt = |k: &str| text(v, k);
+    Some(Invitee {
+        user_id: opt("user_id")?,
+        email: opt("email")?,
+        status: InviteeStatus::Revoked,
+        email_verified: v.get("email_verified").and_then(Value::as_bool) == Some(true),
+        created_at: opt("created_at"),
+        invited_at: opt("invited_at"),
+        invited_by: opt("invited_by"),
+        delivery: if opt("delivery").as_deref() == Some("email") {
+            Delivery::Email
+        } else {
+            Delivery::Returned
+        },
+        source: opt("source")?,
+        logins_count: v.get("logins_count").and_then(Value::as_u64).unwrap_or(0),
+        last_login: opt("last_login"),
+        revoked_at: opt("revoked_at"),
+    })
+}
+
+/// Finds the invitee named by `segment`: in Auth0, else among those revoked by deletion that
+/// the gate still remembers.
 async fn find<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<Invitee, ApiError> {
     let client = cx.client();
     let connection = &cx.cfg.connection;
-    let found = match parse_ref(segment)? {
+    let wanted = parse_ref(segment)?;
+    let found = match &wanted {
         InviteeRef::Email(email) => client
-            .users_by_email::<Value>(&email)
+            .users_by_email::<Value>(email)
             .await?
             .iter()
             .find_map(|u| invitee_from(u, connection)),
         InviteeRef::UserId(id) => client
-            .user(&id)
+            .user(id)
             .await?
             .and_then(|u| invitee_from(&u, connection)),
     };
-    found.ok_or_else(ApiError::invitee_not_found)
+    if let Some(invitee) = found {
+        return Ok(invitee);
+    }
+    let key = match &wanted {
+        InviteeRef::Email(email) => format!("deleted:{}", cooldown_key(email)),
+        InviteeRef::UserId(id) => format!("deleted:id:{id}"),
+    };
+    match cx.p.gate(GateCall::Recall { key }).await {
+        Ok(GateReply::Recalled { value: Some(v) }) => serde_json::from_slice::<Value>(v.as_bytes())
+            .ok()
+            .and_then(|v| remembered(&v))
+            .ok_or_else(ApiError::invitee_not_found),
+        Ok(_) => Err(ApiError::invitee_not_found()),
+        Err(e) => {
+            cx.note(format!(
+                "gate unreachable, deleted invitees not looked up: {e}"
+            ));
+            Err(ApiError::invitee_not_found())
+        }
+    }
 }
 
 /// `GET /v1/invitees?status=&limit=&cursor=`: newest first.
@@ -579,14 +636,24 @@ pub async fn revoke<P: Platform>(
             if !deleted {
                 return Err(ApiError::invitee_not_found());
             }
-            (
-                Invitee {
-                    status: InviteeStatus::Revoked,
-                    revoked_at: Some(rfc3339(cx.p.now_ms())),
-                    ..invitee
-                },
-                "deleted",
-            )
+            let gone = Invitee {
+                status: InviteeStatus::Revoked,
+                revoked_at: Some(rfc3339(cx.p.now_ms())),
+                ..invitee
+            };
+            // Auth0 keeps nothing of a deleted user: the gate remembers it for a while, so its
+            // status still reads `revoked` and a resend is refused as revoked.
+            let remember = GateCall::Remember {
+                keys: memory_keys(&gone),
+                value: serde_json::to_string(&gone).unwrap_or_default(),
+                ttl_ms: DELETED_KEPT_MS,
+            };
+            if let Err(e) = cx.p.gate(remember).await {
+                cx.note(format!(
+                    "gate unreachable, deleted invitee not remembered: {e}"
+                ));
+            }
+            (gone, "deleted")
         }
     };
     // Auth0 answered with the account as it is now; a login between the look-up and the
@@ -653,6 +720,26 @@ mod tests {
             json!({"identities": [{"connection": "google-oauth2"}]}),
             None,
         );
+    }
+
+    #[test]
+    fn a_remembered_invitee_reads_back_as_it_was_written_but_revoked() {
+        for extra in [
+            json!({}),
+            json!({"app_metadata": {"invite_source": "stripe", "revoked_at": "2026-11-26T00:00:00Z"}}),
+            json!({"logins_count": 0, "last_login": null, "email_verified": false}),
+        ] {
+            let i = invitee_from(&user(extra), CONN).unwrap();
+            let back = remembered(&json_of(&i)).unwrap();
+            assert_eq!(
+                back,
+                Invitee {
+                    status: InviteeStatus::Revoked,
+                    ..i
+                }
+            );
+        }
+        assert_eq!(remembered(&json!({"user_id": "auth0|1"})), None);
     }
 
     #[test]

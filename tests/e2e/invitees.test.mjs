@@ -233,12 +233,13 @@ test("REVOKE_MODE=delete deletes the account (with the delete:users scope)", asy
       assert.equal(r.json.action, "deleted");
       assert.equal((await emu.users("delete@example.com")).length, 0);
       assert.equal((await ticket(inv.json.ticket_url)).reason, "user deleted");
+      // Auth0 keeps nothing; the status still says revoked, and a resend is refused.
       const gone = await get(w, `/v1/invitees/${ref(inv.json.user_id)}`);
-      assert.equal(gone.status, 404);
-      assert.equal(gone.json.error.code, "invitee_not_found");
+      assert.equal(gone.status, 200, gone.text);
+      assert.equal(gone.json.status, "revoked");
       const resend = await post(w, `/v1/invitees/${ref("delete@example.com")}/resend`);
-      assert.equal(resend.status, 404, "a later resend is refused");
-      assert.equal(resend.json.error.code, "invitee_not_found");
+      assert.equal(resend.status, 409, "a later resend is refused");
+      assert.equal(resend.json.error.code, "invite_revoked");
     } finally {
       await emu.config({ scopes: scopes.replace(" delete:users", "") });
     }

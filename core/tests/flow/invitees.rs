@@ -510,6 +510,36 @@ fn revoking_deletes_the_account_when_configured() {
     assert_eq!(svc.fake.count("DELETE /api/v2/users/auth0%7Ca"), 1);
     assert_eq!(svc.fake.count("PATCH /api/v2/users/auth0%7Ca"), 0);
 
+    // Auth0 has nothing left; the gate remembers it: still `revoked`, by id or address.
+    let gone = || {
+        Ok(json_resp(
+            404,
+            json!({"statusCode": 404, "error": "Not Found", "message": "The user does not exist."}),
+        ))
+    };
+    svc.fake
+        .script("GET /api/v2/users/auth0%7Ca", vec![gone(), gone()]);
+    let (h, body) = svc.run(get("/v1/invitees/auth0%7Ca"));
+    assert_eq!(h.response.status, 200, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["email"].as_str()),
+        (Some("revoked"), Some("ada@example.com"))
+    );
+    by_email(&svc, vec![]);
+    let (h, body) = svc.run(post("/v1/invitees/ada@example.com/resend"));
+    assert_eq!(error_code(&h, &body), (409, "invite_revoked".into()));
+    let (h, body) = svc.run(post("/v1/invitees/auth0%7Ca/revoke"));
+    assert_eq!(
+        (h.response.status, body["action"].as_str()),
+        (200, Some("none"))
+    );
+    assert_eq!(svc.fake.count("DELETE /api/v2/users/auth0%7Ca"), 1);
+    // Only for a while.
+    svc.fake.now.set(svc.fake.now.get() + 31 * 86_400_000);
+    svc.fake.script("GET /api/v2/users/auth0%7Ca", vec![gone()]);
+    let (h, body) = svc.run(get("/v1/invitees/auth0%7Ca"));
+    assert_eq!(error_code(&h, &body), (404, "invitee_not_found".into()));
+
     let bad = Svc::new(&[("REVOKE_MODE", "erase")]);
     let problems = bad.cfg.unwrap_err().problems;
     assert!(
