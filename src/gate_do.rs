@@ -149,6 +149,18 @@ impl Ledger for SqlLedger<'_> {
         )
     }
 
+    /// Read as text into the one row type there is (a second would be a second deserializer).
+    fn expiry(&self, key: &str) -> Option<u64> {
+        self.rows(
+            "SELECT CAST(expire_at AS TEXT) AS v FROM ledger WHERE k = ? AND expire_at > ?",
+            vec![key.into(), (self.now_ms as f64).into()],
+        )
+        .into_iter()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|ms| ms as u64)
+    }
+
     fn purge(&self, now_ms: u64) {
         if now_ms.saturating_sub(self.purged_at_ms.get()) < PURGE_EVERY_MS {
             return;

@@ -115,7 +115,7 @@ pub async fn send_invite_email<P: Platform>(
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
-        Ok(GateReply::Claimed { claimed: false }) => return Ok(Sent::Cooldown),
+        Ok(GateReply::Claimed { claimed: false, .. }) => return Ok(Sent::Cooldown),
         Ok(_) => {}
         // Without the gate, send: a second email is better than none.
         Err(e) => cx.note(format!("gate unreachable, email sent unclaimed: {e}")),

@@ -314,6 +314,8 @@ pub trait Ledger {
     fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64);
     /// The records of a group, oldest first.
     fn group(&self, group: &str) -> Vec<String>;
+    /// When a live record expires (Unix ms).
+    fn expiry(&self, key: &str) -> Option<u64>;
     /// Takes `key` for `value` until `expire_at_ms` unless a record holds it already: then
     /// nothing is written and the holder's value comes back. (The Durable Object does it in
     /// one SQL statement.)
@@ -501,6 +503,9 @@ pub enum GateReply {
     Claimed {
         /// false: inside the window, don't send.
         claimed: bool,
+        /// When refused: how long the window still holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// An invite's status.
     Status {
@@ -749,11 +754,20 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             ledger.purge(now_ms);
             let key = format!("cool:{key}");
             match ledger.get(&key) {
-                Some(holder) if holder != owner => GateReply::Claimed { claimed: false },
-                Some(_) => GateReply::Claimed { claimed: true },
+                Some(holder) if holder != owner => GateReply::Claimed {
+                    claimed: false,
+                    retry_after_ms: ledger.expiry(&key).map(|e| e.saturating_sub(now_ms)),
+                },
+                Some(_) => GateReply::Claimed {
+                    claimed: true,
+                    retry_after_ms: None,
+                },
                 None => {
                     ledger.put(&key, &owner, None, now_ms + ttl_ms);
-                    GateReply::Claimed { claimed: true }
+                    GateReply::Claimed {
+                        claimed: true,
+                        retry_after_ms: None,
+                    }
                 }
             }
         }
@@ -854,6 +868,9 @@ impl Ledger for MemoryLedger {
             .filter(|r| r.2.as_deref() == Some(group))
             .map(|r| r.1.clone())
             .collect()
+    }
+    fn expiry(&self, key: &str) -> Option<u64> {
+        self.rows.borrow().iter().find(|r| r.0 == key).map(|r| r.3)
     }
     fn purge(&self, now_ms: u64) {
         self.rows.borrow_mut().retain(|r| r.3 > now_ms);
@@ -1082,18 +1099,21 @@ mod tests {
                 &l,
             )
         };
-        assert_eq!(claim("inv_1", 0), GateReply::Claimed { claimed: true });
+        let taken = GateReply::Claimed {
+            claimed: true,
+            retry_after_ms: None,
+        };
+        assert_eq!(claim("inv_1", 0), taken);
+        assert_eq!(claim("inv_1", 1), taken, "a retry");
         assert_eq!(
-            claim("inv_1", 1),
-            GateReply::Claimed { claimed: true },
-            "a retry"
+            claim("inv_2", 1),
+            GateReply::Claimed {
+                claimed: false,
+                retry_after_ms: Some(599_999)
+            },
+            "held, for the rest of the window"
         );
-        assert_eq!(claim("inv_2", 1), GateReply::Claimed { claimed: false });
-        assert_eq!(
-            claim("inv_2", 600_001),
-            GateReply::Claimed { claimed: true },
-            "after the window"
-        );
+        assert_eq!(claim("inv_2", 600_001), taken, "after the window");
     }
 
     #[test]

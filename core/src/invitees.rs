@@ -527,8 +527,12 @@ pub async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpR
         owner: owner.clone(),
     };
     match cx.p.gate(claim).await {
-        Ok(GateReply::Claimed { claimed: false }) => {
-            return Err(ApiError::resend_too_soon(ttl_ms.div_ceil(1000)))
+        Ok(GateReply::Claimed {
+            claimed: false,
+            retry_after_ms,
+        }) => {
+            let left = retry_after_ms.unwrap_or(ttl_ms);
+            return Err(ApiError::resend_too_soon(left.div_ceil(1000)));
         }
         Ok(_) => {}
         Err(e) => cx.note(format!("gate unreachable, resend not limited: {e}")),

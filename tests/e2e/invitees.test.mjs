@@ -150,7 +150,8 @@ test("a resend returns a new link and the old one stops working; a second one is
   const soon = await post(worker, `/v1/invitees/${ref(first.json.user_id)}/resend`);
   assert.equal(soon.status, 429, soon.text);
   assert.equal(soon.json.error.code, "resend_too_soon");
-  assert.equal(soon.headers.get("retry-after"), "300");
+  const wait = Number(soon.headers.get("retry-after"));
+  assert.ok(wait >= 295 && wait <= 300, `Retry-After ${wait}: what is left of RESEND_INTERVAL_SEC`);
   assert.equal((await ticket(again.json.ticket_url)).valid, true, "a refused resend keeps the link");
 
   await emu.login("resend@example.com");

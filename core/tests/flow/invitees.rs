@@ -360,17 +360,19 @@ fn a_resend_returns_a_fresh_link_to_the_trusted_caller_once_per_interval() {
         "the caller hands it on"
     );
 
-    // Within the interval: refused before any new link (the one just sent keeps working).
+    // Within the interval: refused before any new link (the one just sent keeps working),
+    // with the time the window still holds.
+    svc.fake.now.set(svc.fake.now.get() + 50_000);
     svc.fake.script(
         "GET /api/v2/users/auth0%7Ca",
         vec![Ok(json_resp(200, ada.clone()))],
     );
     let (h, body) = svc.run(post("/v1/invitees/auth0%7Ca/resend"));
     assert_eq!(error_code(&h, &body), (429, "resend_too_soon".into()));
-    assert_eq!(h.response.header_value("retry-after"), Some("120"));
+    assert_eq!(h.response.header_value("retry-after"), Some("70"));
     assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
 
-    svc.fake.now.set(svc.fake.now.get() + 121_000);
+    svc.fake.now.set(svc.fake.now.get() + 71_000);
     svc.fake
         .script("GET /api/v2/users/auth0%7Ca", vec![Ok(json_resp(200, ada))]);
     let (h, body) = svc.run(post("/v1/invitees/auth0%7Ca/resend"));
