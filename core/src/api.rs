@@ -392,20 +392,11 @@ async fn dispatch<P: Platform>(
                     Route::InviteStatus => return trusted::status(&cx, path).await,
                     Route::BatchStatus => return trusted::batch_status(&cx, path).await,
                     Route::InviteRetry => return trusted::retry(&cx, path).await,
-                    Route::Invitees => return invitees::list(&cx, &req).await,
                     _ => {}
                 }
-                match invitees::action_of(path) {
-                    Some(Action::Show(r)) if route == Route::Invitee => {
-                        return invitees::show(&cx, &r).await
-                    }
-                    Some(Action::Resend(r)) if route == Route::InviteeResend => {
-                        return invitees::resend(&cx, &r).await
-                    }
-                    Some(Action::Revoke(r)) if route == Route::InviteeRevoke => {
-                        return invitees::revoke(&cx, &r, &label).await
-                    }
-                    _ => {}
+                // `classify` routed this path here only with the action's method.
+                if let Some(action) = invitees::action_of(path) {
+                    return invitees::handle(&cx, action, &req, &label).await;
                 }
                 check_json_type(&req)?;
                 if route == Route::Batch {

@@ -163,6 +163,14 @@ pub fn error_message(resp: &HttpResponse) -> String {
     }
 }
 
+/// Auth0 refused the request for good (a 400), with its message.
+fn rejected(resp: &HttpResponse) -> UpstreamError {
+    UpstreamError::Rejected {
+        service: Service::Auth0,
+        message: error_message(resp),
+    }
+}
+
 fn unexpected(resp: &HttpResponse, context: &'static str) -> UpstreamError {
     UpstreamError::Unexpected {
         service: Service::Auth0,
@@ -212,12 +220,26 @@ pub fn ticket_body(
         "mark_email_as_verified": mark_verified,
         "includeEmailInRedirect": false,
     });
-    match target {
-        TicketTarget::ResultUrl(u) => body["result_url"] = json!(u),
-        TicketTarget::ClientId(c) => body["client_id"] = json!(c),
-        TicketTarget::Default => {}
-    }
+    target.apply(&mut body);
     body
+}
+
+/// The body of an email-verification ticket request (the same target as the password link).
+pub fn verification_ticket_body(user_id: &str, target: &TicketTarget, ttl_sec: u64) -> Value {
+    let mut body = json!({"user_id": user_id, "ttl_sec": ttl_sec, "includeEmailInRedirect": false});
+    target.apply(&mut body);
+    body
+}
+
+impl TicketTarget {
+    /// Sets `result_url` or `client_id` on a ticket request body (Auth0 takes one of them).
+    fn apply(&self, body: &mut Value) {
+        match self {
+            TicketTarget::ResultUrl(u) => body["result_url"] = json!(u),
+            TicketTarget::ClientId(c) => body["client_id"] = json!(c),
+            TicketTarget::Default => {}
+        }
+    }
 }
 
 /// Everything a route handler works with, passed first: the configuration, the platform,
@@ -624,10 +646,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             }
             // Decided by the status alone: real 409s may lack errorCode and the message varies.
             409 => Ok(Created::Exists),
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, "POST /api/v2/users")),
         }
     }
@@ -762,10 +781,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 self.cache.clear_roles();
                 Ok(false)
             }
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, "POST /api/v2/users/{id}/roles")),
         }
     }
@@ -786,10 +802,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             .await?;
         match resp.status {
             200..=299 => Ok(()),
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, "PATCH /api/v2/users/{id}")),
         }
     }
@@ -813,13 +826,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         target: &TicketTarget,
         ttl_sec: u64,
     ) -> Result<String, UpstreamError> {
-        let mut body =
-            json!({"user_id": user_id, "ttl_sec": ttl_sec, "includeEmailInRedirect": false});
-        match target {
-            TicketTarget::ResultUrl(u) => body["result_url"] = json!(u),
-            TicketTarget::ClientId(c) => body["client_id"] = json!(c),
-            TicketTarget::Default => {}
-        }
+        let body = verification_ticket_body(user_id, target, ttl_sec);
         self.ticket("/api/v2/tickets/email-verification", &body)
             .await
     }
@@ -843,10 +850,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 }
                 Ok(parse::<Job>(&resp, CONTEXT)?.id)
             }
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, CONTEXT)),
         }
     }
@@ -893,10 +897,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 let page: Page = parse(&resp, CONTEXT)?;
                 Ok((page.users, page.total))
             }
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, CONTEXT)),
         }
     }
@@ -912,10 +913,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         match resp.status {
             200..=299 => parse(&resp, "PATCH /api/v2/users/{id}").map(Some),
             404 => Ok(None),
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, "PATCH /api/v2/users/{id}")),
         }
     }
@@ -951,10 +949,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                         context: path,
                     })
             }
-            400 => Err(UpstreamError::Rejected {
-                service: Service::Auth0,
-                message: error_message(&resp),
-            }),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, path)),
         }
     }

@@ -107,11 +107,9 @@ pub async fn send_invite_email<P: Platform>(
     ticket: Option<(&str, &str)>,
     idempotency_key: &str,
 ) -> Result<Sent, InviteError> {
-    let cfg = cx.cfg;
-    let client = cx.client();
     let claim = GateCall::ClaimEmail {
         key: cooldown_key(email),
-        ttl_ms: cfg.webhooks.email_cooldown_sec * 1000,
+        ttl_ms: cx.cfg.webhooks.email_cooldown_sec * 1000,
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
@@ -120,6 +118,21 @@ pub async fn send_invite_email<P: Platform>(
         // Without the gate, send: a second email is better than none.
         Err(e) => cx.note(format!("gate unreachable, email sent unclaimed: {e}")),
     }
+    send_email(cx, email, name, ticket, idempotency_key).await?;
+    Ok(Sent::Sent)
+}
+
+/// Sends the link to `email` through `EMAIL_DELIVERY`, the address's window already claimed
+/// by the caller ([`send_invite_email`], or a resend that claimed it itself).
+pub async fn send_email<P: Platform>(
+    cx: &Ctx<'_, P>,
+    email: &str,
+    name: Option<&str>,
+    ticket: Option<(&str, &str)>,
+    idempotency_key: &str,
+) -> Result<(), InviteError> {
+    let cfg = cx.cfg;
+    let client = cx.client();
     let w = &cfg.webhooks;
     match &w.delivery {
         EmailDelivery::Auth0 => send_auth0_email(&client, cfg, email).await?,
@@ -163,7 +176,7 @@ pub async fn send_invite_email<P: Platform>(
             }
         }
     }
-    Ok(Sent::Sent)
+    Ok(())
 }
 
 /// Auth0's own Change Password email (`POST /dbconnections/change_password`).

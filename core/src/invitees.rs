@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::auth0::Ctx;
 use crate::config::RevokeMode;
-use crate::delivery::{cooldown_key, emailed_with_ticket, send_invite_email};
+use crate::delivery::{cooldown_key, emailed_with_ticket, send_email};
 use crate::error::{ApiError, ErrorCode, UpstreamError, ValidationError};
 use crate::gate::{GateCall, GateReply, Kind};
 use crate::http::HttpRequest;
@@ -444,8 +444,23 @@ async fn find<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<Invitee, Ap
     }
 }
 
+/// Runs `action` (its method already checked by the router).
+pub async fn handle<P: Platform>(
+    cx: &Ctx<'_, P>,
+    action: Action,
+    req: &HttpRequest,
+    label: &str,
+) -> Result<HttpResponse, ApiError> {
+    match action {
+        Action::List => list(cx, req).await,
+        Action::Show(r) => show(cx, &r).await,
+        Action::Resend(r) => resend(cx, &r).await,
+        Action::Revoke(r) => revoke(cx, &r, label).await,
+    }
+}
+
 /// `GET /v1/invitees?status=&limit=&cursor=`: newest first.
-pub async fn list<P: Platform>(
+async fn list<P: Platform>(
     cx: &Ctx<'_, P>,
     req: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -486,14 +501,14 @@ pub async fn list<P: Platform>(
 }
 
 /// `GET /v1/invitees/{ref}`.
-pub async fn show<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpResponse, ApiError> {
+async fn show<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpResponse, ApiError> {
     let invitee = find(cx, segment).await?;
     Ok(HttpResponse::json(200, &json_of(&invitee)))
 }
 
 /// `POST /v1/invitees/{ref}/resend`: a fresh link for a pending invitee, delivered the way
 /// the first one was. The new password-change ticket makes Auth0 drop the older links.
-pub async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpResponse, ApiError> {
+async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpResponse, ApiError> {
     let invitee = find(cx, segment).await?;
     match invitee.status {
         InviteeStatus::Accepted => return Err(ApiError::invite_accepted("sent again")),
@@ -586,7 +601,8 @@ async fn deliver<P: Platform>(
                 None
             };
             let ticket = url.as_deref().map(|u| (u, expires_at.as_str()));
-            send_invite_email(cx, owner, &invitee.email, None, ticket, owner).await?;
+            // The window is this resend's already: no second claim.
+            send_email(cx, &invitee.email, None, ticket, owner).await?;
         }
     }
     Ok(body)
@@ -594,7 +610,7 @@ async fn deliver<P: Platform>(
 
 /// `POST /v1/invitees/{ref}/revoke`: blocks (or deletes, with `REVOKE_MODE=delete`) a pending
 /// invitee's account, so its links stop working. Revoking again answers the same.
-pub async fn revoke<P: Platform>(
+async fn revoke<P: Platform>(
     cx: &Ctx<'_, P>,
     segment: &str,
     label: &str,

@@ -48,6 +48,21 @@ export async function startEmulator(extraArgs = []) {
     roles: () => call("GET", "/__emulator/roles"),
     login: (email) => call("POST", "/__emulator/login", { email }),
     outbox: (to) => call("GET", "/__emulator/outbox" + (to ? `?to=${encodeURIComponent(to)}` : "")),
+    /** A Management API call with a fresh client-credentials token, to set up accounts the
+     * way Auth0 holds them (not through the Worker); resolves to `{ status, json }`. */
+    mgmt: async (method, p, body) => {
+      const t = await (await fetch(`${url}/oauth/token`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ grant_type: "client_credentials", client_id: "dev-client-id",
+          client_secret: "dev-client-secret", audience: "https://emulator.local/api/v2/" }),
+      })).json();
+      const r = await fetch(url + p, {
+        method, headers: { authorization: `Bearer ${t.access_token}`, "content-type": "application/json" },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const text = await r.text();
+      return { status: r.status, json: text ? JSON.parse(text) : null };
+    },
     stop: () => new Promise((resolve) => { proc.once("exit", resolve); proc.kill("SIGTERM"); }),
   };
 }

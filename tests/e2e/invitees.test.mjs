@@ -51,21 +51,6 @@ async function allPages(w, path) {
   throw new Error("no last page");
 }
 
-/** A Management API token from the emulator, to set up accounts the way Auth0 holds them. */
-async function mgmt(method, p, body) {
-  const t = await (await fetch(`${emu.url}/oauth/token`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ grant_type: "client_credentials", client_id: "dev-client-id",
-      client_secret: "dev-client-secret", audience: "https://emulator.local/api/v2/" }),
-  })).json();
-  const r = await fetch(`${emu.url}${p}`, {
-    method, headers: { authorization: `Bearer ${t.access_token}`, "content-type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  return { status: r.status, json: text ? JSON.parse(text) : null };
-}
-
 test("the list filters by status and pages to the end; one invitee by address or id", async () => {
   await emu.reset();
   const w = await startWorker(emu.url);
@@ -78,7 +63,7 @@ test("the list filters by status and pages to the end; one invitee by address or
       ids[email] = r.json.user_id;
     }
     // Someone else's account (not invited here) never shows.
-    assert.equal((await mgmt("POST", "/api/v2/users", {
+    assert.equal((await emu.mgmt("POST", "/api/v2/users", {
       connection: "Username-Password-Authentication", email: "stranger@example.com", password: "Str0ng!Passw0rd-x",
     })).status, 201);
     await emu.login("list0@example.com");
@@ -162,7 +147,7 @@ test("a resend returns a new link and the old one stops working; a second one is
 
 test("an emailed invite's resend goes to the inbox, never to the caller", async () => {
   // An invitee from a payment webhook whose first email is long past.
-  const created = await mgmt("POST", "/api/v2/users", {
+  const created = await emu.mgmt("POST", "/api/v2/users", {
     connection: "Username-Password-Authentication", email: "paid@example.com", password: "Str0ng!Passw0rd-x",
     app_metadata: { invited: true, invite_source: "stripe", invited_by: "stripe", invited_at: "2026-11-01T00:00:00.000Z" },
   });

@@ -122,17 +122,9 @@ test("a: 60 public sign-ups at once get their 202 within the budget; all 60 comp
 
 test("b: public answers for a new and an existing address are sent before any Auth0 call, and are byte-identical", async () => {
   // The existing account, made straight in the emulator (not through the Worker: no cooldown).
-  const token = await (await fetch(emu.url + "/oauth/token", {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ grant_type: "client_credentials", client_id: "dev-client-id",
-      client_secret: "dev-client-secret", audience: "https://emulator.local/api/v2/" }),
-  })).json();
-  const made = await fetch(emu.url + "/api/v2/users", {
-    method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token.access_token}` },
-    body: JSON.stringify({ email: "existing@example.com", password: "Xq7!mZ2#pL9$", verify_email: false,
-      connection: "Username-Password-Authentication" }),
-  });
-  assert.equal(made.status, 201, await made.text());
+  const made = await emu.mgmt("POST", "/api/v2/users", { email: "existing@example.com", password: "Xq7!mZ2#pL9$",
+    verify_email: false, connection: "Username-Password-Authentication" });
+  assert.equal(made.status, 201, JSON.stringify(made.json));
 
   await withWorker(PACED, async (w) => {
     assert.equal((await apiGet(w, "/v1/invites/inv_0000000000000000")).status, 404); // warm, no Auth0 call

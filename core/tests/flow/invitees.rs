@@ -406,6 +406,15 @@ fn a_resend_of_an_emailed_invite_goes_to_the_inbox_never_to_the_caller() {
         true,
         "using the emailed link proves the address"
     );
+    let claims = |svc: &Svc| {
+        svc.fake
+            .gate_calls
+            .borrow()
+            .iter()
+            .filter(|c| *c == "claim_email")
+            .count()
+    };
+    assert_eq!(claims(&svc), 1, "one claim of the window per resend");
     // The address's email window now holds: the next resend is refused, nothing is sent.
     by_email(&svc, vec![grace]);
     let (h, body) = svc.run(post("/v1/invitees/grace%40example.com/resend"));

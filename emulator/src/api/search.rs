@@ -14,7 +14,9 @@ use crate::state::{State, User};
 use crate::util;
 use crate::validate::{check_query, QTy};
 
-use super::common::{invalid_query, paging, paging_limit, project, HResult, FIELDS_QUERY};
+use super::common::{
+    invalid_query, paging, paging_limit, project, HResult, FIELDS_QUERY, PAGING_QUERY,
+};
 
 /// Auth0 lets a search page through this many results, and reports at most
 /// this many as `total`.
@@ -27,15 +29,10 @@ const DEFAULT_SORT: &str = "created_at:-1";
 const LIST_QUERY: [(&str, QTy); 8] = [
     ("q", QTy::Str),
     ("search_engine", QTy::Str),
-    (
-        "page",
-        QTy::Int {
-            min: 0,
-            max: 1_000_000,
-        },
-    ),
+    PAGING_QUERY[0],
+    // Unlike the other lists, a search page holds at least one user.
     ("per_page", QTy::Int { min: 1, max: 100 }),
-    ("include_totals", QTy::Bool),
+    PAGING_QUERY[2],
     ("sort", QTy::Str),
     FIELDS_QUERY[0],
     FIELDS_QUERY[1],
