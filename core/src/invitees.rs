@@ -460,10 +460,7 @@ pub async fn handle<P: Platform>(
 }
 
 /// `GET /v1/invitees?status=&limit=&cursor=`: newest first.
-async fn list<P: Platform>(
-    cx: &Ctx<'_, P>,
-    req: &HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn list<P: Platform>(cx: &Ctx<'_, P>, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = parse_list_query(&req.url)?;
     if !quotable(&cx.cfg.connection) {
         return Err(ApiError::config_invalid(
