@@ -31,7 +31,7 @@ mod entry {
         QueueRetryOptionsBuilder, RawMessage, Result,
     };
 
-    use crate::platform::{js_error_text, WorkerPlatform};
+    use crate::platform::{header_lines, js_error_text, read_body, respond, WorkerPlatform};
 
     thread_local! {
         /// Isolate memory: the first tier of the token and role caches.
@@ -109,70 +109,21 @@ mod entry {
         }
     }
 
-    /// The inbound body, read only when a route asks, and never past the route's limit. With
-    /// a `Content-Length` (the usual case) it is refused unread when too large, else read in
-    /// one `arrayBuffer()`; without one (chunked) it is streamed and abandoned as soon as it
-    /// passes the limit: an oversized body never sits in isolate memory.
+    /// The inbound body, read only when a route asks, and never past the route's limit
+    /// (`readBody` in src/glue.js: a declared size over the limit is refused unread, a chunked
+    /// body is abandoned as soon as it passes it, so an oversized body never sits in isolate
+    /// memory).
     struct WorkerBody(web_sys::Request);
 
     impl BodySource for WorkerBody {
         async fn read_limited(self, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
             let unreadable = |e: wasm_bindgen::JsValue| BodyError::Unreadable(js_error_text(&e));
-            if self.0.body().is_none() {
-                return Ok(Vec::new());
-            }
-            let declared = self
-                .0
-                .headers()
-                .get("content-length")
-                .ok()
-                .flatten()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            match declared {
-                Some(n) if n > limit as u64 => Err(BodyError::TooLarge),
-                Some(_) => {
-                    let promise = self.0.array_buffer().map_err(unreadable)?;
-                    let buf = JsFuture::from(promise).await.map_err(unreadable)?;
-                    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-                    if bytes.len() > limit {
-                        return Err(BodyError::TooLarge);
-                    }
-                    Ok(bytes)
-                }
-                None => read_stream_limited(&self.0, limit).await,
-            }
-        }
-    }
-
-    /// A body without a `Content-Length` (chunked), read chunk by chunk with one reader and
-    /// cancelled as soon as it passes `limit`. (Not `worker::ByteStream`: it takes and
-    /// releases the reader's lock around every chunk, several JS calls each.)
-    async fn read_stream_limited(
-        req: &web_sys::Request,
-        limit: usize,
-    ) -> std::result::Result<Vec<u8>, BodyError> {
-        let unreadable = |e: wasm_bindgen::JsValue| BodyError::Unreadable(js_error_text(&e));
-        let Some(body) = req.body() else {
-            return Ok(Vec::new());
-        };
-        let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-        let mut out = Vec::new();
-        loop {
-            let step = JsFuture::from(reader.read()).await.map_err(unreadable)?;
-            let done = js_sys::Reflect::get(&step, &"done".into()).map_err(unreadable)?;
-            if done.is_truthy() {
-                return Ok(out);
-            }
-            let chunk = js_sys::Reflect::get(&step, &"value".into()).map_err(unreadable)?;
-            let chunk: js_sys::Uint8Array = chunk.unchecked_into();
-            if out.len() + chunk.length() as usize > limit {
-                // Stop the upload here: nothing more is read or kept.
-                let _ = reader.cancel();
+            let promise = read_body(&self.0, limit as f64).map_err(unreadable)?;
+            let bytes = JsFuture::from(promise).await.map_err(unreadable)?;
+            if bytes.is_null() {
                 return Err(BodyError::TooLarge);
             }
-            let start = out.len();
-            out.resize(start + chunk.length() as usize, 0);
-            chunk.copy_to(&mut out[start..]);
+            Ok(bytes.unchecked_into::<js_sys::Uint8Array>().to_vec())
         }
     }
 
@@ -231,30 +182,16 @@ mod entry {
         }
     }
 
-    /// A runtime `Response` from the core's status, headers and body.
+    /// A runtime `Response` from the core's status, headers and body (`respond` in
+    /// src/glue.js: one call).
     fn js_response(
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
     ) -> std::result::Result<web_sys::Response, wasm_bindgen::JsValue> {
-        let h = web_sys::Headers::new()?;
-        for (k, v) in headers {
-            h.set(k, v)?;
-        }
-        let init = web_sys::ResponseInit::new();
-        init.set_status(status);
-        init.set_headers(&h);
-        if body.is_empty() {
-            web_sys::Response::new_with_opt_str_and_init(None, &init)
-        } else {
-            match std::str::from_utf8(body) {
-                Ok(text) => web_sys::Response::new_with_opt_str_and_init(Some(text), &init),
-                Err(_) => web_sys::Response::new_with_opt_js_u8_array_and_init(
-                    Some(&js_sys::Uint8Array::from(body)),
-                    &init,
-                ),
-            }
-        }
+        let lines = header_lines(headers)
+            .ok_or_else(|| wasm_bindgen::JsValue::from_str("a header holds a line break"))?;
+        respond(status, &lines, body)
     }
 
     /// The fetch handler.

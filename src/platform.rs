@@ -14,15 +14,6 @@ use worker::kv::KvStore;
 use worker::worker_sys::web_sys;
 use worker::{BatchMessageBuilder, Env, Queue, SendMessage, Stub};
 
-/// Response headers the core looks at.
-const RESPONSE_HEADERS: [&str; 5] = [
-    "content-type",
-    "retry-after",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-reset",
-];
-
 /// The Workers implementation of every port. Bindings are looked up when first used, so a
 /// request that needs none (a health check, a 404) pays for none.
 pub struct WorkerPlatform {
@@ -88,53 +79,82 @@ impl WorkerPlatform {
 }
 
 impl Transport for WorkerPlatform {
-    /// One outbound call, on the runtime's own `fetch` and `Response.arrayBuffer()`:
-    /// `worker::Fetch` builds a `Request` object first and reads the answer through a
-    /// `ReadableStream` reader (a lock, a read and a release per chunk, each a JS round trip
-    /// and a microtask), which the CPU profile showed costing more than the call itself.
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+    /// One outbound call through `src/glue.js`: fetch, the body as bytes, the headers the
+    /// core reads and the timeout (`AbortSignal.timeout`), as one promise. Built from Rust,
+    /// the same call took three awaits (fetch, `arrayBuffer()`, a timer) and a dozen calls
+    /// across the boundary for headers; a CPU profile of a warm invite showed that glue.
+    async fn send(
+        &self,
+        req: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
+        // fetch would refuse a line break in a header too.
+        let headers = header_lines(&req.headers)
+            .ok_or_else(|| TransportError("a header holds a line break".into()))?;
         let err = |e: JsValue| TransportError(js_error_text(&e));
-        let headers = web_sys::Headers::new().map_err(err)?;
-        for (k, v) in &req.headers {
-            headers.set(k, v).map_err(err)?;
+        let promise = upstream(
+            &req.method,
+            &req.url,
+            &headers,
+            &req.body,
+            timeout_ms as f64,
+        )
+        .map_err(err)?;
+        let answer: js_sys::Array = JsFuture::from(promise).await.map_err(err)?.unchecked_into();
+        let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+        let kept = answer.get(1).as_string().unwrap_or_default();
+        let mut lines = kept.split('\n');
+        let mut headers = Vec::new();
+        while let (Some(k), Some(v)) = (lines.next(), lines.next()) {
+            headers.push((k.to_string(), v.to_string()));
         }
-        let init = web_sys::RequestInit::new();
-        init.set_method(req.method.as_str());
-        init.set_headers(&headers);
-        if !req.body.is_empty() {
-            match std::str::from_utf8(&req.body) {
-                Ok(text) => init.set_body(&JsValue::from_str(text)),
-                Err(_) => init.set_body(&js_sys::Uint8Array::from(req.body.as_slice())),
-            }
-        }
-        let resp: web_sys::Response = JsFuture::from(global_fetch(&req.url, &init).map_err(err)?)
-            .await
-            .map_err(err)?
-            .unchecked_into();
-        // Only the headers the core reads (rate limits, retry hints, type): copying every
-        // header across the JS boundary on every call cost measurable CPU.
-        let all = resp.headers();
-        let headers = RESPONSE_HEADERS
-            .iter()
-            .filter_map(|name| all.get(name).ok().flatten().map(|v| (name.to_string(), v)))
-            .collect();
-        let status = resp.status();
-        let body = JsFuture::from(resp.array_buffer().map_err(err)?)
-            .await
-            .map_err(err)?;
+        let body = answer
+            .get(2)
+            .unchecked_into::<js_sys::Uint8Array>()
+            .to_vec();
         Ok(HttpResponse {
             status,
             headers,
-            body: js_sys::Uint8Array::new(&body).to_vec(),
+            body,
         })
     }
 }
 
-#[wasm_bindgen::prelude::wasm_bindgen]
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/glue.js")]
 extern "C" {
-    /// The runtime's global `fetch(url, init)`.
-    #[wasm_bindgen(js_name = fetch, catch)]
-    fn global_fetch(url: &str, init: &web_sys::RequestInit) -> Result<Promise, JsValue>;
+    /// One outbound call (see src/glue.js).
+    #[wasm_bindgen(catch)]
+    fn upstream(
+        method: &str,
+        url: &str,
+        headers: &str,
+        body: &[u8],
+        timeout_ms: f64,
+    ) -> Result<Promise, JsValue>;
+
+    /// The inbound body up to `limit` bytes, or `null` past it (see src/glue.js).
+    #[wasm_bindgen(catch, js_name = readBody)]
+    pub fn read_body(request: &web_sys::Request, limit: f64) -> Result<Promise, JsValue>;
+
+    /// A `Response` (see src/glue.js).
+    #[wasm_bindgen(catch)]
+    pub fn respond(status: u16, headers: &str, body: &[u8]) -> Result<web_sys::Response, JsValue>;
+}
+
+/// Headers as the glue takes them: "name\nvalue\n" pairs. `None` if a name or value holds a
+/// line break (the separator), which no valid header does.
+pub fn header_lines(headers: &[(String, String)]) -> Option<String> {
+    let mut out = String::new();
+    for (k, v) in headers {
+        if k.contains('\n') || v.contains('\n') {
+            return None;
+        }
+        out.push_str(k);
+        out.push('\n');
+        out.push_str(v);
+        out.push('\n');
+    }
+    Some(out)
 }
 
 /// Awaits a JS promise; a rejection as text.

@@ -3,10 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::pin::pin;
 use std::rc::Rc;
 
-use futures::future::{select, Either};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -303,12 +301,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         self.ctx
             .upstream_calls
             .set(self.ctx.upstream_calls.get() + 1);
-        let send = pin!(self.p.send(req));
-        let timer = pin!(self.p.sleep(remaining));
-        match select(send, timer).await {
-            Either::Left((r, _)) => r.map_err(|e| e.0),
-            Either::Right(_) => Err(format!("no answer within {remaining} ms")),
-        }
+        self.p.send(req, remaining).await.map_err(|e| e.0)
     }
 
     /// Sends `req` to `service`, retrying 429, 5xx and network errors until the deadline.

@@ -24,8 +24,12 @@ pub struct StoreError(pub String);
 
 /// Sends outbound HTTP requests.
 pub trait Transport {
-    /// Sends one request and returns whatever the server answered.
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError>;
+    /// Sends one request and returns whatever the server answered, or an error if no whole
+    /// answer came within `timeout_ms` (the request's remaining deadline). The timeout is the
+    /// transport's to keep: on Workers it is the fetch's own `AbortSignal`, which costs less
+    /// than racing a second timer from the core.
+    async fn send(&self, req: HttpRequest, timeout_ms: u64)
+        -> Result<HttpResponse, TransportError>;
 }
 
 /// Reads the key-value store. Writes go through [`KvOp`]s, which the shell runs off the

@@ -1,7 +1,11 @@
 // CPU profile of the built Worker in workerd, through workerd's V8 inspector: samples a
 // stretch of warm invites (or GET /healthz) and prints the functions with the most self time.
-// Build with names kept (PROFILE_BUILD) to see Rust function names. Usage:
+// Build with names kept (plain `worker-build --release`) to see Rust function names. Usage:
 //   node tests/bench/profile.mjs [invite|public|<path without the leading slash>] [N]
+// PROFILE_JS=1 profiles the JavaScript baseline (tests/bench/baseline-worker.js) doing its
+// invite instead; PROFILE_ONLY=<text> lists only functions whose name or file holds it (e.g.
+// "wasm"). Each Worker's line "by file" sums self time by where it ran: wasm, the JS glue
+// (index.js, entry.mjs) or the runtime itself (native).
 import WebSocket from "ws";
 import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
@@ -13,13 +17,17 @@ const emu = await startEmulator();
 const options = workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000", PUBLIC_ROLES: "beta-tester" });
 // Public sign-ups: keep the consumer out of the profile (it would run the invites meanwhile).
 if (what === "public") options.queueConsumers.invites = { ...options.queueConsumers.invites, maxBatchSize: 100, maxBatchTimeout: 60 };
-const mf = new Miniflare({ ...options, inspectorPort: PORT });
+const JS = process.env.PROFILE_JS === "1";
+const mf = JS ? new Miniflare({ modules: true, scriptPath: new URL("./baseline-worker.js", import.meta.url).pathname, compatibilityDate: "2026-04-01", inspectorPort: PORT,
+  bindings: { AUTH0_BASE_URL: emu.url, AUTH0_DOMAIN: "emulator.local", AUTH0_CLIENT_ID: "dev-client-id", AUTH0_CLIENT_SECRET: "dev-client-secret" } })
+  : new Miniflare({ ...options, inspectorPort: PORT });
 await mf.ready;
 const run = async (i) => {
   const r = what === "public"
     ? await mf.dispatchFetch("http://worker.test/v1/public/invites", {
       method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ email: `pub${i}@example.com`, name: "Pat" }) })
+    : JS ? await mf.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email: `prof${i}@example.com` }) })
     : what !== "invite"
     ? await mf.dispatchFetch(`http://worker.test/${what}`)
     : await mf.dispatchFetch("http://worker.test/v1/invites", {
@@ -54,7 +62,11 @@ for (const { t, ws, send } of results) {
   const rows = [...self.entries()].sort((a, b) => b[1] - a[1]);
   const busy = rows.filter(([k]) => !k.startsWith("(idle)") && !k.startsWith("(program)")).reduce((s, [, v]) => s + v, 0);
   console.log(`\n== ${t.title} ${t.url ?? ""}: busy ${(busy / 1000 / N).toFixed(3)} ms per ${what} (sampled)`);
-  for (const [k, v] of rows.slice(0, 40)) console.log(`${(v / 1000 / N).toFixed(4).padStart(8)} ms  ${k.slice(0, 150)}`);
+  const byFile = new Map();
+  for (const [k, v] of rows) { if (k.startsWith("(idle)") || k.startsWith("(program)")) continue; const file = k.split(" ").pop() || "(native)"; const f = /\.wasm/.test(file) ? "wasm" : file; byFile.set(f, (byFile.get(f) ?? 0) + v); }
+  console.log("  by file: " + [...byFile.entries()].sort((a, b) => b[1] - a[1]).map(([f, v]) => `${f} ${(v / 1000 / N).toFixed(3)}`).join(", "));
+  const only = process.env.PROFILE_ONLY;
+  for (const [k, v] of rows.filter(([k]) => !only || k.includes(only)).slice(0, 40)) console.log(`${(v / 1000 / N).toFixed(4).padStart(8)} ms  ${k.slice(0, 150)}`);
   // PROFILE_TOTAL=<a>,<b>: time in samples whose stack holds a function named like each.
   if (process.env.PROFILE_TOTAL) {
     const parent = new Map();

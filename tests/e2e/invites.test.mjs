@@ -165,6 +165,24 @@ test("a 429 storm that outlasts the deadline gives 503 with Retry-After", async 
   }
 });
 
+test("an Auth0 that does not answer in time gives 502, bounded by the deadline", async () => {
+  // Every call is cut off at what is left of UPSTREAM_DEADLINE_MS (the fetch's own timeout):
+  // the first one takes it all, and the answer says a retry is safe.
+  const w = await startWorker(emu.url, { UPSTREAM_DEADLINE_MS: "1000" });
+  try {
+    await emu.config({ latency_ms: 5_000 });
+    const started = Date.now();
+    const r = await w.invite({ email: "silent@example.com" });
+    const took = Date.now() - started;
+    assert.equal(r.status, 502, r.text);
+    assert.equal(r.json.error.code, "upstream_unavailable");
+    assert.ok(took >= 900 && took < 3_000, `answered after ${took} ms`);
+  } finally {
+    await emu.config({ latency_ms: 0 });
+    await w.stop();
+  }
+});
+
 test("Auth0 5xx is retried", async () => {
   await emu.config({ fail_next: 2 });
   const r = await worker.invite({ email: "flaky@example.com" });

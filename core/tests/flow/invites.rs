@@ -317,6 +317,44 @@ fn server_errors_and_network_failures_are_retried_then_reported() {
 }
 
 #[test]
+fn each_send_gets_the_time_left_and_a_silent_auth0_ends_at_the_deadline() {
+    // Warm: every call is bounded by what is left of the request's deadline, not a fixed
+    // per-call timeout.
+    let svc = Svc::new(&[("UPSTREAM_DEADLINE_MS", "4000")]);
+    svc.fake
+        .answer_ms
+        .borrow_mut()
+        .insert("POST /api/v2/users".into(), 1_000);
+    let (h, _) = svc.invite(ada());
+    assert_eq!(h.response.status, 201);
+    let timeouts = svc.fake.timeouts.borrow().clone();
+    assert_eq!(timeouts.first(), Some(&4_000), "{timeouts:?}");
+    let after_create = svc
+        .fake
+        .routes()
+        .iter()
+        .position(|r| r == "POST /api/v2/users")
+        .unwrap()
+        + 1;
+    assert!(
+        timeouts[after_create..].iter().all(|&t| t <= 3_000),
+        "calls after a 1 s create get at most 3 s: {timeouts:?}"
+    );
+
+    // An Auth0 that never answers: each try times out, and the request ends at its deadline
+    // with a 502 that says a retry is safe.
+    let svc = Svc::new(&[("UPSTREAM_DEADLINE_MS", "1500")]);
+    svc.fake
+        .answer_ms
+        .borrow_mut()
+        .insert("POST /api/v2/users".into(), u64::MAX);
+    let (h, body) = svc.invite(ada());
+    assert_eq!(error_code(&h, &body), (502, "upstream_unavailable".into()));
+    assert!(svc.fake.now.get() - NOW <= 1_500);
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 0);
+}
+
+#[test]
 fn auth0_400_becomes_invite_rejected_with_its_message() {
     let svc = Svc::new(&[]);
     svc.fake.script("POST /api/v2/users", vec![Ok(json_resp(400, json!({"statusCode": 400, "error": "Bad Request", "message": "PasswordStrengthError: Password is too weak", "errorCode": "invalid_password"})))]);

@@ -68,6 +68,11 @@ pub struct Fake {
     pub gate_calls: RefCell<Vec<String>>,
     /// Make the gate unreachable.
     pub gate_down: Cell<bool>,
+    /// The timeout the core gave each send, in order.
+    pub timeouts: RefCell<Vec<u64>>,
+    /// How long Auth0 takes to answer, per "METHOD /path" (default: no time). An answer slower
+    /// than the send's timeout is a transport error once the timeout has passed, as on Workers.
+    pub answer_ms: RefCell<HashMap<String, u64>>,
 }
 
 pub fn json_resp(status: u16, body: Value) -> HttpResponse {
@@ -223,12 +228,23 @@ impl Fake {
 }
 
 impl Transport for Fake {
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+    async fn send(
+        &self,
+        req: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
         if self.yield_on_send {
             YieldOnce(false).await;
         }
+        self.timeouts.borrow_mut().push(timeout_ms);
         self.sent.borrow_mut().push(req.clone());
         let route = format!("{} {}", req.method, path_of(&req.url));
+        let takes = self.answer_ms.borrow().get(&route).copied().unwrap_or(0);
+        if takes >= timeout_ms {
+            self.now.set(self.now.get() + timeout_ms);
+            return Err(TransportError(format!("no answer within {timeout_ms} ms")));
+        }
+        self.now.set(self.now.get() + takes);
         let scripted = self
             .script
             .borrow_mut()
