@@ -26,7 +26,8 @@ pub struct Handled {
     pub response: HttpResponse,
     /// KV writes to run after responding (`wait_until`).
     pub deferred: Vec<KvOp>,
-    /// One JSON log line. Never holds a token, secret, password or ticket URL.
+    /// One JSON log line, empty when [`Handled::quiet`] (then it is not built at all). Never
+    /// holds a token, secret, password or ticket URL.
     pub log: String,
     /// Whether the line is routine and left out of the log: a passing health check (probes
     /// come every few seconds) and a path that is no route at all (scanners probing for
@@ -223,11 +224,12 @@ pub async fn handle<P: Platform>(
     let budget = config.as_ref().map(|c| c.upstream_deadline_ms).unwrap_or(0);
     let state = RequestState::new(started, budget);
     let route = classify(&req.method, &path);
+    let method = req.method.clone();
 
     let outcome = dispatch(
         route,
         &path,
-        req.clone(),
+        req,
         body,
         self_origin.as_deref(),
         config,
@@ -253,10 +255,19 @@ pub async fn handle<P: Platform>(
             .push(("cache-control".into(), "no-store".into()));
     }
 
+    let quiet = (route == Route::Healthz && response.status == 200) || route == Route::NotFound;
+    if quiet {
+        return Handled {
+            quiet,
+            response,
+            deferred: state.deferred.take(),
+            log: String::new(),
+        };
+    }
     let mut log = json!({
         "level": if response.status >= 500 { "error" } else if response.status >= 400 { "warn" } else { "info" },
         "request_id": request_id,
-        "method": req.method,
+        "method": method,
         "route": crate::error::truncate(&path, 200),
         "status": response.status,
         "upstream_calls": state.upstream_calls.get(),
@@ -284,7 +295,7 @@ pub async fn handle<P: Platform>(
         log["slots"] = json!("lease");
     }
     Handled {
-        quiet: (route == Route::Healthz && response.status == 200) || route == Route::NotFound,
+        quiet,
         response,
         deferred: state.deferred.take(),
         log: log.to_string(),

@@ -409,6 +409,12 @@ impl Svc {
             block_on(self.fake.apply(op)).expect("kv");
         }
         let body = serde_json::from_slice(&handled.response.body).unwrap_or(Value::Null);
+        assert_eq!(
+            handled.quiet,
+            handled.log.is_empty(),
+            "a line exactly when the answer is logged: {}",
+            handled.log
+        );
         assert!(
             !handled.log.contains("tok-"),
             "token in log: {}",
