@@ -149,16 +149,16 @@ impl Ledger for SqlLedger<'_> {
         )
     }
 
-    /// Read as text into the one row type there is (a second would be a second deserializer).
+    /// Read as text into the one row type there is (a second would be a second deserializer),
+    /// as a whole number: parsing a float would bring the float parser into the bundle.
     fn expiry(&self, key: &str) -> Option<u64> {
         self.rows(
-            "SELECT CAST(expire_at AS TEXT) AS v FROM ledger WHERE k = ? AND expire_at > ?",
+            "SELECT CAST(CAST(expire_at AS INTEGER) AS TEXT) AS v FROM ledger WHERE k = ? AND expire_at > ?",
             vec![key.into(), (self.now_ms as f64).into()],
         )
         .into_iter()
         .next()
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|ms| ms as u64)
+        .and_then(|v| v.parse::<u64>().ok())
     }
 
     fn purge(&self, now_ms: u64) {

@@ -540,11 +540,13 @@ impl Config {
         let upstream_deadline_ms = r.number("UPSTREAM_DEADLINE_MS", 10_000, (500, 60_000));
         let rps = match r.opt("AUTH0_MGMT_RPS") {
             None => 2.0,
-            Some(v) => match v.parse::<f64>() {
-                Ok(n) if (0.1..=10_000.0).contains(&n) => n,
+            Some(v) => match decimal(&v) {
+                Some(n) if (0.1..=10_000.0).contains(&n) => n,
                 _ => {
-                    r.problems
-                        .push("AUTH0_MGMT_RPS must be a number from 0.1 to 10000".into());
+                    r.problems.push(
+                        "AUTH0_MGMT_RPS must be a number from 0.1 to 10000, with at most three decimals"
+                            .into(),
+                    );
                     2.0
                 }
             },
@@ -666,6 +668,21 @@ impl Config {
     }
 }
 
+/// A plain decimal number (`2`, `0.5`, `12.125`: digits, then at most three decimals).
+///
+/// Not `str::parse::<f64>`: this was its only use in the Worker besides one SQL read, and it
+/// brought the float parser and its 17 KB table of powers of five into the bundle.
+fn decimal(v: &str) -> Option<f64> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || (v.contains('.') && !digits(frac)) || frac.len() > 3 || int.len() > 9 {
+        return None;
+    }
+    let whole: u64 = int.parse().ok()?;
+    let thousandths: u64 = format!("{frac:0<3}").parse().ok()?;
+    Some((whole * 1000 + thousandths) as f64 / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,6 +793,33 @@ mod tests {
             !all.contains("short-key-1") && !all.contains("tiny"),
             "{all}"
         );
+    }
+
+    #[test]
+    fn rates_are_plain_decimals() {
+        for (v, want) in [
+            ("2", Some(2.0)),
+            ("0.5", Some(0.5)),
+            ("12.125", Some(12.125)),
+            ("10000", Some(10_000.0)),
+            ("007", Some(7.0)),
+            ("1.", None),
+            (".5", None),
+            ("1.2345", None),
+            ("1e2", None),
+            ("+2", None),
+            ("-2", None),
+            (" 2", None),
+            ("2.5.1", None),
+            ("", None),
+            ("1234567890", None),
+        ] {
+            assert_eq!(decimal(v), want, "{v:?}");
+        }
+        assert!(problems(&[("AUTH0_MGMT_RPS", "0.05")]).contains("AUTH0_MGMT_RPS must be"));
+        assert!(problems(&[("AUTH0_MGMT_RPS", "1.5e1")]).contains("at most three decimals"));
+        assert_eq!(problems(&[("AUTH0_MGMT_RPS", "0.1")]), "");
+        assert_eq!(problems(&[("AUTH0_MGMT_RPS", "15")]), "");
     }
 
     #[test]
