@@ -31,8 +31,8 @@ pub struct Handled {
     pub log: String,
     /// Whether the line is routine and left out of the log: a passing health check (probes
     /// come every few seconds) and a path that is no route at all (scanners probing for
-    /// `/wp-login.php` and the like). Either would outnumber the invites in the log, and a
-    /// line costs about 0.15 ms of CPU (measured with scripts/report.sh); Cloudflare's
+    /// `/wp-login.php` and the like). Either would outnumber the invites in the log, and
+    /// building and writing a line is most of such a request's own CPU time; Cloudflare's
     /// analytics count both by status without it. A failing health check, a wrong method on
     /// a real route and every API answer are logged.
     pub quiet: bool,
