@@ -1,10 +1,15 @@
-//! What only runs on wasm32: the Workers adapters for randomness, the clock and timers, run
-//! under `wasm-bindgen-test-runner` (Node). KV and fetch are covered end to end in workerd.
+//! What only runs on wasm32: the Workers adapters for randomness, the clock and timers, and
+//! the shell's JavaScript glue for bodies and responses (src/glue.js), run under
+//! `wasm-bindgen-test-runner` (Node). KV and fetch are covered end to end in workerd.
 #![cfg(target_arch = "wasm32")]
 
-use auth0_invite_worker::platform::{fill_random, now_ms, WorkerPlatform};
+use auth0_invite_worker::platform::{
+    fill_random, header_lines, now_ms, read_body, respond, WorkerPlatform,
+};
 use invite_core::{password, time, Clock, Store};
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
+use worker::worker_sys::web_sys;
 
 #[wasm_bindgen_test]
 fn getrandom_gives_distinct_nonzero_bytes() {
@@ -76,4 +81,73 @@ async fn a_timeout_that_loses_a_race_is_cleared() {
     let slow = pin!(p.sleep(60_000));
     assert!(matches!(select(fast, slow).await, Either::Left(_)));
     assert!(p.now_ms() - start < 1_000);
+}
+
+/// A POST to `read_body` with `body` and, if given, a declared `Content-Length`. A `Request`
+/// built in JavaScript exposes no `Content-Length` of its own (Node's, like workerd's for a
+/// chunked upload), so without one the body is read as a stream.
+fn request(body: Option<&str>, declared: Option<&str>) -> web_sys::Request {
+    let init = web_sys::RequestInit::new();
+    let headers = web_sys::Headers::new().unwrap();
+    if let Some(n) = declared {
+        headers.set("content-length", n).unwrap();
+    }
+    init.set_headers(&headers);
+    match body {
+        Some(b) => {
+            init.set_method("POST");
+            init.set_body(&wasm_bindgen::JsValue::from_str(b));
+        }
+        None => init.set_method("GET"),
+    }
+    web_sys::Request::new_with_str_and_init("https://worker.test/v1/invites", &init).unwrap()
+}
+
+async fn read(req: &web_sys::Request, limit: usize) -> Option<Vec<u8>> {
+    let value = JsFuture::from(read_body(req, limit as f64).unwrap())
+        .await
+        .unwrap();
+    (!value.is_null()).then(|| js_sys::Uint8Array::new(&value).to_vec())
+}
+
+#[wasm_bindgen_test]
+async fn the_body_is_read_up_to_its_limit_and_refused_past_it() {
+    // Streamed (no declared length): the limit itself fits, one byte more does not.
+    assert_eq!(
+        read(&request(Some("hello"), None), 5).await,
+        Some(b"hello".to_vec())
+    );
+    assert_eq!(read(&request(Some("hello"), None), 4).await, None);
+    // Declared over the limit: refused before reading.
+    assert_eq!(read(&request(Some("hi"), Some("1000000")), 10).await, None);
+    // Declared within the limit: read in one go.
+    assert_eq!(
+        read(&request(Some("hi"), Some("2")), 10).await,
+        Some(b"hi".to_vec())
+    );
+    // No body at all.
+    assert_eq!(read(&request(None, None), 10).await, Some(Vec::new()));
+}
+
+#[wasm_bindgen_test]
+async fn responses_carry_status_headers_and_bytes() {
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("x-request-id".to_string(), "abc".to_string()),
+    ];
+    let lines = header_lines(&headers).unwrap();
+    let resp = respond(201, &lines, br#"{"ok":true}"#).unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.headers().get("x-request-id").unwrap().as_deref(),
+        Some("abc")
+    );
+    let text = JsFuture::from(resp.text().unwrap()).await.unwrap();
+    assert_eq!(text.as_string().as_deref(), Some(r#"{"ok":true}"#));
+    // No body: a null body, not an empty string.
+    let empty = respond(204, "", b"").unwrap();
+    assert!(empty.body().is_none());
+    // A line break can't be carried: the glue's separator.
+    let bad = vec![("x-a".to_string(), "1\nx-b: 2".to_string())];
+    assert_eq!(header_lines(&bad), None);
 }
