@@ -30,7 +30,8 @@ pub struct Options {
     pub public_client_ids: Vec<String>,
     /// The API key accepted by the fake email API (`POST /emails`).
     pub email_api_key: String,
-    /// Worker threads taking requests off the server queue.
+    /// Worker threads of the async runtime that serves the connections (each
+    /// connection is a task on them; `latency_ms` doesn't occupy a thread).
     pub threads: usize,
     /// Log one line per request to stderr.
     pub log_requests: bool,
@@ -102,7 +103,8 @@ OPTIONS:
     --public-client-ids A,B  more client ids accepted by /dbconnections/change_password
                              (besides --client-id) [default: none]
     --email-api-key KEY      API key accepted by the fake email API, POST /emails [default: re_dev_key]
-    --threads N              worker threads [default: 16]
+    --threads N              worker threads of the runtime serving all connections; a delayed
+                             (--latency-ms) request doesn't hold one [default: 16]
     --quiet                  don't log requests to stderr
     -h, --help               print this help
 

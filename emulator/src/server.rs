@@ -1,18 +1,40 @@
-//! HTTP plumbing: the tiny_http server, its worker threads, reading requests,
-//! routing to the Authentication API, the Management API (through the
-//! latency / fault / 429 / rate-limit / auth / scope pipeline), the
-//! change-password and email endpoints (latency / fault pipeline), the
-//! Turnstile siteverify stand-in, the hosted ticket pages (`/u/...`) and the
-//! control API, and writing responses.
+//! HTTP plumbing: the server (hyper's HTTP/1.1 server on a multi-threaded
+//! tokio runtime, one task per connection), reading requests, routing to the
+//! Authentication API, the Management API (through the latency / fault / 429
+//! / rate-limit / auth / scope pipeline), the change-password and email
+//! endpoints (latency / fault pipeline), the Turnstile siteverify stand-in,
+//! the hosted ticket pages (`/u/...`) and the control API, and writing
+//! responses.
+//!
+//! Every connection is its own task, so a new connection is served at once
+//! however many keep-alive connections sit idle (tiny_http, used before, ran
+//! connections on a thread pool that could leave a burst of new ones queued
+//! behind idle keep-alive connections for seconds). Idle keep-alive
+//! connections are never closed by the server, as pooling clients (workerd)
+//! expect.
+//!
+//! The handlers are synchronous and share one [`State`] behind a `Mutex`.
+//! They run directly on the runtime's worker threads: each holds the lock
+//! briefly and never waits on I/O, so moving them to the blocking pool would
+//! only add a thread hop per request. The one slow step,
+//! `latency_ms`, is an async sleep taken without the lock, so a delayed
+//! request never holds up another connection.
 
-use std::io::{self, Read};
+use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
 use crate::options::Options;
 use crate::state::State;
@@ -132,7 +154,7 @@ impl Reply {
     }
 }
 
-/// State shared by the worker threads.
+/// State shared by the connection tasks.
 pub struct Shared {
     state: Mutex<State>,
     log_requests: bool,
@@ -148,9 +170,10 @@ impl Shared {
 pub struct Handle {
     addr: SocketAddr,
     host: String,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
+    /// `None` only once stopped.
+    runtime: Option<Runtime>,
+    /// The accept loop, which only ends if it panics.
+    accept: Option<JoinHandle<()>>,
 }
 
 impl Handle {
@@ -175,23 +198,29 @@ impl Handle {
 
     /// Blocks until the server stops (it only stops through `shutdown`).
     pub fn wait(mut self) {
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        if let (Some(rt), Some(accept)) = (&self.runtime, self.accept.take()) {
+            let _ = rt.block_on(accept);
         }
     }
 
-    /// Stops accepting requests and joins the worker threads.
+    /// Stops accepting requests, closes every connection and joins the
+    /// runtime's threads.
     pub fn shutdown(self) {
         drop(self);
     }
 
     fn stop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Dropped inside some other async runtime, where blocking on the
+            // threads is not allowed: stop without waiting for them.
+            rt.shutdown_background();
+        } else {
+            // Cancels every task (dropping the listener and the connections)
+            // and joins the worker threads.
+            drop(rt);
         }
     }
 }
@@ -202,87 +231,114 @@ impl Drop for Handle {
     }
 }
 
-/// Binds the server and starts the worker threads.
+/// Binds the server and starts its runtime; `opts.threads` is the number of
+/// the runtime's worker threads.
 pub fn start(opts: Options) -> io::Result<Handle> {
-    let server = tiny_http::Server::http((opts.host.as_str(), opts.port))
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| io::Error::other("server is not bound to an IP address"))?;
-    let server = Arc::new(server);
+    let listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads.max(1))
+        .thread_name("auth0-emulator")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let listener = {
+        let _entered = runtime.enter();
+        TcpListener::from_std(listener)?
+    };
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(&opts)),
         log_requests: opts.log_requests,
     });
-    let stopping = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    for i in 0..opts.threads.max(1) {
-        let server = Arc::clone(&server);
-        let shared = Arc::clone(&shared);
-        let stopping = Arc::clone(&stopping);
-        let t = std::thread::Builder::new()
-            .name(format!("auth0-emulator-{i}"))
-            .spawn(move || worker(&server, &shared, &stopping))?;
-        threads.push(t);
-    }
+    let accept = runtime.spawn(accept_loop(listener, shared));
     Ok(Handle {
         addr,
         host: opts.host,
-        server,
-        threads,
-        stopping,
+        runtime: Some(runtime),
+        accept: Some(accept),
     })
 }
 
-fn worker(server: &tiny_http::Server, shared: &Shared, stopping: &AtomicBool) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        match server.recv() {
-            Ok(rq) => serve(shared, rq),
-            Err(_) => {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, Arc::clone(&shared)));
+            }
+            Err(e) => {
+                // A connection that failed before it was accepted, or no file
+                // descriptors left: neither is fatal, so pause and go on.
+                if shared.log_requests {
+                    eprintln!("accept failed: {e}");
                 }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-fn header_value(rq: &tiny_http::Request, name: &'static str) -> Option<String> {
-    rq.headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str().to_string())
+/// Serves one connection, with keep-alive, until the client closes it.
+async fn connection(stream: TcpStream, shared: Arc<Shared>) {
+    // Responses go out in one write; don't let Nagle hold back the next one.
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |rq| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(serve(&shared, rq).await) }
+    });
+    // No header-read timeout (it would need a timer): like tiny_http before,
+    // an idle keep-alive connection stays open until the client closes it, so
+    // a pooling client never sends a request into a connection being closed.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
-fn serve(shared: &Shared, mut rq: tiny_http::Request) {
+fn header_value(headers: &HeaderMap, name: impl hyper::header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Reads the whole body; past [`MAX_BODY`] it keeps reading (so the client
+/// can finish sending and read the answer) but drops the data and says so.
+async fn read_body(mut body: hyper::body::Incoming) -> Result<(Vec<u8>, bool), hyper::Error> {
+    let mut data = Vec::new();
+    let mut too_large = false;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame?.into_data() else {
+            continue; // trailers
+        };
+        if too_large {
+            continue;
+        }
+        if data.len() + chunk.len() > MAX_BODY {
+            too_large = true;
+            data = Vec::new();
+        } else {
+            data.extend_from_slice(&chunk);
+        }
+    }
+    Ok((data, too_large))
+}
+
+async fn serve(shared: &Shared, rq: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let method = rq.method().as_str().to_ascii_uppercase();
-    let url = rq.url().to_string();
-    let (path, raw_query) = match url.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (url.clone(), String::new()),
-    };
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let content_type = header_value(&rq, "Content-Type").unwrap_or_default();
-    let authorization = header_value(&rq, "Authorization");
-    let idempotency_key = header_value(&rq, "Idempotency-Key");
+    let (parts, body) = rq.into_parts();
+    let method = parts.method.as_str().to_ascii_uppercase();
+    let path = parts.uri.path().to_string();
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let content_type = header_value(&parts.headers, CONTENT_TYPE).unwrap_or_default();
+    let authorization = header_value(&parts.headers, AUTHORIZATION);
+    let idempotency_key = header_value(&parts.headers, "idempotency-key");
 
-    let mut body = Vec::new();
-    let read = rq
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
-
-    let reply = match read {
+    let reply = match read_body(body).await {
         Err(_) => Reply::mgmt_error(400, "Invalid request payload", None),
-        Ok(_) => {
-            let body_too_large = body.len() > MAX_BODY;
-            if body_too_large {
-                body = Vec::new();
-            }
+        Ok((body, body_too_large)) => {
             let inc = Incoming {
                 method: method.clone(),
                 path: path.clone(),
@@ -293,7 +349,7 @@ fn serve(shared: &Shared, mut rq: tiny_http::Request) {
                 body,
                 body_too_large,
             };
-            dispatch(shared, &inc)
+            dispatch(shared, &inc).await
         }
     };
 
@@ -307,26 +363,33 @@ fn serve(shared: &Shared, mut rq: tiny_http::Request) {
         );
     }
 
-    let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", reply.content_type) {
-        resp.add_header(h);
+    let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
+    *resp.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(reply.content_type) {
+        headers.insert(CONTENT_TYPE, v);
     }
     for (k, v) in &reply.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            resp.add_header(h);
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
         }
     }
-    let _ = rq.respond(resp);
+    resp
 }
 
-fn sleep_ms(ms: u64) {
+/// The `latency_ms` delay: an async sleep, so other connections go on.
+async fn sleep_ms(ms: u64) {
     if ms > 0 {
-        std::thread::sleep(Duration::from_millis(ms));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
 /// Routes a request to the right API.
-pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
+pub async fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
     if inc.path == "/oauth/token" {
         if inc.method != "POST" {
             return auth_not_found();
@@ -337,7 +400,7 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
             st.stats.hit("POST /oauth/token");
             st.config.latency_ms
         };
-        sleep_ms(latency);
+        sleep_ms(latency).await;
         if inc.body_too_large {
             return too_large();
         }
@@ -354,7 +417,8 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
             "POST /dbconnections/change_password",
             api::change_password_unavailable,
             api::change_password,
-        );
+        )
+        .await;
     }
     if inc.path == "/emails" {
         if inc.method != "POST" {
@@ -366,7 +430,8 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
             "POST /emails",
             emailapi::unavailable,
             emailapi::send,
-        );
+        )
+        .await;
     }
     if inc.path == "/turnstile/v0/siteverify" {
         // Counted, but no latency, fault, storm or rate limit.
@@ -384,7 +449,7 @@ pub fn dispatch(shared: &Shared, inc: &Incoming) -> Reply {
         return hosted::handle(&mut st, inc);
     }
     if inc.path == "/api/v2" || inc.path.starts_with("/api/v2/") {
-        return management(shared, inc);
+        return management(shared, inc).await;
     }
     if inc.path.starts_with("/__emulator/") {
         if inc.body_too_large {
@@ -407,7 +472,7 @@ fn auth_not_found() -> Reply {
 /// The pipeline of the change-password and email endpoints: count the
 /// arrival, latency (slept without the lock), fault injection (`fail_next`,
 /// `fail_rate` → `on_fault`), then the handler. No rate limit, no storm.
-fn faultable(
+async fn faultable(
     shared: &Shared,
     inc: &Incoming,
     template: &'static str,
@@ -419,7 +484,7 @@ fn faultable(
         st.stats.hit(template);
         st.config.latency_ms
     };
-    sleep_ms(latency);
+    sleep_ms(latency).await;
     let mut st = shared.lock();
     if st.take_fault() {
         return on_fault();
@@ -429,7 +494,7 @@ fn faultable(
 
 /// The Management API pipeline: latency, faults, 429 storm, rate limit,
 /// authentication, scope, handler. Every answer carries `x-ratelimit-*`.
-fn management(shared: &Shared, inc: &Incoming) -> Reply {
+async fn management(shared: &Shared, inc: &Incoming) -> Reply {
     let route = api::match_route(&inc.method, &inc.path["/api/v2".len()..]);
 
     // Count the arrival, then sleep without holding the lock.
@@ -441,7 +506,7 @@ fn management(shared: &Shared, inc: &Incoming) -> Reply {
         }
         st.config.latency_ms
     };
-    sleep_ms(latency);
+    sleep_ms(latency).await;
 
     let mut st = shared.lock();
     let now = Instant::now();
