@@ -9,31 +9,28 @@
 // /proc/<pid>/task/*/schedstat, in nanoseconds). Prints figures; asserts nothing.
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
-const allPids = () => readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd"); } catch { return false; } });
+import { baselineOptions, pct, workerdPids } from "./common.mjs";
 const cpuNs = (pids) => pids.reduce((sum, pid) => { try { return sum + readdirSync(`/proc/${pid}/task`).reduce((s, t) => s + Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]), 0); } catch { return sum; } }, 0);
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const emu = await startEmulator();
 const dirs = process.argv.slice(2);
 const kind = process.env.KIND ?? "invite";
 const subjects = [];
 for (const d of dirs) {
-  const before = allPids();
+  const before = workerdPids();
   const o = workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" });
   const mf = new Miniflare({ ...o, scriptPath: path.join(d, "src/entry.mjs"), modulesRoot: d });
   await mf.ready;
-  const pids = allPids().filter((p) => !before.includes(p));
+  const pids = workerdPids().filter((p) => !before.includes(p));
   const run = (e) => (kind === "invite" ? mf.dispatchFetch("http://worker.test/v1/invites", { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email: e }) }) : mf.dispatchFetch("http://worker.test/" + kind)).then((r) => r.text());
   subjects.push({ name: path.basename(d), mf, pids, run, xs: [] });
 }
 {
-  const before = allPids();
-  const js = new Miniflare({ modules: true, scriptPath: path.join(path.dirname(fileURLToPath(import.meta.url)), "baseline-worker.js"), compatibilityDate: "2026-04-01",
-    bindings: { AUTH0_BASE_URL: emu.url, AUTH0_DOMAIN: "emulator.local", AUTH0_CLIENT_ID: "dev-client-id", AUTH0_CLIENT_SECRET: "dev-client-secret" } });
+  const before = workerdPids();
+  const js = new Miniflare(baselineOptions(emu.url));
   await js.ready;
-  const pids = allPids().filter((p) => !before.includes(p));
+  const pids = workerdPids().filter((p) => !before.includes(p));
   subjects.push({ name: "js", mf: js, pids, run: (e) => (kind === "invite" ? js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email: e }) }) : js.dispatchFetch("http://js.test/" + kind)).then((r) => r.text()), xs: [] });
 }
 for (const s of subjects) for (let i = 0; i < 60; i++) await s.run(`warm-${s.name}-${i}@example.com`);

@@ -8,6 +8,7 @@ import { Miniflare } from "miniflare";
 import {
   startEmulator, workerOptions, keepAliveClient, signupProgress, sleep, readyForBurst,
 } from "../e2e/harness.mjs";
+import { pct } from "./common.mjs";
 
 const N = Number(process.argv[2] ?? 60);
 const LIMIT = Number(process.argv[3] ?? 2);
@@ -19,7 +20,6 @@ const ROLE = "beta-tester";
 const WAIT_MS = Math.ceil((N * 3) / LIMIT + 60) * 1000;
 const GOAL = { rate: 0.95, rateLimited: 0.01, answerMs: 100 };
 
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const verdict = (ok) => (ok ? "goal met" : "goal missed");
 
 // The Worker's log lines: kept out of the table (shown with BURST_VERBOSE=1), and the

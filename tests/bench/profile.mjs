@@ -9,6 +9,7 @@
 import WebSocket from "ws";
 import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
+import { baselineOptions } from "./common.mjs";
 
 const what = process.argv[2] ?? "invite";
 const N = Number(process.argv[3] ?? 300);
@@ -18,9 +19,7 @@ const options = workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURS
 // Public sign-ups: keep the consumer out of the profile (it would run the invites meanwhile).
 if (what === "public") options.queueConsumers.invites = { ...options.queueConsumers.invites, maxBatchSize: 100, maxBatchTimeout: 60 };
 const JS = process.env.PROFILE_JS === "1";
-const mf = JS ? new Miniflare({ modules: true, scriptPath: new URL("./baseline-worker.js", import.meta.url).pathname, compatibilityDate: "2026-04-01", inspectorPort: PORT,
-  bindings: { AUTH0_BASE_URL: emu.url, AUTH0_DOMAIN: "emulator.local", AUTH0_CLIENT_ID: "dev-client-id", AUTH0_CLIENT_SECRET: "dev-client-secret" } })
-  : new Miniflare({ ...options, inspectorPort: PORT });
+const mf = new Miniflare(JS ? baselineOptions(emu.url, { inspectorPort: PORT }) : { ...options, inspectorPort: PORT });
 await mf.ready;
 const run = async (i) => {
   const r = what === "public"

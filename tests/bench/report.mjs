@@ -2,19 +2,14 @@
 // (Miniflare) against the emulator with a no-I/O baseline (/healthz), and the warm-latency
 // ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), all from
 // the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { bundleSizes, printSizes } from "./size.mjs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { baselineOptions, pct, workerdPids } from "./common.mjs";
 import { startEmulator, startWorker } from "../e2e/harness.mjs";
 
 const N = Number(process.env.REPORT_N ?? 200);
 
-/** The workerd processes running now (Linux /proc), by pid. */
-const workerdPids = () => readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
-  try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd"); } catch { return false; }
-});
 /** User + system CPU time of `pids`, in ms (clock ticks of 10 ms). */
 const cpuMs = (pids) => pids.reduce((sum, pid) => {
   try {
@@ -22,7 +17,6 @@ const cpuMs = (pids) => pids.reduce((sum, pid) => {
     return sum + (Number(f[11]) + Number(f[12])) * 10;
   } catch { return sum; }
 }, 0);
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const fmt = (ms) => `${ms.toFixed(2)} ms`;
 
 printSizes(bundleSizes());
@@ -69,12 +63,7 @@ try {
   // pays one gate (Durable Object) round trip per invite for pacing; the goal is a ratio of
   // at least 1.4 (the JS Worker's p50 over ours).
   const oursPids = workerdPids();
-  const js = new Miniflare({
-    modules: true,
-    scriptPath: path.join(path.dirname(fileURLToPath(import.meta.url)), "baseline-worker.js"),
-    compatibilityDate: "2026-04-01",
-    bindings: { AUTH0_BASE_URL: emu.url, AUTH0_DOMAIN: "emulator.local", AUTH0_CLIENT_ID: "dev-client-id", AUTH0_CLIENT_SECRET: "dev-client-secret" },
-  });
+  const js = new Miniflare(baselineOptions(emu.url));
   try {
     const jsInvite = (email) => js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email }) }).then((r) => r.text());
     await jsInvite("js-warmup@example.com");
