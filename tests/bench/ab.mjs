@@ -4,15 +4,15 @@
 //   node tests/bench/ab.mjs DIR [DIR...]      KIND=invite|healthz|<path>  R=<rounds>
 // Each DIR holds a copy of the Worker as it is deployed: src/entry.mjs and build/ (e.g.
 // `mkdir -p /tmp/a/src && cp -r build /tmp/a/ && cp src/entry.mjs /tmp/a/src/` after
-// scripts/build.sh, once per version). Each figure is the median over R alternating rounds of
-// 200 requests of the CPU time of that build's workerd process (all threads, from
-// /proc/<pid>/task/*/schedstat, in nanoseconds). Prints figures; asserts nothing.
-import { readFileSync, readdirSync } from "node:fs";
+// scripts/build.sh, once per version). A DIR may also hold a plain JavaScript Worker as
+// src/entry.mjs, to take the baseline apart the same way. Each figure is the median over R
+// rounds of 200 requests of the CPU time of that build's workerd process (all threads, from
+// /proc/<pid>/task/*/schedstat, in nanoseconds), and the median of its ratio to the
+// baseline's figure in the same round. Prints figures; asserts nothing.
 import path from "node:path";
 import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
-import { baselineOptions, pct, workerdPids } from "./common.mjs";
-const cpuNs = (pids) => pids.reduce((sum, pid) => { try { return sum + readdirSync(`/proc/${pid}/task`).reduce((s, t) => s + Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]), 0); } catch { return sum; } }, 0);
+import { baselineOptions, cpuMs, pct, workerdPids } from "./common.mjs";
 const emu = await startEmulator();
 const dirs = process.argv.slice(2);
 const kind = process.env.KIND ?? "invite";
@@ -35,11 +35,20 @@ for (const d of dirs) {
 }
 for (const s of subjects) for (let i = 0; i < 60; i++) await s.run(`warm-${s.name}-${i}@example.com`);
 const R = Number(process.env.R ?? 9), PER = 200;
-for (let r = 0; r < R; r++) for (const s of subjects) {
-  const t = cpuNs(s.pids);
+// The order turns every round, so that no build always runs just after another or at the
+// same point of a round; CPU time on this VM drifts within a run too.
+for (let r = 0; r < R; r++) for (let k = 0; k < subjects.length; k++) {
+  const s = subjects[(k + r) % subjects.length];
+  const t = cpuMs(s.pids);
   for (let i = 0; i < PER; i++) await s.run(`r${r}-${s.name}-${i}@example.com`);
-  s.xs.push((cpuNs(s.pids) - t) / PER / 1e6);
+  s.xs.push((cpuMs(s.pids) - t) / PER);
 }
-for (const s of subjects) console.log(`${s.name.padEnd(8)} median ${pct(s.xs, 0.5).toFixed(3)} ms  [${s.xs.map((x) => x.toFixed(2)).join(" ")}]`);
+// The paired figure: each build's CPU over the baseline's in the same round, the median of
+// those ratios. It holds still when the machine speeds up or slows down during the run.
+const base = subjects[subjects.length - 1];
+for (const s of subjects) {
+  const ratio = pct(s.xs.map((x, r) => x / base.xs[r]), 0.5);
+  console.log(`${s.name.padEnd(8)} median ${pct(s.xs, 0.5).toFixed(3)} ms  ${ratio.toFixed(3)}× js  [${s.xs.map((x) => x.toFixed(2)).join(" ")}]`);
+}
 for (const s of subjects) await s.mf.dispose();
 await emu.stop();

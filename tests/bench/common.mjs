@@ -23,5 +23,16 @@ export const workerdPids = () => readdirSync("/proc").filter((d) => /^\d+$/.test
   try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd"); } catch { return false; }
 });
 
+/**
+ * CPU time of `pids` (all their threads) in ms, from /proc/<pid>/task/<tid>/schedstat, whose
+ * first field is nanoseconds on the CPU. /proc/<pid>/stat counts 10 ms clock ticks, a tenth
+ * of a 200-request round of health checks.
+ */
+export const cpuMs = (pids) => pids.reduce((sum, pid) => {
+  try {
+    return sum + readdirSync(`/proc/${pid}/task`).reduce((s, t) => s + Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]), 0) / 1e6;
+  } catch { return sum; }
+}, 0);
+
 /** The `p` quantile (0..1) of `xs`. */
 export const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
