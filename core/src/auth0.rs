@@ -530,7 +530,6 @@ impl<'a, P: Platform> Auth0<'a, P> {
     /// A usable token: memory, else KV, else a grant shared by every request of this
     /// isolate that needs one at the same moment. `avoid` is a token just refused by Auth0.
     pub async fn token(&self, avoid: Option<&str>) -> Result<CachedToken, UpstreamError> {
-        let key = token_kv_key(&self.cfg.base_url, &self.cfg.client_id, &self.cfg.audience);
         loop {
             match self.cache.acquire(self.p.now_ms()) {
                 Acquire::Ready(t) => {
@@ -556,6 +555,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     }
                 },
                 Acquire::Lead(guard) => {
+                    // Hashed here, not before the loop: a warm call (the memory tier) needs
+                    // no key, and a profile found the hash and its formatting on every
+                    // Management call.
+                    let key =
+                        token_kv_key(&self.cfg.base_url, &self.cfg.client_id, &self.cfg.audience);
                     if let Ok(Some(raw)) = self.p.get(&key).await {
                         if let Ok(t) = serde_json::from_slice::<CachedToken>(raw.as_bytes()) {
                             if t.is_fresh(self.p.now_ms()) && Some(t.access_token.as_str()) != avoid

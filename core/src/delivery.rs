@@ -91,7 +91,7 @@ pub fn render(
 /// KV key of an address's cooldown (hashed: no addresses in key listings).
 pub fn cooldown_key(email: &str) -> String {
     let d = Sha256::digest(email.as_bytes());
-    let short: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let short = crate::platform::hex(&d[..12]);
     format!("email-cooldown:v1:{short}")
 }
 

@@ -127,16 +127,21 @@ pub fn random_below(rng: &impl Rng, bound: u32) -> Result<u32, String> {
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(rng: &impl Rng, n: usize) -> Result<String, String> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = vec![0u8; n];
     rng.fill(&mut buf)?;
-    // Not `format!("{b:02x}")` per byte: this runs for every request's id.
-    let mut out = String::with_capacity(2 * n);
-    for b in buf {
+    Ok(hex(&buf))
+}
+
+/// `bytes` as lower-case hex. Not `format!("{b:02x}")` per byte: request ids and cache keys
+/// are made on every request.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

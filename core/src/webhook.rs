@@ -38,9 +38,7 @@ fn mac(key: &[u8]) -> HmacSha256 {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::platform::hex;
 
 /// Parses `t=<unix>,v1=<hex>,v1=<hex>,…` (other schemes such as `v0` are ignored).
 fn parse_stripe_header(header: &str) -> Result<(u64, Vec<&str>), WebhookError> {

@@ -2,11 +2,12 @@
 // (tests/bench/baseline-worker.js), in one run: the way to tell whether a change to the shell
 // or the core saves CPU, since CPU time on a VM drifts by a quarter between runs.
 //   node tests/bench/ab.mjs DIR [DIR...]      KIND=invite|healthz|<path>  R=<rounds>
+//                                             PER=<requests a round>  LAT=<emulator ms a call>
 // Each DIR holds a copy of the Worker as it is deployed: src/entry.mjs and build/ (e.g.
 // `mkdir -p /tmp/a/src && cp -r build /tmp/a/ && cp src/entry.mjs /tmp/a/src/` after
 // scripts/build.sh, once per version). A DIR may also hold a plain JavaScript Worker as
 // src/entry.mjs, to take the baseline apart the same way. Each figure is the median over R
-// rounds of 200 requests of the CPU time of that build's workerd process (all threads, from
+// rounds of PER (200) requests of the CPU time of that build's workerd process (all threads, from
 // /proc/<pid>/task/*/schedstat, in nanoseconds), and the median of its ratio to the
 // baseline's figure in the same round. Prints figures; asserts nothing.
 import path from "node:path";
@@ -14,6 +15,8 @@ import { Miniflare } from "miniflare";
 import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
 import { baselineOptions, cpuMs, pct, workerdPids } from "./common.mjs";
 const emu = await startEmulator();
+// With latency, invites overlap less with the pacer's leases (report.sh runs at 25 ms).
+if (process.env.LAT) await emu.config({ latency_ms: Number(process.env.LAT) });
 const dirs = process.argv.slice(2);
 const kind = process.env.KIND ?? "invite";
 const subjects = [];
@@ -34,7 +37,7 @@ for (const d of dirs) {
   subjects.push({ name: "js", mf: js, pids, run: (e) => (kind === "invite" ? js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email: e }) }) : js.dispatchFetch("http://js.test/" + kind)).then((r) => r.text()), xs: [] });
 }
 for (const s of subjects) for (let i = 0; i < 60; i++) await s.run(`warm-${s.name}-${i}@example.com`);
-const R = Number(process.env.R ?? 9), PER = 200;
+const R = Number(process.env.R ?? 9), PER = Number(process.env.PER ?? 200);
 // The order turns every round, so that no build always runs just after another or at the
 // same point of a round; CPU time on this VM drifts within a run too.
 for (let r = 0; r < R; r++) for (let k = 0; k < subjects.length; k++) {
