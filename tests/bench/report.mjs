@@ -1,11 +1,12 @@
 // Prints figures about the built Worker: bundle size, warm-invite latency through workerd
 // (Miniflare) against the emulator with a no-I/O baseline (/healthz), and the warm-latency
-// ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), all from
-// the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
+// ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), and CPU
+// per request beside it and beside the same Worker with ours' care (careful-worker.js), all
+// from the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
 import { bundleSizes, printSizes } from "./size.mjs";
 import { Miniflare } from "miniflare";
 import { baselineOptions, cpuMs, pct, workerdPids } from "./common.mjs";
-import { startEmulator, startWorker } from "../e2e/harness.mjs";
+import { API_KEY, startEmulator, startWorker } from "../e2e/harness.mjs";
 
 const N = Number(process.env.REPORT_N ?? 200);
 
@@ -57,6 +58,7 @@ try {
   // at least 1.4 (the JS Worker's p50 over ours).
   const oursPids = workerdPids();
   const js = new Miniflare(baselineOptions(emu.url));
+  let careful;
   try {
     const jsInvite = (email) => js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email }) }).then((r) => r.text());
     await jsInvite("js-warmup@example.com");
@@ -84,10 +86,22 @@ try {
     // Worker's within a round, which holds still when the VM speeds up or slows down.
     await emu.config({ latency_ms: 0 });
     const jsPids = workerdPids().filter((p) => !oursPids.includes(p));
+    // The careful JS Worker (tests/bench/careful-worker.js): the plain one plus the care ours
+    // takes per request and per call (key, validation, log line, timeouts, headers read), so
+    // that what Rust and wasm cost can be told from what that care costs. Not a goal.
+    careful = new Miniflare(baselineOptions(emu.url, {
+      scriptPath: new URL("./careful-worker.js", import.meta.url).pathname,
+      bindings: { ...baselineOptions(emu.url).bindings, INVITE_API_KEYS: `bench:${API_KEY}` },
+    }));
+    await careful.ready;
+    const carefulPids = workerdPids().filter((p) => !oursPids.includes(p) && !jsPids.includes(p));
+    const carefulCall = (init, p = "/v1/invites") => careful.dispatchFetch("http://careful.test" + p, init).then((x) => x.text());
+    const carefulInvite = (email) => carefulCall({ method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email }) });
+    for (let i = 0; i < 60; i++) await carefulInvite(`careful-warm-${i}@example.com`);
     const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 9), PER = 200;
     const kinds = ["invite", "healthz", "unknown"];
-    const cpu = { ours: {}, js: {} };
-    for (const who of ["ours", "js"]) for (const k of kinds) cpu[who][k] = [];
+    const cpu = { ours: {}, js: {}, careful: {} };
+    for (const who of Object.keys(cpu)) for (const k of kinds) cpu[who][k] = [];
     const jsGet = (p) => js.dispatchFetch("http://js.test" + p).then((x) => x.text());
     const subjects = [
       ["ours", oursPids, {
@@ -100,10 +114,16 @@ try {
         healthz: () => jsGet("/healthz"),
         unknown: () => jsGet("/no-such-path"),
       }],
+      ["careful", carefulPids, {
+        invite: (r, i) => carefulInvite(`cpu-careful-${r}-${i}@example.com`),
+        healthz: () => carefulCall({}, "/healthz"),
+        unknown: () => carefulCall({}, "/no-such-path"),
+      }],
     ];
     for (let r = 0; r < ROUNDS; r++) {
       for (const k of kinds) {
-        for (const [who, pids, run] of r % 2 ? [...subjects].reverse() : subjects) {
+        for (let j = 0; j < subjects.length; j++) {
+          const [who, pids, run] = subjects[(j + r) % subjects.length];
           const t = cpuMs(pids);
           for (let i = 0; i < PER; i++) await run[k](r, i);
           cpu[who][k].push((cpuMs(pids) - t) / PER);
@@ -111,17 +131,19 @@ try {
       }
     }
     const med = (k, who) => pct(cpu[who][k], 0.5);
-    const cpuRatio = (k) => pct(cpu.ours[k].map((x, r) => x / cpu.js[k][r]), 0.5);
+    const cpuRatio = (k, to = "js") => pct(cpu.ours[k].map((x, r) => x / cpu[to][k][r]), 0.5);
     const diff = (k) => pct(cpu.ours[k].map((x, r) => x - cpu.js[k][r]), 0.5);
     const line = (k, label) => `${label.padEnd(14)} ours ${med(k, "ours").toFixed(3)} ms   JS Worker ${med(k, "js").toFixed(3)} ms   ours/JS ${cpuRatio(k).toFixed(2)}×, ${diff(k) >= 0 ? "+" : ""}${diff(k).toFixed(3)} ms`;
     console.log(`\nCPU per request (medians of ${ROUNDS} rounds of ${PER}; same run, in turn; ours/JS within each round):`);
     console.log(line("invite", "warm invite"));
     console.log(line("healthz", "GET /healthz"));
     console.log(line("unknown", "unknown path"));
+    console.log(`careful JS Worker, warm invite ${med("invite", "careful").toFixed(3)} ms: ours/careful ${cpuRatio("invite", "careful").toFixed(2)}× (what Rust and wasm cost beyond the same care; not a goal)`);
     const goal = (ok) => (ok ? "met" : "missed");
     console.log(`goals: invite <= JS: ${goal(cpuRatio("invite") <= 1)}; fixed cost <= JS + 0.1 ms: ${goal(diff("healthz") <= 0.1 && diff("unknown") <= 0.1)}`);
   } finally {
     await js.dispose();
+    await careful?.dispose();
   }
 } finally {
   await emu.config({ latency_ms: 0 }).catch(() => {});
