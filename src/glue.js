@@ -31,9 +31,9 @@ export async function upstream(method, url, headers, body, timeoutMs) {
     throw e instanceof Error ? e : new Error(String(e));
   }
   let kept = "";
-  const headers = resp.headers;
+  const got = resp.headers;
   for (const name of KEPT) {
-    const value = headers.get(name);
+    const value = got.get(name);
     if (value !== null) kept += `${name}\n${value}\n`;
   }
   return [resp.status, kept, bytes];
