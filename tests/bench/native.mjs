@@ -5,6 +5,8 @@
 // inspector (profile.mjs) sees only JavaScript and wasm frames; this sees the runtime's work
 // too, which is most of a request's CPU. Prints figures; asserts nothing.
 //   node tests/bench/native.mjs [DIR...]     KIND=invite|healthz|<path>  N=<requests>  ROUNDS=<4>
+//     AGAINST=careful  compare with careful-worker.js instead of the plain baseline
+//     SYMS=<n>         also list the n native symbols that differ most, each way
 // With no DIR it profiles the current build (build/ and src/entry.mjs); a DIR is laid out as
 // for ab.mjs. Needs `perf` (Debian: linux-perf) and perf_event_paranoid <= 2. Figures are
 // samples of `perf record -F 10000 -e cpu-clock`, N requests in ROUNDS turns, turned into ms
@@ -28,6 +30,8 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
 const kind = process.env.KIND ?? "invite";
 const N = Number(process.env.N ?? 2000);
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
+const careful = process.env.AGAINST === "careful";
+const SYMS = Number(process.env.SYMS ?? 0);
 const dirs = process.argv.slice(2);
 if (dirs.length === 0) dirs.push(".");
 
@@ -49,17 +53,17 @@ const RULES = [
   ["other native", () => true],
 ];
 
-/** Samples per category from a perf.data file. */
-function categorize(file) {
+/** Adds a perf.data file's samples to `counts` (per category) and `syms` (per native symbol). */
+function categorize(file, counts, syms) {
   const out = spawnSync("perf", ["report", "-i", file, "--no-children", "--sort", "dso,sym", "-g", "none", "-q", "--stdio", "-F", "sample,dso,sym"], { encoding: "utf8", maxBuffer: 1 << 28 });
-  const counts = Object.fromEntries(RULES.map(([name]) => [name, 0]));
   for (const line of out.stdout.split("\n")) {
     const m = line.match(/^\s*(\d+)\s+(\[JIT\] tid \d+|\S+)\s+(.*)$/);
     if (!m) continue;
     const [name] = RULES.find(([, test]) => test(m[2], m[3]));
     counts[name] += Number(m[1]);
+    const sym = m[2].startsWith("[JIT]") ? "[JIT code]" : m[3].replace(/^\[.\]\s*/, "").trim();
+    syms.set(sym, (syms.get(sym) ?? 0) + Number(m[1]));
   }
-  return counts;
 }
 
 const emu = await startEmulator();
@@ -74,7 +78,19 @@ for (const d of dirs) {
     : mf.dispatchFetch("http://worker.test/" + kind)).then((r) => r.text());
   subjects.push({ name: d === "." ? "ours" : path.basename(d), mf, pids: workerdPids().filter((p) => !before.includes(p)), run });
 }
-{
+if (careful) {
+  // The careful JS Worker takes the same request as ours; its own bindings and the key.
+  const before = workerdPids();
+  const mf = new Miniflare(baselineOptions(emu.url, {
+    scriptPath: new URL("./careful-worker.js", import.meta.url).pathname,
+    bindings: { ...baselineOptions(emu.url).bindings, INVITE_API_KEYS: `bench:${API_KEY}` },
+  }));
+  await mf.ready;
+  const run = (e) => (kind === "invite"
+    ? mf.dispatchFetch("http://careful.test/v1/invites", { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email: e }) })
+    : mf.dispatchFetch("http://careful.test/" + kind)).then((r) => r.text());
+  subjects.push({ name: "careful", mf, pids: workerdPids().filter((p) => !before.includes(p)), run });
+} else {
   const before = workerdPids();
   const mf = new Miniflare(baselineOptions(emu.url));
   await mf.ready;
@@ -87,7 +103,10 @@ const scratch = mkdtempSync(path.join(tmpdir(), "native-"));
 try {
   for (const s of subjects) for (let i = 0; i < 100; i++) await s.run(`warm-${s.name}-${i}@example.com`);
   // In rounds whose order turns, as in ab.mjs: the VM's speed drifts during a run.
-  for (const s of subjects) s.counts = Object.fromEntries(RULES.map(([name]) => [name, 0]));
+  for (const s of subjects) {
+    s.counts = Object.fromEntries(RULES.map(([name]) => [name, 0]));
+    s.syms = new Map();
+  }
   for (let r = 0; r < ROUNDS; r++) for (let k = 0; k < subjects.length; k++) {
     const s = subjects[(k + r) % subjects.length];
     const file = path.join(scratch, `${s.name}-${r}.data`);
@@ -97,7 +116,7 @@ try {
     perf.kill("SIGINT");
     await new Promise((res) => perf.on("exit", res));
     if (!existsSync(file)) throw new Error(`perf recorded nothing: is /proc/sys/kernel/perf_event_paranoid above 2? (try: perf record -e cpu-clock -p ${s.pids[0]})`);
-    for (const [name, n] of Object.entries(categorize(file))) s.counts[name] += n;
+    categorize(file, s.counts, s.syms);
   }
 } finally {
   for (const s of subjects) await s.mf.dispose();
@@ -111,8 +130,16 @@ const names = RULES.map(([name]) => name).filter((n) => subjects.some((s) => s.c
 names.sort((a, b) => (subjects[0].counts[b] - base.counts[b]) - (subjects[0].counts[a] - base.counts[a]));
 const col = (x) => x.toFixed(3).padStart(8);
 console.log(`CPU per ${kind} request by what ran, ms (perf samples at ${HZ} Hz over ${N} requests; perf inflates them)`);
-console.log(`${"".padEnd(26)}${subjects.map((s) => s.name.padStart(8)).join("")}${subjects.slice(0, -1).map((s) => `${s.name}-js`.padStart(10)).join("")}`);
+console.log(`${"".padEnd(26)}${subjects.map((s) => s.name.padStart(8)).join("")}${subjects.slice(0, -1).map((s) => `${s.name}-${base.name}`.padStart(10)).join("")}`);
 for (const n of [...names, "total"]) {
   const v = (s) => (n === "total" ? Object.values(s.counts).reduce((a, b) => a + b, 0) : s.counts[n]);
   console.log(`${n.padEnd(26)}${subjects.map((s) => col(ms(v(s)))).join("")}${subjects.slice(0, -1).map((s) => `${(ms(v(s) - v(base)) >= 0 ? "+" : "") + ms(v(s) - v(base)).toFixed(3)}`.padStart(10)).join("")}`);
+}
+if (SYMS > 0) {
+  // The symbols whose samples differ most between the first subject and the baseline.
+  const first = subjects[0];
+  const all = new Set([...first.syms.keys(), ...base.syms.keys()]);
+  const diff = [...all].map((k) => [k, (first.syms.get(k) ?? 0) - (base.syms.get(k) ?? 0)]).sort((a, b) => b[1] - a[1]);
+  console.log(`\nsymbols, ${first.name} - ${base.name}, ms per request: the ${SYMS} largest differences each way`);
+  for (const [k, d] of [...diff.slice(0, SYMS), ...diff.slice(-SYMS).reverse()]) console.log(`${(d >= 0 ? "+" : "") + ms(d).toFixed(4)}  ${k.slice(0, 150)}`);
 }
