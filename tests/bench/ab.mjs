@@ -3,6 +3,7 @@
 // or the core saves CPU, since CPU time on a VM drifts by a quarter between runs.
 //   node tests/bench/ab.mjs DIR [DIR...]      KIND=invite|healthz|<path>  R=<rounds>
 //                                             PER=<requests a round>  LAT=<emulator ms a call>
+//                                             WARM=<requests each first, 60>
 // Each DIR holds a copy of the Worker as it is deployed: src/entry.mjs and build/ (e.g.
 // `mkdir -p /tmp/a/src && cp -r build /tmp/a/ && cp src/entry.mjs /tmp/a/src/` after
 // scripts/build.sh, once per version). A DIR may also hold a plain JavaScript Worker as
@@ -36,7 +37,8 @@ for (const d of dirs) {
   const pids = workerdPids().filter((p) => !before.includes(p));
   subjects.push({ name: "js", mf: js, pids, run: (e) => (kind === "invite" ? js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email: e }) }) : js.dispatchFetch("http://js.test/" + kind)).then((r) => r.text()), xs: [] });
 }
-for (const s of subjects) for (let i = 0; i < 60; i++) await s.run(`warm-${s.name}-${i}@example.com`);
+const WARM = Number(process.env.WARM ?? 60);
+for (const s of subjects) for (let i = 0; i < WARM; i++) await s.run(`warm-${s.name}-${i}@example.com`);
 const R = Number(process.env.R ?? 9), PER = Number(process.env.PER ?? 200);
 // The order turns every round, so that no build always runs just after another or at the
 // same point of a round; CPU time on this VM drifts within a run too.
