@@ -12,7 +12,7 @@ use crate::config::{Config, EmailDelivery};
 use crate::error::{InviteError, Service, UpstreamError};
 use crate::gate::{GateCall, GateReply};
 use crate::invite::{run_invite, InviteInput};
-use crate::platform::{HttpRequest, Platform};
+use crate::platform::{hex, HttpRequest, Platform};
 
 /// What happened to the email.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn render(
 /// KV key of an address's cooldown (hashed: no addresses in key listings).
 pub fn cooldown_key(email: &str) -> String {
     let d = Sha256::digest(email.as_bytes());
-    let short = crate::platform::hex(&d[..12]);
+    let short = hex(&d[..12]);
     format!("email-cooldown:v1:{short}")
 }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::UpstreamError;
+use crate::platform::hex;
 
 /// KV refuses `expiration_ttl` below this.
 pub const KV_MIN_TTL_SEC: u64 = 60;
@@ -80,14 +81,14 @@ impl TokenSource {
 /// picks up another tenant's token.
 pub fn token_kv_key(base_url: &str, client_id: &str, audience: &str) -> String {
     let digest = Sha256::digest(format!("{base_url}\n{client_id}\n{audience}").as_bytes());
-    let short = crate::platform::hex(&digest[..8]);
+    let short = hex(&digest[..8]);
     format!("auth0-token:v1:{short}")
 }
 
 /// KV key for a role id.
 pub fn role_kv_key(base_url: &str, name: &str) -> String {
     let digest = Sha256::digest(base_url.as_bytes());
-    let short = crate::platform::hex(&digest[..4]);
+    let short = hex(&digest[..4]);
     format!("auth0-role:v1:{short}:{name}")
 }
 

@@ -9,6 +9,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use crate::platform::hex;
 use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -37,8 +38,6 @@ fn mac(key: &[u8]) -> HmacSha256 {
     <HmacSha256 as Mac>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
-
-use crate::platform::hex;
 
 /// Parses `t=<unix>,v1=<hex>,v1=<hex>,…` (other schemes such as `v0` are ignored).
 fn parse_stripe_header(header: &str) -> Result<(u64, Vec<&str>), WebhookError> {

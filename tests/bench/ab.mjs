@@ -12,30 +12,19 @@
 // /proc/<pid>/task/*/schedstat, in nanoseconds), and the median of its ratio to the
 // baseline's figure in the same round. Prints figures; asserts nothing.
 import path from "node:path";
-import { Miniflare } from "miniflare";
-import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
-import { baselineOptions, cpuMs, pct, workerdPids } from "./common.mjs";
+import { startEmulator } from "../e2e/harness.mjs";
+import { baselineOptions, cpuMs, dirOptions, pct, startSubject } from "./common.mjs";
 const emu = await startEmulator();
 // With latency, invites overlap less with the pacer's leases (report.sh runs at 25 ms).
 if (process.env.LAT) await emu.config({ latency_ms: Number(process.env.LAT) });
 const dirs = process.argv.slice(2);
 const kind = process.env.KIND ?? "invite";
 const subjects = [];
-for (const d of dirs) {
-  const before = workerdPids();
-  const o = workerOptions(emu.url, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" });
-  const mf = new Miniflare({ ...o, scriptPath: path.join(d, "src/entry.mjs"), modulesRoot: d });
-  await mf.ready;
-  const pids = workerdPids().filter((p) => !before.includes(p));
-  const run = (e) => (kind === "invite" ? mf.dispatchFetch("http://worker.test/v1/invites", { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email: e }) }) : mf.dispatchFetch("http://worker.test/" + kind)).then((r) => r.text());
-  subjects.push({ name: path.basename(d), mf, pids, run, xs: [] });
-}
-{
-  const before = workerdPids();
-  const js = new Miniflare(baselineOptions(emu.url));
-  await js.ready;
-  const pids = workerdPids().filter((p) => !before.includes(p));
-  subjects.push({ name: "js", mf: js, pids, run: (e) => (kind === "invite" ? js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email: e }) }) : js.dispatchFetch("http://js.test/" + kind)).then((r) => r.text()), xs: [] });
+for (const d of dirs) subjects.push(await startSubject(path.basename(d), dirOptions(emu.url, d)));
+subjects.push(await startSubject("js", baselineOptions(emu.url), { plain: true }));
+for (const s of subjects) {
+  s.run = (email) => s.send(kind, email);
+  s.xs = [];
 }
 const WARM = Number(process.env.WARM ?? 60);
 for (const s of subjects) for (let i = 0; i < WARM; i++) await s.run(`warm-${s.name}-${i}@example.com`);

@@ -1,7 +1,10 @@
-// What the benchmark commands share: the JavaScript baseline Worker's Miniflare options, the
-// workerd processes to read CPU time from, and percentiles.
+// What the benchmark commands share: the JavaScript baselines' Miniflare options, starting a
+// Worker in workerd processes of its own and sending it requests, the workerd processes to
+// read CPU time from, and percentiles.
+import path from "node:path";
 import { readFileSync, readdirSync } from "node:fs";
-import { baseBindings } from "../e2e/harness.mjs";
+import { Miniflare } from "miniflare";
+import { API_KEY, baseBindings, workerOptions } from "../e2e/harness.mjs";
 
 /**
  * Miniflare options for the plain JavaScript Worker (tests/bench/baseline-worker.js) against
@@ -16,6 +19,50 @@ export function baselineOptions(emulatorUrl, extra = {}) {
     bindings: { AUTH0_BASE_URL, AUTH0_DOMAIN, AUTH0_CLIENT_ID, AUTH0_CLIENT_SECRET },
     ...extra,
   };
+}
+
+/**
+ * Miniflare options for the careful JavaScript Worker (tests/bench/careful-worker.js): the
+ * plain baseline's bindings and the API key, so it takes the same request as ours.
+ */
+export function carefulOptions(emulatorUrl) {
+  const plain = baselineOptions(emulatorUrl);
+  return {
+    ...plain,
+    scriptPath: new URL("./careful-worker.js", import.meta.url).pathname,
+    bindings: { ...plain.bindings, INVITE_API_KEYS: `bench:${API_KEY}` },
+  };
+}
+
+/**
+ * Miniflare options for a copy of our Worker in `dir` (its src/entry.mjs and build/), unpaced
+ * (`AUTH0_MGMT_RPS=1000`) as the benchmarks run it.
+ */
+export function dirOptions(emulatorUrl, dir) {
+  const o = workerOptions(emulatorUrl, { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" });
+  return { ...o, scriptPath: path.join(dir, "src/entry.mjs"), modulesRoot: dir };
+}
+
+/**
+ * Starts a Worker from Miniflare `options` and finds the workerd processes it got. Its
+ * `send(what, email)` sends an invite of `email` when `what` is "invite" (the request ours
+ * takes; with `plain`, the plain baseline's bare POST /) and otherwise GETs the path `what`,
+ * resolving once the answer is read.
+ */
+export async function startSubject(name, options, { plain = false } = {}) {
+  const before = workerdPids();
+  const mf = new Miniflare(options);
+  await mf.ready;
+  const send = (what, email) => (what !== "invite"
+    ? mf.dispatchFetch(`http://worker.test/${what}`)
+    : plain
+      ? mf.dispatchFetch("http://worker.test/", { method: "POST", body: JSON.stringify({ email }) })
+      : mf.dispatchFetch("http://worker.test/v1/invites", {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ email }),
+      })).then((r) => r.text());
+  return { name, mf, pids: workerdPids().filter((p) => !before.includes(p)), send };
 }
 
 /** The workerd processes running now (Linux /proc), by pid. */

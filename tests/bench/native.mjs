@@ -18,9 +18,8 @@ import path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { Miniflare } from "miniflare";
-import { startEmulator, workerOptions, API_KEY } from "../e2e/harness.mjs";
-import { baselineOptions, workerdPids } from "./common.mjs";
+import { startEmulator } from "../e2e/harness.mjs";
+import { baselineOptions, carefulOptions, dirOptions, startSubject } from "./common.mjs";
 
 const HZ = 10_000;
 if (spawnSync("perf", ["--version"]).status !== 0) {
@@ -68,37 +67,11 @@ function categorize(file, counts, syms) {
 
 const emu = await startEmulator();
 const subjects = [];
-const rate = { AUTH0_MGMT_RPS: "1000", AUTH0_MGMT_BURST: "1000" };
-for (const d of dirs) {
-  const before = workerdPids();
-  const mf = new Miniflare({ ...workerOptions(emu.url, rate), scriptPath: path.join(d, "src/entry.mjs"), modulesRoot: d });
-  await mf.ready;
-  const run = (e) => (kind === "invite"
-    ? mf.dispatchFetch("http://worker.test/v1/invites", { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email: e }) })
-    : mf.dispatchFetch("http://worker.test/" + kind)).then((r) => r.text());
-  subjects.push({ name: d === "." ? "ours" : path.basename(d), mf, pids: workerdPids().filter((p) => !before.includes(p)), run });
-}
-if (careful) {
-  // The careful JS Worker takes the same request as ours; its own bindings and the key.
-  const before = workerdPids();
-  const mf = new Miniflare(baselineOptions(emu.url, {
-    scriptPath: new URL("./careful-worker.js", import.meta.url).pathname,
-    bindings: { ...baselineOptions(emu.url).bindings, INVITE_API_KEYS: `bench:${API_KEY}` },
-  }));
-  await mf.ready;
-  const run = (e) => (kind === "invite"
-    ? mf.dispatchFetch("http://careful.test/v1/invites", { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email: e }) })
-    : mf.dispatchFetch("http://careful.test/" + kind)).then((r) => r.text());
-  subjects.push({ name: "careful", mf, pids: workerdPids().filter((p) => !before.includes(p)), run });
-} else {
-  const before = workerdPids();
-  const mf = new Miniflare(baselineOptions(emu.url));
-  await mf.ready;
-  const run = (e) => (kind === "invite"
-    ? mf.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email: e }) })
-    : mf.dispatchFetch("http://js.test/" + kind)).then((r) => r.text());
-  subjects.push({ name: "js", mf, pids: workerdPids().filter((p) => !before.includes(p)), run });
-}
+for (const d of dirs) subjects.push(await startSubject(d === "." ? "ours" : path.basename(d), dirOptions(emu.url, d)));
+subjects.push(careful
+  ? await startSubject("careful", carefulOptions(emu.url))
+  : await startSubject("js", baselineOptions(emu.url), { plain: true }));
+for (const s of subjects) s.run = (email) => s.send(kind, email);
 const scratch = mkdtempSync(path.join(tmpdir(), "native-"));
 try {
   for (const s of subjects) for (let i = 0; i < 100; i++) await s.run(`warm-${s.name}-${i}@example.com`);

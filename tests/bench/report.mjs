@@ -5,8 +5,8 @@
 // from the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
 import { bundleSizes, printSizes } from "./size.mjs";
 import { Miniflare } from "miniflare";
-import { baselineOptions, cpuMs, pct, workerdPids } from "./common.mjs";
-import { API_KEY, startEmulator, startWorker } from "../e2e/harness.mjs";
+import { baselineOptions, carefulOptions, cpuMs, pct, startSubject, workerdPids } from "./common.mjs";
+import { startEmulator, startWorker } from "../e2e/harness.mjs";
 
 const N = Number(process.env.REPORT_N ?? 200);
 
@@ -89,15 +89,8 @@ try {
     // The careful JS Worker (tests/bench/careful-worker.js): the plain one plus the care ours
     // takes per request and per call (key, validation, log line, timeouts, headers read), so
     // that what Rust and wasm cost can be told from what that care costs. Not a goal.
-    careful = new Miniflare(baselineOptions(emu.url, {
-      scriptPath: new URL("./careful-worker.js", import.meta.url).pathname,
-      bindings: { ...baselineOptions(emu.url).bindings, INVITE_API_KEYS: `bench:${API_KEY}` },
-    }));
-    await careful.ready;
-    const carefulPids = workerdPids().filter((p) => !oursPids.includes(p) && !jsPids.includes(p));
-    const carefulCall = (init, p = "/v1/invites") => careful.dispatchFetch("http://careful.test" + p, init).then((x) => x.text());
-    const carefulInvite = (email) => carefulCall({ method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ email }) });
-    for (let i = 0; i < 60; i++) await carefulInvite(`careful-warm-${i}@example.com`);
+    careful = await startSubject("careful", carefulOptions(emu.url));
+    for (let i = 0; i < 60; i++) await careful.send("invite", `careful-warm-${i}@example.com`);
     const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 9), PER = 200;
     const kinds = ["invite", "healthz", "unknown"];
     const cpu = { ours: {}, js: {}, careful: {} };
@@ -114,10 +107,10 @@ try {
         healthz: () => jsGet("/healthz"),
         unknown: () => jsGet("/no-such-path"),
       }],
-      ["careful", carefulPids, {
-        invite: (r, i) => carefulInvite(`cpu-careful-${r}-${i}@example.com`),
-        healthz: () => carefulCall({}, "/healthz"),
-        unknown: () => carefulCall({}, "/no-such-path"),
+      ["careful", careful.pids, {
+        invite: (r, i) => careful.send("invite", `cpu-careful-${r}-${i}@example.com`),
+        healthz: () => careful.send("healthz"),
+        unknown: () => careful.send("no-such-path"),
       }],
     ];
     for (let r = 0; r < ROUNDS; r++) {
@@ -143,7 +136,7 @@ try {
     console.log(`goals: invite <= JS: ${goal(cpuRatio("invite") <= 1)}; fixed cost <= JS + 0.1 ms: ${goal(diff("healthz") <= 0.1 && diff("unknown") <= 0.1)}`);
   } finally {
     await js.dispose();
-    await careful?.dispose();
+    await careful?.mf.dispose();
   }
 } finally {
   await emu.config({ latency_ms: 0 }).catch(() => {});
