@@ -46,7 +46,10 @@ mod entry {
     }
 
     fn read_config(env: &Env) -> std::result::Result<Config, ConfigError> {
-        let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
+        let config = Config::from_lookup(
+            |name| env.var(name).ok().map(|v| v.to_string()),
+            crate::platform::parse_url,
+        );
         let mut missing = Vec::new();
         if env.kv("TOKEN_CACHE").is_err() {
             missing.push("TOKEN_CACHE KV namespace binding is missing (see wrangler.toml)");

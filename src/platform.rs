@@ -1,7 +1,9 @@
 //! The core's ports implemented on the Workers runtime: outbound `fetch`, the `TOKEN_CACHE`
-//! KV namespace, `Date.now()`, `setTimeout` and `crypto.getRandomValues` (via getrandom).
+//! KV namespace, `Date.now()`, `setTimeout` and `crypto.getRandomValues` (via getrandom), and
+//! the runtime's URL parser.
 
 use invite_core::gate::{GateCall, GateReply, QueuedInvite};
+use invite_core::http::WebUrl;
 use invite_core::platform::{StoreError, TransportError};
 use invite_core::{
     Clock, Gate, HttpRequest, HttpResponse, InviteQueue, KvOp, RateLimit, Rng, Store, Transport,
@@ -139,6 +141,25 @@ extern "C" {
     /// A `Response` (see src/glue.js).
     #[wasm_bindgen(catch)]
     pub fn respond(status: u16, headers: &str, body: &[u8]) -> Result<web_sys::Response, JsValue>;
+
+    /// The runtime's parse of an absolute URL, "scheme\nhost\norigin\nhref" or "" (see
+    /// src/glue.js).
+    #[wasm_bindgen(js_name = parseUrl)]
+    fn parse_url_parts(raw: &str) -> String;
+}
+
+/// [`invite_core::http::ParseUrl`] with the runtime's own URL parser, which implements the
+/// same standard as the `url` crate the host's tests use; the bundle carries no parser.
+pub fn parse_url(raw: &str) -> Option<WebUrl> {
+    let parts = parse_url_parts(raw);
+    let mut parts = parts.split('\n').map(str::to_string);
+    let url = WebUrl {
+        scheme: parts.next()?,
+        host: parts.next()?,
+        origin: parts.next()?,
+        href: parts.next()?,
+    };
+    parts.next().is_none().then_some(url)
 }
 
 /// Headers as the glue takes them: "name\nvalue\n" pairs. `None` if a name or value holds a

@@ -1,10 +1,10 @@
 //! What only runs on wasm32: the Workers adapters for randomness, the clock and timers, and
-//! the shell's JavaScript glue for bodies and responses (src/glue.js), run under
+//! the shell's JavaScript glue for bodies, responses and URLs (src/glue.js), run under
 //! `wasm-bindgen-test-runner` (Node). KV and fetch are covered end to end in workerd.
 #![cfg(target_arch = "wasm32")]
 
 use auth0_invite_worker::platform::{
-    fill_random, header_lines, now_ms, read_body, respond, WorkerPlatform,
+    fill_random, header_lines, now_ms, parse_url, read_body, respond, WorkerPlatform,
 };
 use invite_core::{password, time, Clock, Store};
 use wasm_bindgen_futures::JsFuture;
@@ -150,4 +150,13 @@ async fn responses_carry_status_headers_and_bytes() {
     // A line break can't be carried: the glue's separator.
     let bad = vec![("x-a".to_string(), "1\nx-b: 2".to_string())];
     assert_eq!(header_lines(&bad), None);
+}
+
+#[wasm_bindgen_test]
+fn the_runtime_url_parser_meets_the_shared_table() {
+    // The same table the host's `url`-crate parser meets (invite_core::http::check_url_parser).
+    invite_core::http::check_url_parser(parse_url);
+    // Where the two differ: the runtime converts a host that is not ASCII to punycode.
+    let idn = parse_url("https://bücher.example/").expect("an IDN host parses");
+    assert_eq!(idn.origin, "https://xn--bcher-kva.example");
 }

@@ -659,7 +659,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         &self,
         email: &str,
     ) -> Result<Vec<T>, UpstreamError> {
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
+        let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("email", email)
             .finish();
         let resp = self
@@ -716,7 +716,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
     /// not exist and may not be created.
     pub async fn resolve_role(&self, name: &str) -> Result<Option<String>, UpstreamError> {
         for _ in 0..2 {
-            let query: String = url::form_urlencoded::Serializer::new(String::new())
+            let query: String = form_urlencoded::Serializer::new(String::new())
                 .append_pair("name_filter", name)
                 .append_pair("per_page", "100")
                 .finish();
@@ -872,7 +872,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
         per_page: u32,
     ) -> Result<(Vec<Value>, u64), UpstreamError> {
         const CONTEXT: &str = "GET /api/v2/users";
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
+        let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("q", q)
             .append_pair("search_engine", "v3")
             .append_pair("sort", "created_at:-1")

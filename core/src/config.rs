@@ -4,7 +4,8 @@
 use crate::secret::{ApiKey, Secret};
 use std::collections::HashSet;
 use thiserror::Error;
-use url::Url;
+
+use crate::http::{ParseUrl, WebUrl};
 
 /// Where roles go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,9 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// The public landing-page form.
     pub public: PublicConfig,
+    /// The URL parser the configuration was checked with, for URLs that arrive in requests
+    /// (`result_url`): the runtime's in the Worker (see [`ParseUrl`]).
+    pub parse_url: ParseUrl,
 }
 
 /// What `POST /v1/invitees/{ref}/revoke` does to a pending invitee's account.
@@ -157,6 +161,7 @@ pub const MIN_STANDARD_KEY_BYTES: usize = 24;
 struct Reader<F> {
     lookup: F,
     problems: Vec<String>,
+    parse_url: ParseUrl,
 }
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
@@ -234,7 +239,7 @@ pub fn is_loopback(host: &str) -> bool {
 /// Checks a `THANK_YOU_URL`: a path on this Worker (one leading `/`, never `//` or `/\`,
 /// which browsers treat as another host) or an absolute https URL; never white space or
 /// control characters (a CR/LF would break every redirect).
-pub fn check_redirect_target(raw: &str) -> Result<(), &'static str> {
+pub fn check_redirect_target(parse: ParseUrl, raw: &str) -> Result<(), &'static str> {
     if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("must not contain spaces or control characters");
     }
@@ -244,24 +249,21 @@ pub fn check_redirect_target(raw: &str) -> Result<(), &'static str> {
         }
         return Ok(());
     }
-    parse_web_url(raw).map(|_| ())
+    parse_web_url(parse, raw).map(|_| ())
 }
 
 /// Parses an absolute https URL (http only for loopback hosts).
-pub fn parse_web_url(raw: &str) -> Result<Url, &'static str> {
-    let url = crate::http::parse_url(raw).map_err(|_| "is not an absolute URL")?;
-    let host = url.host_str().ok_or("has no host")?;
-    match url.scheme() {
+pub fn parse_web_url(parse: ParseUrl, raw: &str) -> Result<WebUrl, &'static str> {
+    let url = parse(raw).ok_or("is not an absolute URL")?;
+    if url.host.is_empty() {
+        return Err("has no host");
+    }
+    match url.scheme.as_str() {
         "https" => Ok(url),
-        "http" if is_loopback(host) => Ok(url),
+        "http" if is_loopback(&url.host) => Ok(url),
         "http" => Err("must use https (http is allowed only for loopback hosts)"),
         _ => Err("must be an https URL"),
     }
-}
-
-/// `scheme://host[:port]` of a URL.
-pub fn origin_of(url: &Url) -> String {
-    url.origin().ascii_serialization()
 }
 
 fn valid_role_name(name: &str) -> bool {
@@ -336,7 +338,7 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
             }
             let base_url = match r.opt("EMAIL_API_BASE_URL") {
                 None => "https://api.resend.com".to_string(),
-                Some(raw) => match parse_web_url(&raw) {
+                Some(raw) => match parse_web_url(r.parse_url, &raw) {
                     Ok(_) => raw.trim_end_matches('/').to_string(),
                     Err(why) => {
                         r.problems.push(format!("EMAIL_API_BASE_URL {why}"));
@@ -394,7 +396,7 @@ fn read_public<F: Fn(&str) -> Option<String>>(
     let mut thank_you_url = None;
     if let Some(u) = raw_thank_you {
         // Checked untrimmed: a trailing CR/LF is a problem to report, not to hide.
-        match check_redirect_target(u.trim_matches(' ')) {
+        match check_redirect_target(r.parse_url, u.trim_matches(' ')) {
             Ok(()) => thank_you_url = Some(u.trim_matches(' ').to_string()),
             Err(why) => r.problems.push(format!(
                 "THANK_YOU_URL {why} (use a path such as /thanks or an https URL)"
@@ -403,7 +405,7 @@ fn read_public<F: Fn(&str) -> Option<String>>(
     }
     let turnstile_base_url = match r.opt("TURNSTILE_BASE_URL") {
         None => "https://challenges.cloudflare.com".to_string(),
-        Some(raw) => match parse_web_url(&raw) {
+        Some(raw) => match parse_web_url(r.parse_url, &raw) {
             Ok(_) => raw.trim_end_matches('/').to_string(),
             Err(why) => {
                 r.problems.push(format!("TURNSTILE_BASE_URL {why}"));
@@ -418,9 +420,9 @@ fn read_public<F: Fn(&str) -> Option<String>>(
                 .push("ALLOWED_ORIGINS must list origins; '*' is not allowed".into());
             continue;
         }
-        match crate::http::parse_url(&entry) {
-            Ok(url) if origin_of(&url) == entry.trim_end_matches('/') => {
-                allowed_origins.push(origin_of(&url))
+        match (r.parse_url)(&entry) {
+            Some(url) if url.origin == entry.trim_end_matches('/') => {
+                allowed_origins.push(url.origin)
             }
             _ => r.problems.push(format!(
                 "ALLOWED_ORIGINS entries must be origins like https://www.example.com, not {entry:?}"
@@ -439,18 +441,22 @@ fn read_public<F: Fn(&str) -> Option<String>>(
 
 impl Config {
     /// Reads and validates every variable. `lookup` returns a variable's value, or `None`
-    /// when unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// when unset. URLs are parsed with `parse_url` (see [`ParseUrl`]).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        parse_url: ParseUrl,
+    ) -> Result<Config, ConfigError> {
         let mut r = Reader {
             lookup,
             problems: Vec::new(),
+            parse_url,
         };
 
         let auth0_domain = r.required("AUTH0_DOMAIN").to_ascii_lowercase();
         if !auth0_domain.is_empty()
             && (auth0_domain.contains("://")
                 || auth0_domain.contains('/')
-                || crate::http::parse_url(&format!("https://{auth0_domain}")).is_err())
+                || parse_url(&format!("https://{auth0_domain}")).is_none())
         {
             r.problems.push(
                 "AUTH0_DOMAIN must be a host name such as acme.eu.auth0.com, without scheme or path"
@@ -459,7 +465,7 @@ impl Config {
         }
         let base_url = match r.opt("AUTH0_BASE_URL") {
             None => format!("https://{auth0_domain}"),
-            Some(raw) => match parse_web_url(&raw) {
+            Some(raw) => match parse_web_url(r.parse_url, &raw) {
                 Ok(_) => raw.trim_end_matches('/').to_string(),
                 Err(why) => {
                     r.problems.push(format!("AUTH0_BASE_URL {why}"));
@@ -506,16 +512,16 @@ impl Config {
         let result_url = r.opt("RESULT_URL");
         let mut default_origin = None;
         if let Some(raw) = &result_url {
-            match parse_web_url(raw) {
-                Ok(url) => default_origin = Some(origin_of(&url)),
+            match parse_web_url(parse_url, raw) {
+                Ok(url) => default_origin = Some(url.origin),
                 Err(why) => r.problems.push(format!("RESULT_URL {why}")),
             }
         }
         let mut result_url_allowlist = Vec::new();
         for entry in r.list("RESULT_URL_ALLOWLIST") {
-            match parse_web_url(&entry) {
-                Ok(url) if origin_of(&url) == entry.trim_end_matches('/') => {
-                    result_url_allowlist.push(origin_of(&url))
+            match parse_web_url(parse_url, &entry) {
+                Ok(url) if url.origin == entry.trim_end_matches('/') => {
+                    result_url_allowlist.push(url.origin)
                 }
                 Ok(_) => r.problems.push(format!(
                     "RESULT_URL_ALLOWLIST entries must be origins like https://app.example.com, not {entry:?}"
@@ -646,6 +652,7 @@ impl Config {
             resend_interval_sec,
             webhooks,
             public,
+            parse_url,
         })
     }
 
@@ -715,7 +722,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = Config::from_lookup(lookup(MINIMAL)).expect("valid");
+        let c = Config::from_lookup(lookup(MINIMAL), crate::http::host_parse_url).expect("valid");
         assert_eq!(c.base_url, "https://acme.eu.auth0.com");
         assert_eq!(c.audience, "https://acme.eu.auth0.com/api/v2/");
         assert_eq!(c.connection, "Username-Password-Authentication");
@@ -730,18 +737,21 @@ mod tests {
 
     #[test]
     fn full_configuration() {
-        let c = Config::from_lookup(lookup(&with(&[
-            ("AUTH0_BASE_URL", "http://127.0.0.1:8788/"),
-            ("ALLOWED_ROLES", "beta-tester, early-access,beta-tester"),
-            ("DEFAULT_ROLES", "beta-tester"),
-            ("AUTO_CREATE_ROLES", "true"),
-            ("ROLE_MODE", "app_metadata"),
-            ("RESULT_URL", "https://app.example.com/welcome"),
-            (
-                "INVITE_API_KEYS",
-                "old:aaaaaaaaaaaaaaaaaaaa, new:bbbbbbbbbbbbbbbbbbbb",
-            ),
-        ])))
+        let c = Config::from_lookup(
+            lookup(&with(&[
+                ("AUTH0_BASE_URL", "http://127.0.0.1:8788/"),
+                ("ALLOWED_ROLES", "beta-tester, early-access,beta-tester"),
+                ("DEFAULT_ROLES", "beta-tester"),
+                ("AUTO_CREATE_ROLES", "true"),
+                ("ROLE_MODE", "app_metadata"),
+                ("RESULT_URL", "https://app.example.com/welcome"),
+                (
+                    "INVITE_API_KEYS",
+                    "old:aaaaaaaaaaaaaaaaaaaa, new:bbbbbbbbbbbbbbbbbbbb",
+                ),
+            ])),
+            crate::http::host_parse_url,
+        )
         .expect("valid");
         assert_eq!(c.base_url, "http://127.0.0.1:8788");
         assert_eq!(c.allowed_roles, vec!["beta-tester", "early-access"]);
@@ -752,20 +762,23 @@ mod tests {
 
     #[test]
     fn collects_every_problem_without_secret_values() {
-        let err = Config::from_lookup(lookup(&[
-            ("AUTH0_BASE_URL", "http://auth0.example.com"),
-            ("ALLOWED_ROLES", "beta-tester,,x"),
-            ("DEFAULT_ROLES", "admin"),
-            ("AUTO_CREATE_ROLES", "yes"),
-            ("ROLE_MODE", "groups"),
-            ("RESULT_URL", "https://app.example.com/w"),
-            ("TICKET_CLIENT_ID", "abc"),
-            ("RESULT_URL_ALLOWLIST", "https://app.example.com/path"),
-            ("TICKET_TTL_SEC", "5"),
-            ("TOKEN_REFRESH_MARGIN_SEC", "-1"),
-            ("UPSTREAM_DEADLINE_MS", "ten"),
-            ("INVITE_API_KEYS", "a:short-key-1, a:tiny, nolabel"),
-        ]))
+        let err = Config::from_lookup(
+            lookup(&[
+                ("AUTH0_BASE_URL", "http://auth0.example.com"),
+                ("ALLOWED_ROLES", "beta-tester,,x"),
+                ("DEFAULT_ROLES", "admin"),
+                ("AUTO_CREATE_ROLES", "yes"),
+                ("ROLE_MODE", "groups"),
+                ("RESULT_URL", "https://app.example.com/w"),
+                ("TICKET_CLIENT_ID", "abc"),
+                ("RESULT_URL_ALLOWLIST", "https://app.example.com/path"),
+                ("TICKET_TTL_SEC", "5"),
+                ("TOKEN_REFRESH_MARGIN_SEC", "-1"),
+                ("UPSTREAM_DEADLINE_MS", "ten"),
+                ("INVITE_API_KEYS", "a:short-key-1, a:tiny, nolabel"),
+            ]),
+            crate::http::host_parse_url,
+        )
         .unwrap_err();
         let all = err.problems.join("\n");
         for needle in [
@@ -824,17 +837,17 @@ mod tests {
 
     #[test]
     fn domain_must_be_a_host() {
-        let err = Config::from_lookup(lookup(&with(&[(
-            "AUTH0_DOMAIN",
-            "https://acme.auth0.com/",
-        )])))
+        let err = Config::from_lookup(
+            lookup(&with(&[("AUTH0_DOMAIN", "https://acme.auth0.com/")])),
+            crate::http::host_parse_url,
+        )
         .unwrap_err();
         assert_eq!(err.problems.len(), 1);
         assert!(err.problems[0].starts_with("AUTH0_DOMAIN must be a host name"));
     }
 
     fn problems(extra: &[(&'static str, &'static str)]) -> String {
-        match Config::from_lookup(lookup(&with(extra))) {
+        match Config::from_lookup(lookup(&with(extra)), crate::http::host_parse_url) {
             Ok(_) => String::new(),
             Err(e) => e.problems.join("\n"),
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth0::{Auth0, Created, TicketTarget};
-use crate::config::{origin_of, parse_web_url, Config, RoleMode, TICKET_TTL_RANGE};
+use crate::config::{parse_web_url, Config, RoleMode, TICKET_TTL_RANGE};
 use crate::email;
 use crate::error::{ErrorCode, InviteError, Service, UpstreamError, ValidationError};
 use crate::password;
@@ -341,24 +341,21 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
     let ticket_target = match obj.remove("result_url") {
         None | Some(Value::Null) => default_ticket_target(cfg),
         Some(Value::String(raw)) => {
-            let url = parse_web_url(&raw).map_err(|why| {
+            let url = parse_web_url(cfg.parse_url, &raw).map_err(|why| {
                 bad(
                     ErrorCode::ResultUrlNotAllowed,
                     "result_url",
                     format!("result_url {why}"),
                 )
             })?;
-            if !cfg.result_url_allowlist.contains(&origin_of(&url)) {
+            if !cfg.result_url_allowlist.contains(&url.origin) {
                 return Err(bad(
                     ErrorCode::ResultUrlNotAllowed,
                     "result_url",
-                    format!(
-                        "the origin {} is not in RESULT_URL_ALLOWLIST",
-                        origin_of(&url)
-                    ),
+                    format!("the origin {} is not in RESULT_URL_ALLOWLIST", url.origin),
                 ));
             }
-            TicketTarget::ResultUrl(url.to_string())
+            TicketTarget::ResultUrl(url.href)
         }
         Some(_) => return Err(type_error("result_url", "a string")),
     };

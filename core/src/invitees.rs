@@ -306,7 +306,7 @@ pub fn parse_list_query(url: &str) -> Result<ListQuery, ValidationError> {
         limit: DEFAULT_LIMIT,
         cursor: None,
     };
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "status" => {
                 out.status = Some(InviteeStatus::parse(&v).ok_or_else(|| {

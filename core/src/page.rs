@@ -4,7 +4,7 @@
 
 use askama::Template;
 
-use crate::config::{origin_of, parse_web_url, Config};
+use crate::config::{parse_web_url, Config};
 use crate::http::HttpResponse;
 
 /// Where Turnstile's widget script lives.
@@ -60,7 +60,7 @@ fn html(status: u16, body: String, form_target: Option<&str>) -> HttpResponse {
 /// The origin of an absolute `THANK_YOU_URL` (a path needs nothing beyond `'self'`).
 fn thank_you_origin(cfg: &Config) -> Option<String> {
     let target = cfg.public.thank_you_url.as_deref()?;
-    parse_web_url(target).ok().map(|u| origin_of(&u))
+    parse_web_url(cfg.parse_url, target).ok().map(|u| u.origin)
 }
 
 /// The sign-up page.

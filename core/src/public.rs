@@ -61,7 +61,7 @@ pub fn parse_form(req: &HttpRequest) -> Result<PublicForm, ValidationError> {
     let mut form = PublicForm::default();
     match media_type(req).as_str() {
         "application/x-www-form-urlencoded" => {
-            for (k, v) in url::form_urlencoded::parse(&req.body) {
+            for (k, v) in form_urlencoded::parse(&req.body) {
                 set(&mut form, &k, v.into_owned());
             }
         }

@@ -13,11 +13,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use invite_core::auth0::TicketTarget;
 use invite_core::config::{
-    check_redirect_target, is_loopback, origin_of, parse_web_url, RoleMode, TICKET_TTL_RANGE,
+    check_redirect_target, is_loopback, parse_web_url, RoleMode, TICKET_TTL_RANGE,
 };
 use invite_core::delivery::render;
 use invite_core::email::{normalize, MAX_EMAIL_LEN};
 use invite_core::error::ErrorCode;
+use invite_core::http::host_parse_url;
 use invite_core::http::{check_declared_size, check_json_type, media_type};
 use invite_core::invite::{
     clean_name, parse_invite, FIELDS, MAX_NAME_CHARS, RESERVED_APP_METADATA,
@@ -79,7 +80,8 @@ fn vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
 
 fn config(extra: &[(&str, &str)]) -> Config {
     let vars = vars(extra);
-    Config::from_lookup(|k| vars.get(k).cloned()).expect("the test configuration is valid")
+    Config::from_lookup(|k| vars.get(k).cloned(), host_parse_url)
+        .expect("the test configuration is valid")
 }
 
 /// Roles go to Auth0 RBAC; `roles` is an ordinary allowed app_metadata key.
@@ -369,9 +371,9 @@ fn check_invite_ok(
     }
 
     if let TicketTarget::ResultUrl(u) = &input.ticket_target {
-        let url = parse_web_url(u);
+        let url = parse_web_url(host_parse_url, u);
         prop_assert!(url.is_ok(), "{:?}", u);
-        let origin = origin_of(&url.unwrap());
+        let origin = url.unwrap().origin;
         prop_assert!(cfg.result_url_allowlist.contains(&origin), "{:?}", u);
     }
     let (min, max) = TICKET_TTL_RANGE;
@@ -805,13 +807,14 @@ proptest! {
     /// `parse_web_url` accepts only https URLs with a host, or http on a loopback host.
     #[test]
     fn parse_web_url_accepts_only_https_or_loopback_http(raw in url_like()) {
-        if let Ok(url) = parse_web_url(&raw) {
-            prop_assert!(url.host().is_some());
+        if let Ok(url) = parse_web_url(host_parse_url, &raw) {
+            prop_assert!(!url.host.is_empty());
+            let parsed = Url::parse(&raw).expect("parse_web_url accepted it");
             prop_assert!(
-                url.scheme() == "https" || (url.scheme() == "http" && url_host_is_loopback(&url)),
+                url.scheme == "https" || (url.scheme == "http" && url_host_is_loopback(&parsed)),
                 "{:?} -> {}",
                 raw,
-                url
+                url.href
             );
         }
     }
@@ -819,7 +822,7 @@ proptest! {
     /// `check_redirect_target` accepts only a one-slash local path or an https URL.
     #[test]
     fn redirect_targets_are_local_paths_or_https(raw in url_like()) {
-        if check_redirect_target(&raw).is_ok() {
+        if check_redirect_target(host_parse_url, &raw).is_ok() {
             prop_assert!(is_safe_redirect(&raw), "{:?} accepted", raw);
         }
     }
@@ -1253,7 +1256,7 @@ proptest! {
     fn config_never_leaks_secrets_and_validates_urls(overrides in config_overrides()) {
         let extra: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let vars = vars(&extra);
-        match Config::from_lookup(|k| vars.get(k).cloned()) {
+        match Config::from_lookup(|k| vars.get(k).cloned(), host_parse_url) {
             Err(e) => {
                 prop_assert!(!e.problems.is_empty());
                 let all = e.problems.join("\n");
@@ -1272,18 +1275,18 @@ proptest! {
                 if let Some(target) = &cfg.public.thank_you_url {
                     prop_assert!(is_safe_redirect(target), "THANK_YOU_URL {:?}", target);
                 }
-                let base = parse_web_url(&cfg.base_url);
+                let base = parse_web_url(host_parse_url, &cfg.base_url);
                 prop_assert!(base.is_ok(), "{:?}", cfg.base_url);
                 prop_assert!(!cfg.base_url.ends_with('/'));
                 for o in &cfg.public.allowed_origins {
                     let url = Url::parse(o);
                     prop_assert!(url.is_ok(), "{:?}", o);
-                    prop_assert_eq!(&origin_of(&url.unwrap()), o);
+                    prop_assert_eq!(&url.unwrap().origin().ascii_serialization(), o);
                 }
                 for o in &cfg.result_url_allowlist {
-                    let url = parse_web_url(o);
+                    let url = parse_web_url(host_parse_url, o);
                     prop_assert!(url.is_ok(), "{:?}", o);
-                    prop_assert_eq!(&origin_of(&url.unwrap()), o);
+                    prop_assert_eq!(&url.unwrap().origin, o);
                 }
                 prop_assert!((1..=86_400).contains(&cfg.webhooks.stripe_tolerance_sec));
                 prop_assert!(!cfg.api_keys.is_empty());
@@ -1335,7 +1338,7 @@ fn generators_exercise_both_outcomes() {
         let o = overrides.new_tree(&mut runner).unwrap().current();
         let extra: Vec<(&str, &str)> = o.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let vars = vars(&extra);
-        if let Ok(cfg) = Config::from_lookup(|k| vars.get(k).cloned()) {
+        if let Ok(cfg) = Config::from_lookup(|k| vars.get(k).cloned(), host_parse_url) {
             valid += 1;
             thank_you += usize::from(cfg.public.thank_you_url.is_some());
         }

@@ -14,8 +14,10 @@ import { gzipSync } from "node:zlib";
  * measured +24,635 B, from 308,017 to 332,652 B, of which 3,250 B are its OpenAPI text.
  * -16,000 B: shell glue in JavaScript (src/glue.js) and no float parser (the two `f64` parses
  * were its only users, with a 17 KB table), measured from 330,986 to 316,156 B.
+ * -22,000 B: URLs parsed by the runtime's own `URL` (src/glue.js) instead of the `url` crate,
+ * measured from 316,059 to 293,551 B.
  */
-export const BUDGET_GZIP_BYTES = 318_000;
+export const BUDGET_GZIP_BYTES = 296_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

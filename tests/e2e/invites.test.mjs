@@ -26,7 +26,8 @@ const ada = (email = "Ada@Example.com") => ({
 });
 
 test("happy path: user, roles and ticket exist in Auth0", async () => {
-  const r = await worker.invite(ada("Happy.Path@Example.com"));
+  // The result URL reaches Auth0 as the runtime's URL parser serializes it.
+  const r = await worker.invite({ ...ada("Happy.Path@Example.com"), result_url: "HTTPS://App.Example.com/welcome" });
   assert.equal(r.status, 201, r.text);
   assert.equal(r.json.email, "happy.path@example.com");
   assert.equal(r.json.created, true);
@@ -212,6 +213,9 @@ test("bad input gets a clear JSON error with a stable code and reaches no upstre
     [{ email: `${"a".repeat(250)}@example.com` }, {}, 422, "invalid_email", "email"],
     [{ email: "a@example.com", roles: ["admin"] }, {}, 422, "role_not_allowed", "roles"],
     [{ email: "a@example.com", result_url: "https://evil.example.net/" }, {}, 422, "result_url_not_allowed", "result_url"],
+    // Parsed by the runtime's URL (src/glue.js): the host is what follows the userinfo.
+    [{ email: "a@example.com", result_url: "https://app.example.com@evil.example.net/" }, {}, 422, "result_url_not_allowed", "result_url"],
+    [{ email: "a@example.com", result_url: "http://app.example.com/welcome" }, {}, 422, "result_url_not_allowed", "result_url"],
     [{ email: "a@example.com", ticket_ttl_sec: 5 }, {}, 422, "ttl_out_of_range", "ticket_ttl_sec"],
     [{ email: "a@example.com" }, { "content-type": "text/plain" }, 415, "unsupported_media_type"],
   ];

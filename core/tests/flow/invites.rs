@@ -645,7 +645,10 @@ fn bad_input_gets_a_clear_error_and_reaches_no_upstream() {
 fn invalid_config_is_reported_whole() {
     let svc = Svc {
         fake: Fake::new(),
-        cfg: Config::from_lookup(|k| (k == "AUTH0_DOMAIN").then(|| "acme.auth0.com".to_string())),
+        cfg: Config::from_lookup(
+            |k| (k == "AUTH0_DOMAIN").then(|| "acme.auth0.com".to_string()),
+            invite_core::http::host_parse_url,
+        ),
         cache: Rc::new(IsolateCache::default()),
     };
     let (h, body) = svc.run(HttpRequest::new("GET", "/healthz"));

@@ -7,7 +7,7 @@ fn the_openapi_document_is_served_even_with_an_invalid_configuration() {
     let svc = Svc::new(&[]);
     let broken = Svc {
         fake: Fake::new(),
-        cfg: Config::from_lookup(|_| None),
+        cfg: Config::from_lookup(|_| None, invite_core::http::host_parse_url),
         cache: Rc::new(IsolateCache::default()),
     };
     for svc in [&svc, &broken] {

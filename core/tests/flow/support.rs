@@ -370,7 +370,7 @@ pub fn config(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
-    Config::from_lookup(|k| vars.get(k).cloned())
+    Config::from_lookup(|k| vars.get(k).cloned(), invite_core::http::host_parse_url)
 }
 
 pub fn invite_req(body: &Value) -> HttpRequest {
