@@ -447,8 +447,9 @@ async fn dispatch<P: Platform>(
     }
 }
 
-/// docs/openapi.json, the OpenAPI 3.1 description of this API, as `GET /openapi.json` serves it.
-pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+/// docs/openapi.json, the OpenAPI 3.1 description of this API, as `GET /openapi.json` serves it:
+/// without the file's indentation (core/build.rs).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// `GET /openapi.json`: the document, cacheable (it changes only with a deploy).
 fn openapi() -> HttpResponse {

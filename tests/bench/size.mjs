@@ -18,8 +18,10 @@ import { gzipSync } from "node:zlib";
  * measured from 316,059 to 293,551 B.
  * -10,000 B: email addresses lower-cased as ASCII (they are accepted only as ASCII), which
  * took Unicode's case tables out, measured from 293,551 to 282,835 B.
+ * -2,000 B: the OpenAPI document embedded without its indentation (core/build.rs), measured
+ * from 282,835 to 281,186 B.
  */
-export const BUDGET_GZIP_BYTES = 285_000;
+export const BUDGET_GZIP_BYTES = 283_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

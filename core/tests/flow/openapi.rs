@@ -32,3 +32,18 @@ fn the_openapi_document_is_served_even_with_an_invalid_configuration() {
     assert_eq!(error_code(&h, &body), (405, "method_not_allowed".into()));
     assert_eq!(h.response.header_value("allow"), Some("GET, HEAD"));
 }
+
+#[test]
+fn the_served_document_is_docs_openapi_json() {
+    let (h, body) = Svc::new(&[]).run(HttpRequest::new("GET", "/openapi.json"));
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json");
+    let file: Value = serde_json::from_str(&file).expect("docs/openapi.json is JSON");
+    assert_eq!(body, file, "the same JSON value");
+    // A JSON string can't hold a raw line break, so none means no indentation either.
+    assert!(
+        !h.response.body.contains(&b'\n'),
+        "served without the file's indentation"
+    );
+}
