@@ -20,8 +20,11 @@ import { gzipSync } from "node:zlib";
  * took Unicode's case tables out, measured from 293,551 to 282,835 B.
  * -2,000 B: the OpenAPI document embedded without its indentation (core/build.rs), measured
  * from 282,835 to 281,186 B.
+ * -3,000 B: the gate's Durable Object class exports `fetch` only (`#[durable_object(fetch)]`),
+ * not the alarm, connect and WebSocket handlers it never uses, measured from 281,186 to
+ * 277,780 B.
  */
-export const BUDGET_GZIP_BYTES = 283_000;
+export const BUDGET_GZIP_BYTES = 280_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
