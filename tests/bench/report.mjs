@@ -4,7 +4,6 @@
 // per request beside it and beside the same Worker with ours' care (careful-worker.js), all
 // from the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
 import { bundleSizes, printSizes } from "./size.mjs";
-import { Miniflare } from "miniflare";
 import { baselineOptions, carefulOptions, cpuMs, pct, startSubject, workerdPids } from "./common.mjs";
 import { startEmulator, startWorker } from "../e2e/harness.mjs";
 
@@ -57,10 +56,10 @@ try {
   // paced (a gate round trip when its isolate holds no leased slots); the goal is a ratio of
   // at least 1.4 (the JS Worker's p50 over ours).
   const oursPids = workerdPids();
-  const js = new Miniflare(baselineOptions(emu.url));
+  const js = await startSubject("js", baselineOptions(emu.url), { plain: true });
   let careful;
   try {
-    const jsInvite = (email) => js.dispatchFetch("http://js.test/", { method: "POST", body: JSON.stringify({ email }) }).then((r) => r.text());
+    const jsInvite = (email) => js.send("invite", email);
     await jsInvite("js-warmup@example.com");
     const ours = [], theirs = [];
     for (let i = 0; i < 60; i++) {
@@ -85,7 +84,6 @@ try {
     // Each figure is the median over the rounds, and so is the ratio of ours to the JS
     // Worker's within a round, which holds still when the VM speeds up or slows down.
     await emu.config({ latency_ms: 0 });
-    const jsPids = workerdPids().filter((p) => !oursPids.includes(p));
     // The careful JS Worker (tests/bench/careful-worker.js): the plain one plus the care ours
     // takes per request and per call (key, validation, log line, timeouts, headers read), so
     // that what Rust and wasm cost can be told from what that care costs. Not a goal.
@@ -95,23 +93,17 @@ try {
     const kinds = ["invite", "healthz", "unknown"];
     const cpu = { ours: {}, js: {}, careful: {} };
     for (const who of Object.keys(cpu)) for (const k of kinds) cpu[who][k] = [];
-    const jsGet = (p) => js.dispatchFetch("http://js.test" + p).then((x) => x.text());
     const subjects = [
       ["ours", oursPids, {
         invite: (r, i) => worker.invite({ email: `cpu-ours-${r}-${i}@example.com` }),
         healthz: () => worker.fetch("/healthz"),
         unknown: () => worker.fetch("/no-such-path"),
       }],
-      ["js", jsPids, {
-        invite: (r, i) => jsInvite(`cpu-js-${r}-${i}@example.com`),
-        healthz: () => jsGet("/healthz"),
-        unknown: () => jsGet("/no-such-path"),
-      }],
-      ["careful", careful.pids, {
-        invite: (r, i) => careful.send("invite", `cpu-careful-${r}-${i}@example.com`),
-        healthz: () => careful.send("healthz"),
-        unknown: () => careful.send("no-such-path"),
-      }],
+      ...[js, careful].map((w) => [w.name, w.pids, {
+        invite: (r, i) => w.send("invite", `cpu-${w.name}-${r}-${i}@example.com`),
+        healthz: () => w.send("healthz"),
+        unknown: () => w.send("no-such-path"),
+      }]),
     ];
     for (let r = 0; r < ROUNDS; r++) {
       for (const k of kinds) {
@@ -135,7 +127,7 @@ try {
     const goal = (ok) => (ok ? "met" : "missed");
     console.log(`goals: invite <= JS: ${goal(cpuRatio("invite") <= 1)}; fixed cost <= JS + 0.1 ms: ${goal(diff("healthz") <= 0.1 && diff("unknown") <= 0.1)}`);
   } finally {
-    await js.dispose();
+    await js.mf.dispose();
     await careful?.mf.dispose();
   }
 } finally {
