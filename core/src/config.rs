@@ -465,7 +465,7 @@ impl Config {
         }
         let base_url = match r.opt("AUTH0_BASE_URL") {
             None => format!("https://{auth0_domain}"),
-            Some(raw) => match parse_web_url(r.parse_url, &raw) {
+            Some(raw) => match parse_web_url(parse_url, &raw) {
                 Ok(_) => raw.trim_end_matches('/').to_string(),
                 Err(why) => {
                     r.problems.push(format!("AUTH0_BASE_URL {why}"));
