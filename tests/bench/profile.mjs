@@ -1,6 +1,6 @@
 // CPU profile of the built Worker in workerd, through workerd's V8 inspector: samples a
 // stretch of warm invites (or GET /healthz) and prints the functions with the most self time.
-// Build with names kept (plain `worker-build --release`) to see Rust function names. Usage:
+// Build with names kept (`KEEP_NAMES=1 bash scripts/build.sh`) to see Rust function names. Usage:
 //   node tests/bench/profile.mjs [invite|public|<path without the leading slash>] [N]
 // PROFILE_JS=1 profiles the JavaScript baseline (tests/bench/baseline-worker.js) doing its
 // invite instead; PROFILE_ONLY=<text> lists only functions whose name or file holds it (e.g.
