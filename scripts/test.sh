@@ -19,6 +19,8 @@ cargo clippy -p auth0-invite-worker -p invite-core --all-targets --target wasm32
 
 step "unit and flow tests (host)"
 cargo test --workspace
+# The core's benchmark (core/benches/invite.rs), once, small and unoptimized: it keeps working.
+N=200 cargo test -q -p invite-core --bench invite
 
 step "wasm32 tests (wasm-bindgen-test in Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
