@@ -298,7 +298,7 @@ pub async fn handle<P: Platform>(
         quiet,
         response,
         deferred: state.deferred.take(),
-        log: log.to_string(),
+        log: crate::http::json_text(&log),
     }
 }
 

