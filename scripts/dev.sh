@@ -13,11 +13,23 @@ fi
 key=$(sed -n 's/^INVITE_API_KEYS=[^:]*:\([^,]*\).*/\1/p' .dev.vars | head -n1)
 
 cargo build -q -p auth0-emulator
+# Where cargo put it: CARGO_TARGET_DIR, when set, moves target/ (relative paths are from here).
+emulator_bin="${CARGO_TARGET_DIR:-target}/debug/auth0-emulator"
 EMULATOR_PORT="${EMULATOR_PORT:-8788}"
-target/debug/auth0-emulator --port "$EMULATOR_PORT" --domain emulator.local \
+"$emulator_bin" --port "$EMULATOR_PORT" --domain emulator.local \
   --client-id dev-client-id --client-secret dev-client-secret &
 emulator_pid=$!
 trap 'kill $emulator_pid 2>/dev/null || true' EXIT
+# Stop here if the emulator can't serve (a port in use, say): the Worker would start anyway and
+# answer every invite 502 after its deadline.
+for i in $(seq 1 50); do
+  curl -fsS "http://127.0.0.1:$EMULATOR_PORT/__emulator/users" >/dev/null 2>&1 && break
+  if ! kill -0 "$emulator_pid" 2>/dev/null || [ "$i" = 50 ]; then
+    echo "the Auth0 emulator did not start on 127.0.0.1:$EMULATOR_PORT (see above)" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
 
 (
   for _ in $(seq 1 300); do

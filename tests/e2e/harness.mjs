@@ -13,9 +13,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 export const API_KEY = "e2e-invite-key-0123456789";
 export const OTHER_KEY = "other-invite-key-0123456789";
 
-/** Starts target/debug/auth0-emulator on a free port. */
+/** Starts the emulator cargo built (`target/debug/auth0-emulator`, or under CARGO_TARGET_DIR) on a free port. */
 export async function startEmulator(extraArgs = []) {
-  const bin = process.env.EMULATOR_BIN ?? path.join(root, "target/debug/auth0-emulator");
+  const targetDir = path.resolve(root, process.env.CARGO_TARGET_DIR ?? "target");
+  const bin = process.env.EMULATOR_BIN ?? path.join(targetDir, "debug/auth0-emulator");
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run cargo build -p auth0-emulator`);
   const proc = spawn(bin, ["--port", "0", "--domain", "emulator.local",
     "--client-id", "dev-client-id", "--client-secret", "dev-client-secret", ...extraArgs],
