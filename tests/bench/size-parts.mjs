@@ -35,9 +35,13 @@ function wasmParts(bytes) {
       if (b < 0x80) return value;
     }
   };
+  // A data segment's offset: `i32.const n` or `global.get i`, then `end`. (Its immediate is
+  // read, not scanned: a LEB byte can equal `end`'s 0x0b.)
   const skipConstExpr = () => {
-    while (bytes[at] !== 0x0b) at++;
-    at++;
+    const op = bytes[at++];
+    if (op !== 0x41 && op !== 0x23) throw new Error(`unexpected offset expression 0x${op.toString(16)}`);
+    leb();
+    if (bytes[at++] !== 0x0b) throw new Error("offset expression without end");
   };
   const name = () => {
     const n = leb();
@@ -126,36 +130,34 @@ function group(part) {
   return m ? m[1] : "(unnamed: wasm-bindgen shims, exports)";
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const { parts, named } = wasmParts(readFileSync(file));
-  if (!named) {
-    console.error(`${file} has no function names: build it with KEEP_NAMES=1 bash scripts/build.sh`);
-    process.exit(1);
-  }
-  const all = parts.map((p) => p.bytes);
-  const total = gz(all);
-  const raw = all.reduce((s, b) => s + b.length, 0);
-  /** What the gzipped whole loses without the parts `inPart` picks. */
-  const share = (inPart) => {
-    const rest = parts.filter((p) => !inPart(p)).map((p) => p.bytes);
-    const picked = parts.filter(inPart);
-    return { gzip: total - gz(rest), raw: picked.reduce((s, p) => s + p.bytes.length, 0), n: picked.length };
-  };
-  const row = (label, r) =>
-    console.log(`${String(r.gzip).padStart(8)} ${String(r.raw).padStart(9)} ${String(r.n).padStart(6)}  ${label}`);
+const { parts, named } = wasmParts(readFileSync(file));
+if (!named) {
+  console.error(`${file} has no function names: build it with KEEP_NAMES=1 bash scripts/build.sh`);
+  process.exit(1);
+}
+const all = parts.map((p) => p.bytes);
+const total = gz(all);
+const raw = all.reduce((s, b) => s + b.length, 0);
+/** What the gzipped whole loses without the parts `inPart` picks. */
+const share = (inPart) => {
+  const rest = parts.filter((p) => !inPart(p)).map((p) => p.bytes);
+  const picked = parts.filter(inPart);
+  return { gzip: total - gz(rest), raw: picked.reduce((s, p) => s + p.bytes.length, 0), n: picked.length };
+};
+const row = (label, r) =>
+  console.log(`${String(r.gzip).padStart(8)} ${String(r.raw).padStart(9)} ${String(r.n).padStart(6)}  ${label}`);
 
-  console.log(`${file}: code and data ${raw} B, ${total} B gzipped (level 9)`);
-  console.log(`${"gzip -".padStart(8)} ${"raw".padStart(9)} ${"items".padStart(6)}  part (gzip -: what the gzipped code and data lose without it)`);
-  const groups = [...new Set(parts.map(group))];
-  const rows = groups.map((g) => [g, share((p) => group(p) === g)]).sort((a, b) => b[1].gzip - a[1].gzip);
-  for (const [g, r] of rows) if (r.gzip >= 300) row(g, r);
-  const small = rows.filter(([, r]) => r.gzip < 300);
-  if (small.length > 0) row(`${small.length} more parts under 300 B each`, share((p) => small.some(([g]) => g === group(p))));
-  for (const pattern of patterns) {
-    const re = new RegExp(pattern);
-    console.log(`\nfunctions matching /${pattern}/, wherever they are:`);
-    row(`all of them`, share((p) => !p.data && re.test(p.name)));
-    const largest = parts.filter((p) => !p.data && re.test(p.name)).sort((a, b) => b.bytes.length - a.bytes.length);
-    for (const p of largest.slice(0, 8)) console.log(`${"".padStart(8)} ${String(p.bytes.length).padStart(9)} ${"".padStart(6)}  ${p.name.slice(0, 110)}`);
-  }
+console.log(`${file}: code and data ${raw} B, ${total} B gzipped (level 9)`);
+console.log(`${"gzip -".padStart(8)} ${"raw".padStart(9)} ${"items".padStart(6)}  part (gzip -: what the gzipped code and data lose without it)`);
+const groups = [...new Set(parts.map(group))];
+const rows = groups.map((g) => [g, share((p) => group(p) === g)]).sort((a, b) => b[1].gzip - a[1].gzip);
+for (const [g, r] of rows) if (r.gzip >= 300) row(g, r);
+const small = rows.filter(([, r]) => r.gzip < 300);
+if (small.length > 0) row(`${small.length} more parts under 300 B each`, share((p) => small.some(([g]) => g === group(p))));
+for (const pattern of patterns) {
+  const re = new RegExp(pattern);
+  console.log(`\nfunctions matching /${pattern}/, wherever they are:`);
+  row(`all of them`, share((p) => !p.data && re.test(p.name)));
+  const largest = parts.filter((p) => !p.data && re.test(p.name)).sort((a, b) => b.bytes.length - a.bytes.length);
+  for (const p of largest.slice(0, 8)) console.log(`${"".padStart(8)} ${String(p.bytes.length).padStart(9)} ${"".padStart(6)}  ${p.name.slice(0, 110)}`);
 }
