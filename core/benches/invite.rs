@@ -3,7 +3,7 @@
 //! source), without the runtime, the JS boundary or V8. Prints figures; asserts nothing but
 //! that the requests succeed.
 //!   cargo bench -p invite-core --bench invite          N=<invites, default 20000>
-//! Requests go straight into `handle`, as the shell passes them. `cargo bench` builds with the
+//! Requests go into `handle` as the shell passes them. `cargo bench` builds with the
 //! release profile (opt-level "z", LTO), as the Worker's wasm is. Set against
 //! `scripts/report.sh`'s CPU per invite in workerd, this tells how much of that is the core's
 //! logic at all (docs/PERFORMANCE.md). `scripts/test.sh` runs it once, small and unoptimized
@@ -24,17 +24,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let s = Svc::new(&[]);
-    // Straight into `handle`, as the shell calls it (not through `Svc::run`, whose checks and
-    // parsing of the answer are the tests' work, not the Worker's).
-    let serve = |req: HttpRequest| {
-        let mut req = req;
-        let body = std::mem::take(&mut req.body);
-        let handled = block_on(handle(req, body, &s.cfg, &s.fake, &s.cache));
-        for op in &handled.deferred {
-            block_on(s.fake.apply(op)).expect("kv");
-        }
-        handled.response
-    };
+    // As the shell calls `handle` (`Svc::serve`, not `Svc::run`, whose checks and parsing of
+    // the answer are the tests' work, not the Worker's).
+    let serve = |req: HttpRequest| s.serve(req).response;
     let invite = |i: usize| {
         let mut req = HttpRequest::new("POST", "https://invites.example.com/v1/invites")
             .header("authorization", format!("Bearer {KEY}"))

@@ -396,8 +396,9 @@ impl Svc {
         }
     }
 
-    /// Handles a request, then runs its deferred KV writes, as `wait_until` would.
-    pub fn run(&self, mut req: HttpRequest) -> (Handled, Value) {
+    /// Handles a request as the shell does, then runs its deferred KV writes, as `wait_until`
+    /// would.
+    pub fn serve(&self, mut req: HttpRequest) -> Handled {
         // The body goes in through the body port, as the shell passes it.
         let body = std::mem::take(&mut req.body);
         // Only the headers the route declares, as the shell copies them.
@@ -408,6 +409,12 @@ impl Svc {
         for op in &handled.deferred {
             block_on(self.fake.apply(op)).expect("kv");
         }
+        handled
+    }
+
+    /// [`Svc::serve`], then the answer's body parsed and the invariants checked.
+    pub fn run(&self, req: HttpRequest) -> (Handled, Value) {
+        let handled = self.serve(req);
         let body = serde_json::from_slice(&handled.response.body).unwrap_or(Value::Null);
         assert_eq!(
             handled.quiet,
