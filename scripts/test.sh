@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command 2: run every check. Installs what is missing, then: rustfmt, clippy (host and
-# wasm32), the host unit and flow tests, the wasm32 tests, one release build of the Worker,
+# wasm32), the host unit and flow tests, the wasm32 tests, one release build of the Worker
+# (through `wrangler deploy --dry-run`, which also checks the deploy configuration),
 # and the end-to-end suite (built Worker in workerd + KV, against the Auth0 emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,11 @@ step "wasm32 tests (wasm-bindgen-test in Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --release -p auth0-invite-worker --target wasm32-unknown-unknown --test wasm
 
-step "build the Worker (worker-build --release, wasm-opt)"
-bash scripts/build.sh
+step "build the Worker as \`wrangler deploy\` would (--dry-run: no account, nothing uploaded)"
+# wrangler runs scripts/build.sh (wrangler.toml's [build]), so this is the one release build;
+# it also checks that wrangler.toml and the bundle are what a deploy accepts.
+WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run \
+  --outdir "${CARGO_TARGET_DIR:-target}/deploy-dry-run"
 cargo build -p auth0-emulator
 
 step "bundle size budget (wasm + JS, gzip -9)"
