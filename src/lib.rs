@@ -272,8 +272,17 @@ mod entry {
                     }
                 };
                 if dead_letters {
-                    console_error!("{}", dead_letter(&msg, platform).await);
-                    m.ack();
+                    let (settle, line) = dead_letter(&msg, platform).await;
+                    console_error!("{line}");
+                    match settle {
+                        // The gate did not record it: again, within the DLQ's max_retries.
+                        Settle::Retry { delay_sec } => m.retry_with_options(
+                            &QueueRetryOptionsBuilder::new()
+                                .with_delay_seconds(delay_sec)
+                                .build(),
+                        ),
+                        _ => m.ack(),
+                    }
                     return;
                 }
                 let Ok(cfg) = config else {

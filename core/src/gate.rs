@@ -370,6 +370,17 @@ pub enum GateCall {
         /// An address key and its window (ms).
         cooldown: Option<(String, u64)>,
     },
+    /// Undoes an [`GateCall::Accept`] whose queue send failed: the invites still `queued` are
+    /// forgotten, and the webhook event and the email window are given back if the first of
+    /// `ids` holds them, so the caller's retry is accepted as new ("nothing was done").
+    Withdraw {
+        /// The invites that were not sent.
+        ids: Vec<String>,
+        /// `source:event_id`, as accepted.
+        event: Option<String>,
+        /// The address key of the email window, as accepted.
+        cooldown: Option<String>,
+    },
     /// A consumer wants to work on an invite.
     Begin {
         /// The invite.
@@ -669,6 +680,31 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 store(ledger, &new_record(message, batch_id.clone(), now_ms));
             }
             GateReply::Accepted
+        }
+        GateCall::Withdraw {
+            ids,
+            event,
+            cooldown,
+        } => {
+            for id in &ids {
+                // Only if nothing took it up: a send that failed may still have been delivered.
+                if load(ledger, id).is_some_and(|r| r.status == Status::Queued) {
+                    ledger.put(&invite_key(id), "", None, now_ms);
+                }
+            }
+            let first = ids.first().map(String::as_str).unwrap_or("");
+            let claims = [
+                event.map(|e| format!("evt:{e}")),
+                cooldown.map(|c| format!("cool:{c}")),
+            ];
+            for key in claims.into_iter().flatten() {
+                if ledger.get(&key).as_deref() == Some(first) {
+                    // Expired at once, as ReleaseEmail does.
+                    ledger.put(&key, first, None, now_ms);
+                }
+            }
+            ledger.purge(now_ms);
+            GateReply::Done
         }
         GateCall::Begin { id, message } => {
             let mut rec = match (load(ledger, &id), message) {

@@ -12,7 +12,7 @@ use crate::auth0::{Ctx, RequestState};
 use crate::config::Config;
 use crate::delivery::{cooldown_key, emailed_with_ticket, invite_and_email, Sent};
 use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
-use crate::gate::{Begin, GateCall, GateReply, QueuedInvite};
+use crate::gate::{Begin, GateCall, GateReply, QueuedInvite, LEASE_MS};
 use crate::invite::run_invite;
 use crate::platform::{random_hex, Platform};
 use crate::time::rfc3339;
@@ -36,6 +36,12 @@ pub fn new_id(p: &impl Platform, prefix: &str) -> Result<String, ApiError> {
 pub enum Acceptance {
     /// Recorded and queued.
     Queued,
+    /// A send failed after earlier ones went out (a batch of more than 100): the first
+    /// `queued` invites are queued, the rest were withdrawn and must be sent again.
+    Partly {
+        /// How many, from the start, are queued.
+        queued: usize,
+    },
     /// The webhook event was accepted before (its invite id).
     Duplicate(Option<String>),
     /// The address got an email within the cooldown: nothing queued.
@@ -51,17 +57,17 @@ pub async fn accept<P: Platform>(
     event: Option<String>,
     cooldown: bool,
 ) -> Result<Acceptance, ApiError> {
-    let cooldown = cooldown.then(|| invites.first()).flatten().map(|i| {
-        (
-            cooldown_key(&i.input.email),
-            cx.cfg.webhooks.email_cooldown_sec * 1000,
-        )
-    });
+    let cooldown_key = cooldown
+        .then(|| invites.first())
+        .flatten()
+        .map(|i| cooldown_key(&i.input.email));
     let call = GateCall::Accept {
         invites: invites.clone(),
         batch_id,
-        event,
-        cooldown,
+        event: event.clone(),
+        cooldown: cooldown_key
+            .clone()
+            .map(|k| (k, cx.cfg.webhooks.email_cooldown_sec * 1000)),
     };
     match cx.p.gate(call).await {
         Ok(GateReply::Accepted) => {}
@@ -71,19 +77,30 @@ pub async fn accept<P: Platform>(
         Err(e) => return Err(unavailable(format!("gate unreachable: {e}"))),
     }
     // At most 100 messages per send (Queues' limit).
-    for chunk in invites.chunks(100) {
-        if let Err(e) = cx.p.enqueue(chunk, 0).await {
-            // Recorded but not queued: say so in its status rather than lose it silently.
-            for i in chunk {
-                let _ =
-                    cx.p.gate(GateCall::Fail {
-                        id: i.id.clone(),
-                        code: Some("queue_unavailable".into()),
-                    })
-                    .await;
-            }
-            return Err(unavailable(format!("queue send failed: {e}")));
+    for (n, chunk) in invites.chunks(100).enumerate() {
+        let Err(e) = cx.p.enqueue(chunk, 0).await else {
+            continue;
+        };
+        // Recorded but not queued: take back what was not sent, the webhook event and the
+        // email window with it, so that the answer is true and a retry is accepted as new.
+        // (Marking them failed instead left the event claimed: the sender's retry was
+        // answered "duplicate" and the invite never ran.)
+        let queued = n * 100;
+        let withdraw = GateCall::Withdraw {
+            ids: invites[queued..].iter().map(|i| i.id.clone()).collect(),
+            event: event.filter(|_| queued == 0),
+            cooldown: cooldown_key.filter(|_| queued == 0),
+        };
+        let withdrawn = match cx.p.gate(withdraw).await {
+            Ok(_) => String::new(),
+            Err(g) => format!("; not withdrawn (gate unreachable: {g}), a retry may be refused"),
+        };
+        let detail = format!("queue send failed after {queued} queued: {e}{withdrawn}");
+        if queued == 0 {
+            return Err(unavailable(detail));
         }
+        cx.note(detail);
+        return Ok(Acceptance::Partly { queued });
     }
     Ok(Acceptance::Queued)
 }
@@ -244,14 +261,29 @@ async fn run<P: Platform>(
 
     match result {
         Ok((user_id, created, ticket)) => {
-            let _ =
-                cx.p.gate(GateCall::Complete {
-                    id: msg.id.clone(),
-                    user_id,
-                    created,
-                    ticket,
-                })
-                .await;
+            let complete = GateCall::Complete {
+                id: msg.id.clone(),
+                user_id,
+                created,
+                ticket,
+            };
+            if let Err(e) = record(cx, complete).await {
+                cx.note(format!("not recorded as completed ({e})"));
+                // A trusted invite's link reaches its caller only through its status: run it
+                // again once the lease has lapsed (a new link; this one was never shown). An
+                // emailed invite's link is in the inbox, and a run again would make a new
+                // ticket that voids it, with the email provider dropping the repeated send
+                // by its idempotency key: its status stays behind instead.
+                if !msg.kind.emailed() {
+                    return (
+                        Settle::Retry {
+                            delay_sec: secs(LEASE_MS) + 1,
+                        },
+                        "unrecorded",
+                        None,
+                    );
+                }
+            }
             (Settle::Ack, "completed", None)
         }
         Err(e) => {
@@ -259,12 +291,21 @@ async fn run<P: Platform>(
             let code = api.code.as_str().to_string();
             cx.note(e.to_string());
             if permanent(&e) {
-                let _ =
-                    cx.p.gate(GateCall::Fail {
-                        id: msg.id.clone(),
-                        code: Some(code.clone()),
-                    })
-                    .await;
+                let fail = GateCall::Fail {
+                    id: msg.id.clone(),
+                    code: Some(code.clone()),
+                };
+                if let Err(g) = record(cx, fail).await {
+                    // Its status would say `processing` for good, and it could not be retried.
+                    cx.note(format!("not recorded as failed ({g})"));
+                    return (
+                        Settle::Retry {
+                            delay_sec: secs(LEASE_MS) + 1,
+                        },
+                        "unrecorded",
+                        Some(code),
+                    );
+                }
                 return (Settle::Ack, "failed", Some(code));
             }
             release(cx, msg, &code).await;
@@ -276,6 +317,23 @@ async fn run<P: Platform>(
             (Settle::Retry { delay_sec }, "retrying", Some(code))
         }
     }
+}
+
+/// Records an invite's outcome in the gate, trying three times over about a second: the
+/// outcome is the one thing the run can't redo cheaply.
+async fn record<P: Platform>(cx: &Ctx<'_, P>, call: GateCall) -> Result<(), String> {
+    let mut last = String::new();
+    for wait_ms in [0, 200, 800] {
+        if wait_ms > 0 {
+            cx.p.sleep(wait_ms).await;
+        }
+        match cx.p.gate(call.clone()).await {
+            Ok(GateReply::Done) => return Ok(()),
+            Ok(other) => last = format!("gate answered {}", other.kind()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 async fn release<P: Platform>(cx: &Ctx<'_, P>, msg: &QueuedInvite, code: &str) {
@@ -294,18 +352,20 @@ fn secs(ms: u64) -> u32 {
 }
 
 /// The dead-letter consumer: the message ran out of retries. Its invite is marked `failed`
-/// with the last error's code, and one line is logged.
-pub async fn dead_letter<P: Platform>(msg: &QueuedInvite, p: &P) -> String {
+/// with the last error's code, and one line is logged. When the gate can't be reached the
+/// message is retried (the dead-letter queue's own `max_retries`): acknowledged, it would
+/// leave the invite `queued` or `processing` for good, where it can't be retried.
+pub async fn dead_letter<P: Platform>(msg: &QueuedInvite, p: &P) -> (Settle, String) {
     let call = GateCall::Fail {
         id: msg.id.clone(),
         code: None,
     };
-    let recorded = p.gate(call).await.is_ok();
+    let recorded = matches!(p.gate(call).await, Ok(GateReply::Done));
     let code = match p.gate(GateCall::Status { id: msg.id.clone() }).await {
         Ok(GateReply::Status { invite: Some(view) }) => view.error_code,
         _ => None,
     };
-    json!({
+    let line = json!({
         "level": "error",
         "event": "invite_failed",
         "invite_id": msg.id,
@@ -314,5 +374,11 @@ pub async fn dead_letter<P: Platform>(msg: &QueuedInvite, p: &P) -> String {
         "recorded": recorded,
         "hint": "fix the cause, then POST /v1/invites/{id}/retry with an API key",
     })
-    .to_string()
+    .to_string();
+    let settle = if recorded {
+        Settle::Ack
+    } else {
+        Settle::Retry { delay_sec: 30 }
+    };
+    (settle, line)
 }

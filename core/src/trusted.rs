@@ -10,7 +10,7 @@ use crate::gate::{GateCall, GateReply, Kind, QueuedInvite, StatusView};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::invite::{parse_invite, InviteInput, Verification};
 use crate::platform::Platform;
-use crate::queue::{accept, new_id};
+use crate::queue::{accept, new_id, Acceptance};
 
 /// Most invites in one batch.
 pub const MAX_BATCH_ITEMS: usize = 1000;
@@ -118,9 +118,28 @@ pub async fn batch<P: Platform>(
             }
         }
     }
-    let queued = messages.len();
+    let mut queued = messages.len();
     if queued > 0 {
-        accept(cx, messages, Some(batch_id.clone()), None, false).await?;
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        if let Acceptance::Partly { queued: sent } =
+            accept(cx, messages, Some(batch_id.clone()), None, false).await?
+        {
+            // Those not sent were withdrawn: they are answered like an item that was refused,
+            // to be sent again, and the batch's status does not list them.
+            let unsent = &ids[sent..];
+            for a in answers.iter_mut() {
+                if a["id"]
+                    .as_str()
+                    .is_some_and(|id| unsent.iter().any(|u| u == id))
+                {
+                    *a = json!({"index": a["index"], "error": {
+                        "code": ErrorCode::QueueUnavailable.as_str(),
+                        "message": "the invite could not be queued; nothing was done for it, send it again",
+                    }});
+                }
+            }
+            queued = sent;
+        }
     }
     Ok(HttpResponse::json(
         202,
@@ -204,15 +223,23 @@ pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpRespo
         GateReply::Redrive {
             message: Some(message),
         } => {
-            cx.p.enqueue(std::slice::from_ref(&message), 0)
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::QueueUnavailable,
-                        "the invite could not be queued; retrying is safe",
-                    )
-                    .logged(e)
-                })?;
+            if let Err(e) = cx.p.enqueue(std::slice::from_ref(&message), 0).await {
+                // The gate marked it queued before the send: mark it failed again, or the
+                // retry this answer invites would be refused (409) with nothing queued.
+                let refail = GateCall::Fail {
+                    id: id.clone(),
+                    code: Some(ErrorCode::QueueUnavailable.as_str().into()),
+                };
+                let detail = match cx.p.gate(refail).await {
+                    Ok(_) => e,
+                    Err(g) => format!("{e}; not marked failed again (gate unreachable: {g})"),
+                };
+                return Err(ApiError::new(
+                    ErrorCode::QueueUnavailable,
+                    "the invite could not be queued; it is still failed, retrying is safe",
+                )
+                .logged(detail));
+            }
             Ok(
                 HttpResponse::json(202, &json!({"id": id, "status": "queued"}))
                     .with_header("location", format!("/v1/invites/{id}")),

@@ -111,7 +111,7 @@ export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimi
     queueProducers: { INVITE_QUEUE: { queueName: "invites" } },
     queueConsumers: {
       invites: { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3, deadLetterQueue: "invites-dlq" },
-      "invites-dlq": { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 0 },
+      "invites-dlq": { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 5 },
     },
     durableObjects: { AUTH0_GATE: { className: "Auth0Gate", useSQLite: true } },
     ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },

@@ -3,6 +3,7 @@
 
 use crate::public::{public_req, public_svc};
 use crate::support::*;
+use crate::webhooks::{checkout, stripe_req, webhook_svc};
 
 fn async_req(body: &Value) -> HttpRequest {
     invite_req(body).header("Prefer", "respond-async")
@@ -292,4 +293,200 @@ fn a_roomy_tenant_leases_slots_and_a_429_drops_the_lease() {
         assert!(!h.log.contains("\"slots\":\"lease\""));
     }
     assert_eq!(reserves(&free), before + 3);
+}
+
+fn authed(method: &str, path: String) -> HttpRequest {
+    HttpRequest::new(method, path).header("authorization", format!("Bearer {KEY}"))
+}
+
+/// A queue send that fails takes back what the gate recorded: the sender's retry is
+/// accepted and queued, not answered "duplicate" (a webhook) or held by the email window
+/// (the form) with nothing queued. (Found in an audit: the event id stayed claimed, so a paid
+/// invite was never processed.)
+#[test]
+fn a_failed_queue_send_leaves_nothing_claimed_and_the_retry_is_queued() {
+    let svc = webhook_svc(&[]);
+    svc.fake.queue_sends_left.set(Some(0));
+    let (h, body) = svc.run(stripe_req(&checkout("evt_q1", "paid@example.com"), NOW));
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    svc.fake.queue_sends_left.set(None);
+    // Stripe sends the same event again after a 5xx.
+    let (h, body) = svc.run(stripe_req(&checkout("evt_q1", "paid@example.com"), NOW));
+    assert_eq!(
+        (h.response.status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    assert_eq!(svc.fake.queue.borrow().len(), 1);
+    svc.drain();
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 1);
+    let id = body["invite_id"].as_str().unwrap();
+    assert_eq!(svc.status(id)["status"], "completed");
+
+    let svc = public_svc(&[]);
+    svc.fake.queue_sends_left.set(Some(0));
+    let (h, body) = svc.run(public_req(&json!({"email": "visitor@example.com"})));
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    svc.fake.queue_sends_left.set(None);
+    let (h, _) = svc.run(public_req(&json!({"email": "visitor@example.com"})));
+    assert_eq!(h.response.status, 202);
+    assert_eq!(svc.fake.queue.borrow().len(), 1, "{}", h.log);
+    // The withdrawn invite is not left behind `queued`, with no message.
+    assert_eq!(
+        format!("{:?}", svc.fake.ledger)
+            .matches(r#"\"queued\""#)
+            .count(),
+        1
+    );
+}
+
+/// A re-drive whose send fails is failed again, so the retry its 503 invites is accepted.
+#[test]
+fn a_redrive_whose_send_fails_can_be_retried() {
+    let svc = webhook_svc(&[("UPSTREAM_DEADLINE_MS", "1000")]);
+    svc.fake.script(
+        "POST /api/v2/users",
+        (0..500).map(|_| Ok(json_resp(503, json!({})))).collect(),
+    );
+    let (_, body) = svc.run(stripe_req(&checkout("evt_r1", "redrive@example.com"), NOW));
+    svc.drain();
+    let id = body["invite_id"].as_str().unwrap().to_string();
+    assert_eq!(svc.status(&id)["status"], "failed");
+    svc.fake.script.borrow_mut().clear();
+
+    let retry = || authed("POST", format!("/v1/invites/{id}/retry"));
+    svc.fake.queue_sends_left.set(Some(0));
+    let (h, body) = svc.run(retry());
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    assert_eq!(svc.status(&id)["status"], "failed");
+    assert_eq!(svc.status(&id)["error_code"], "queue_unavailable");
+    svc.fake.queue_sends_left.set(None);
+    let (h, body) = svc.run(retry());
+    assert_eq!(h.response.status, 202, "{body}");
+    svc.drain();
+    assert_eq!(svc.status(&id)["status"], "completed");
+}
+
+/// A batch of 250 whose second send (items 100 to 199) fails: the first 100 are queued and
+/// answered so; the other 150 are answered `queue_unavailable`, to send again, and are not
+/// left in the gate as `queued` with no message.
+#[test]
+fn a_batch_whose_later_send_fails_says_which_items_to_send_again() {
+    let svc = Svc::new(&[]);
+    let items: Vec<Value> = (0..250)
+        .map(|i| json!({"email": format!("b{i}@example.com")}))
+        .collect();
+    let mut req =
+        authed("POST", "/v1/invites/batch".into()).header("content-type", "application/json");
+    req.body = json!({"invites": items}).to_string().into_bytes();
+    svc.fake.queue_sends_left.set(Some(1));
+    let (h, body) = svc.run(req);
+    assert_eq!(h.response.status, 202, "{body}");
+    assert_eq!(
+        (body["queued"].as_u64(), body["rejected"].as_u64()),
+        (Some(100), Some(150))
+    );
+    let answers = body["items"].as_array().unwrap();
+    assert!(answers[..100].iter().all(|a| a["status"] == "queued"));
+    assert!(answers[100..]
+        .iter()
+        .all(|a| a["error"]["code"] == "queue_unavailable" && a.get("id").is_none()));
+    svc.fake.queue_sends_left.set(None);
+    svc.drain();
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 100);
+    let batch = body["batch_id"].as_str().unwrap();
+    let (h, status) = svc.run(authed("GET", format!("/v1/batches/{batch}")));
+    assert_eq!(h.response.status, 200, "{status}");
+    assert_eq!(
+        (status["total"].as_u64(), status["completed"].as_u64()),
+        (Some(100), Some(100))
+    );
+}
+
+/// A batch whose first send fails: nothing was queued, and the answer says so.
+#[test]
+fn a_batch_whose_first_send_fails_is_refused_whole() {
+    let svc = Svc::new(&[]);
+    let mut req =
+        authed("POST", "/v1/invites/batch".into()).header("content-type", "application/json");
+    req.body = json!({"invites": [{"email": "a@example.com"}, {"email": "b@example.com"}]})
+        .to_string()
+        .into_bytes();
+    svc.fake.queue_sends_left.set(Some(0));
+    let (h, body) = svc.run(req);
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    assert!(format!("{:?}", svc.fake.ledger)
+        .matches(r#"\"queued\""#)
+        .next()
+        .is_none());
+}
+
+/// A trusted invite completed while the gate could not record it is not acknowledged: its
+/// link reaches the caller only through its status. It runs again after the lease, and the
+/// caller then reads a completed status with a link.
+#[test]
+fn a_completed_trusted_invite_is_recorded_before_its_message_goes() {
+    let svc = Svc::new(&[]);
+    let (h, body) = svc.run(async_req(&json!({"email": "lost@example.com"})));
+    assert_eq!(h.response.status, 202);
+    let id = body["id"].as_str().unwrap().to_string();
+    let (_, msg) = svc.fake.queue.borrow_mut().pop_front().unwrap();
+    svc.fake.gate_fails.borrow_mut().push("complete");
+    let cfg = svc.cfg.as_ref().unwrap();
+    let (settle, log) = block_on(process(&msg, cfg, &svc.fake, &svc.cache));
+    svc.fake.gate_fails.borrow_mut().clear();
+    assert!(
+        matches!(settle, Settle::Retry { delay_sec } if delay_sec * 1000 > 120_000),
+        "{settle:?} {log}"
+    );
+    assert!(
+        log.contains("\"unrecorded\"") && log.contains("not recorded as completed"),
+        "{log}"
+    );
+    // The redelivery, after the lease.
+    svc.fake.now.set(svc.fake.now.get() + 121_000);
+    let (settle, log) = block_on(process(&msg, cfg, &svc.fake, &svc.cache));
+    assert_eq!(settle, Settle::Ack, "{log}");
+    let st = svc.status(&id);
+    assert_eq!(st["status"], "completed", "{st}");
+    assert!(
+        st["ticket_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("ticket=")),
+        "{st}"
+    );
+}
+
+/// An emailed invite's outcome that the gate could not record is acknowledged all the same:
+/// its link is in the inbox, and running it again would make a new ticket that voids it.
+#[test]
+fn a_completed_emailed_invite_is_not_run_again_when_it_could_not_be_recorded() {
+    let svc = webhook_svc(&[]);
+    svc.run(stripe_req(&checkout("evt_e1", "mailed@example.com"), NOW));
+    let (_, msg) = svc.fake.queue.borrow_mut().pop_front().unwrap();
+    svc.fake.gate_fails.borrow_mut().push("complete");
+    let cfg = svc.cfg.as_ref().unwrap();
+    let (settle, log) = block_on(process(&msg, cfg, &svc.fake, &svc.cache));
+    assert_eq!(settle, Settle::Ack, "{log}");
+    assert!(log.contains("not recorded as completed"), "{log}");
+}
+
+/// A dead letter the gate could not mark failed is retried, not dropped: acknowledged, its
+/// invite would stay `queued` for good, where `POST /v1/invites/{id}/retry` refuses it.
+#[test]
+fn a_dead_letter_is_retried_until_the_gate_records_it() {
+    let svc = webhook_svc(&[]);
+    let (_, body) = svc.run(stripe_req(&checkout("evt_d1", "dlq@example.com"), NOW));
+    let id = body["invite_id"].as_str().unwrap().to_string();
+    let (_, msg) = svc.fake.queue.borrow_mut().pop_front().unwrap();
+    svc.fake.gate_down.set(true);
+    let (settle, line) = block_on(dead_letter(&msg, &svc.fake));
+    svc.fake.gate_down.set(false);
+    assert!(matches!(settle, Settle::Retry { .. }), "{line}");
+    assert!(line.contains("\"recorded\":false"), "{line}");
+    let (settle, line) = block_on(dead_letter(&msg, &svc.fake));
+    assert_eq!(settle, Settle::Ack, "{line}");
+    assert_eq!(svc.status(&id)["status"], "failed");
+    let (h, body) = svc.run(authed("POST", format!("/v1/invites/{id}/retry")));
+    assert_eq!(h.response.status, 202, "{body}");
 }

@@ -68,6 +68,12 @@ pub struct Fake {
     pub gate_calls: RefCell<Vec<String>>,
     /// Make the gate unreachable.
     pub gate_down: Cell<bool>,
+    /// Gate calls (by op) that fail as if the Durable Object were unreachable (it resets on
+    /// every deploy), while the others are answered.
+    pub gate_fails: RefCell<Vec<&'static str>>,
+    /// Queue sends that succeed before every later one fails (`None`: none fail), as when the
+    /// account's daily queue operations are used up.
+    pub queue_sends_left: Cell<Option<u32>>,
     /// The timeout the core gave each send, in order.
     pub timeouts: RefCell<Vec<u64>>,
     /// How long Auth0 takes to answer, per "METHOD /path" (default: no time). An answer slower
@@ -304,6 +310,9 @@ impl Gate for Fake {
             serde_json::Value::String(s) => s,
             other => panic!("a gate call is an object or a name: {other}"),
         };
+        if self.gate_fails.borrow().contains(&op.as_str()) {
+            return Err(format!("gate: {op} failed"));
+        }
         self.gate_calls.borrow_mut().push(op);
         Ok(gate::handle(call, self.now.get(), &self.ledger))
     }
@@ -311,6 +320,12 @@ impl Gate for Fake {
 
 impl InviteQueue for Fake {
     async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String> {
+        if let Some(left) = self.queue_sends_left.get() {
+            if left == 0 {
+                return Err("Queue send failed: Too Many Requests".into());
+            }
+            self.queue_sends_left.set(Some(left - 1));
+        }
         let at = self.now.get() + u64::from(delay_sec) * 1000;
         self.queue
             .borrow_mut()
@@ -476,7 +491,9 @@ impl Svc {
                 Settle::Retry { delay_sec } => {
                     *n += 1;
                     if *n > 3 {
-                        logs.push(block_on(dead_letter(&msg, &self.fake)));
+                        // (A dead letter the gate could not record is retried by the DLQ's
+                        // consumer; here the gate always answers.)
+                        logs.push(block_on(dead_letter(&msg, &self.fake)).1);
                     } else {
                         block_on(self.fake.enqueue(&[msg], delay_sec)).unwrap();
                     }
