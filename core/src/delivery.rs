@@ -95,35 +95,45 @@ pub fn cooldown_key(email: &str) -> String {
     format!("email-cooldown:v1:{short}")
 }
 
-/// Sends the link to `email`, unless another invite emailed the address within the cooldown
-/// (claimed in the gate, strongly consistent, for the invite `owner`). `ticket` is the ticket
-/// URL and its expiry (RFC 3339), needed by the `resend` delivery; `idempotency_key` lets
-/// the provider drop a repeated send.
-pub async fn send_invite_email<P: Platform>(
-    cx: &Ctx<'_, P>,
-    owner: &str,
-    email: &str,
-    name: Option<&str>,
-    ticket: Option<(&str, &str)>,
-    idempotency_key: &str,
-) -> Result<Sent, InviteError> {
+/// Claims the address's email window in the gate (strongly consistent) for the invite
+/// `owner`; false when another invite emailed the address within the cooldown. Claiming
+/// again for the same owner succeeds (a retry).
+async fn claim_email<P: Platform>(cx: &Ctx<'_, P>, owner: &str, email: &str) -> bool {
     let claim = GateCall::ClaimEmail {
         key: cooldown_key(email),
         ttl_ms: cx.cfg.webhooks.email_cooldown_sec * 1000,
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
-        Ok(GateReply::Claimed { claimed: false, .. }) => return Ok(Sent::Cooldown),
-        Ok(_) => {}
+        Ok(GateReply::Claimed { claimed, .. }) => claimed,
+        Ok(other) => {
+            cx.note(format!(
+                "gate answered {}, email sent unclaimed",
+                other.kind()
+            ));
+            true
+        }
         // Without the gate, send: a second email is better than none.
-        Err(e) => cx.note(format!("gate unreachable, email sent unclaimed: {e}")),
+        Err(e) => {
+            cx.note(format!("gate unreachable, email sent unclaimed: {e}"));
+            true
+        }
     }
-    send_email(cx, email, name, ticket, idempotency_key).await?;
-    Ok(Sent::Sent)
+}
+
+/// Gives the address's window back after a failed invite: nothing was sent in it.
+async fn release_email<P: Platform>(cx: &Ctx<'_, P>, owner: &str, email: &str) {
+    let release = GateCall::ReleaseEmail {
+        key: cooldown_key(email),
+        owner: owner.to_string(),
+    };
+    let _ = cx.p.gate(release).await;
 }
 
 /// Sends the link to `email` through `EMAIL_DELIVERY`, the address's window already claimed
-/// by the caller ([`send_invite_email`], or a resend that claimed it itself).
+/// by the caller ([`invite_and_email`], or a resend that claimed it itself). `ticket` is the
+/// ticket URL and its expiry (RFC 3339), needed by the `resend` delivery; `idempotency_key`
+/// lets the provider drop a repeated send.
 pub async fn send_email<P: Platform>(
     cx: &Ctx<'_, P>,
     email: &str,
@@ -223,6 +233,12 @@ pub struct Delivered {
 /// greet with (`None` for anonymous callers: their text never reaches someone's inbox). When
 /// Auth0 refuses the invite for good (400) and it carried optional profile fields, it is
 /// retried once without them: a bad name must not lose a paid invite.
+///
+/// The address's email window is claimed first, before any ticket is made: Auth0 keeps only
+/// an account's newest password-change ticket, so a second invite inside the window (Stripe
+/// sends `checkout.session.completed` and `invoice.paid` for one subscription) that made a
+/// ticket and then skipped its email would void the link already in the inbox. Inside the
+/// window the account and its roles are still brought up to date, with no ticket and no email.
 pub async fn invite_and_email<P: Platform>(
     cx: &Ctx<'_, P>,
     owner: &str,
@@ -231,7 +247,8 @@ pub async fn invite_and_email<P: Platform>(
     invited_by: &str,
     idempotency_key: &str,
 ) -> Result<Delivered, InviteError> {
-    input.want_ticket = emailed_with_ticket(cx.cfg);
+    let claimed = claim_email(cx, owner, &input.email).await;
+    input.want_ticket = claimed && emailed_with_ticket(cx.cfg);
     input.email_verified = false;
     let email = input.email.clone();
     let client = cx.client();
@@ -244,19 +261,35 @@ pub async fn invite_and_email<P: Platform>(
                 "Auth0 refused the profile ({message}); invited without it"
             ));
             input.profile.clear();
-            run_invite(&client, cx.cfg, cx.p, input, invited_by).await?
+            run_invite(&client, cx.cfg, cx.p, input, invited_by).await
         }
-        other => other?,
+        other => other,
     };
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            if claimed {
+                release_email(cx, owner, &email).await;
+            }
+            return Err(e);
+        }
+    };
+    if !claimed {
+        return Ok(Delivered {
+            user_id: out.user_id,
+            created: out.created,
+            sent: Sent::Cooldown,
+        });
+    }
     let ticket = out
         .ticket_url
         .as_deref()
         .map(|u| (u, out.ticket_expires_at.as_str()));
-    let sent = send_invite_email(cx, owner, &email, greeting, ticket, idempotency_key).await?;
+    send_email(cx, &email, greeting, ticket, idempotency_key).await?;
     Ok(Delivered {
         user_id: out.user_id,
         created: out.created,
-        sent,
+        sent: Sent::Sent,
     })
 }
 

@@ -505,7 +505,9 @@ pub async fn run_invite<P: Platform>(
             let unaccepted = user.is_unaccepted_invite();
             // A revoked invite stays revoked: the trusted API gets no link for it (a link to
             // a blocked account would not work anyway); unblock it in Auth0 to invite again.
-            if user.blocked == Some(true) && input.on_existing == OnExisting::RequireUnaccepted {
+            // Nor does an anonymous sign-up revive it, with the roles and the emailed link a
+            // resend would be refused (found in an audit). A payment still grants its roles.
+            if user.blocked == Some(true) && input.on_existing != OnExisting::Update {
                 return Err(InviteError::Revoked);
             }
             let change_roles = match input.on_existing {

@@ -596,6 +596,29 @@ fn a_revoked_invite_is_not_reinvited_by_the_trusted_api() {
     assert_eq!(svc.fake.count("POST /api/v2/users/auth0%7Ca/roles"), 0);
 }
 
+/// Nor by a sign-up on the public form: the same 202 as ever, then no role, no ticket and
+/// no email for the blocked account (found in an audit: a stranger could do the resend the
+/// API refuses). The invite's status says why.
+#[test]
+fn a_revoked_invite_is_not_revived_by_a_public_sign_up() {
+    let svc = crate::public::public_svc(&[]);
+    svc.fake
+        .script("POST /api/v2/users", vec![conflict_reply()]);
+    by_email(
+        &svc,
+        vec![user("auth0|a", "ada@example.com", json!({"blocked": true}))],
+    );
+    let (h, _) = svc.run(crate::public::public_req(
+        &json!({"email": "ada@example.com"}),
+    ));
+    assert_eq!(h.response.status, 202);
+    let logs = svc.drain().join("\n");
+    assert!(logs.contains("\"code\":\"invite_revoked\""), "{logs}");
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 0);
+    assert_eq!(svc.fake.count("POST /api/v2/users/auth0%7Ca/roles"), 0);
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 0);
+}
+
 fn conflict_reply() -> Reply {
     Ok(json_resp(
         409,

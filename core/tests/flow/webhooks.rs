@@ -508,3 +508,66 @@ fn a_refused_email_api_key_is_reported_as_the_email_api() {
         "{status}"
     );
 }
+
+/// One subscription checkout sends Stripe's `checkout.session.completed` and `invoice.paid`.
+/// With the repo's email template, the second invite comes inside the address's email
+/// window: it brings the account's roles up to date but makes no ticket, since Auth0 keeps
+/// only the newest and that would void the link already emailed, and sends no email. (Found
+/// in an audit: the ticket came first, so the customer's only link died.)
+#[test]
+fn a_second_emailed_invite_inside_the_window_leaves_the_emailed_link_alive() {
+    let svc = webhook_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_test_key"),
+        ("FROM_EMAIL", "Acme <hello@acme.example>"),
+        ("EMAIL_API_BASE_URL", "https://email.example"),
+    ]);
+    let ticket = |t: &str| {
+        Ok(json_resp(
+            201,
+            json!({"ticket": format!("https://acme.eu.auth0.com/u/reset-password?ticket=SECRETTICKET{t}#")}),
+        ))
+    };
+    svc.fake.script(
+        "POST /api/v2/tickets/password-change",
+        vec![ticket("A"), ticket("B")],
+    );
+    let (_, body, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_cs", "buyer@example.com"), NOW),
+    );
+    assert_eq!(status["status"], "completed", "{body}");
+    let invoice = json!({"id": "evt_inv", "type": "invoice.paid", "data": {"object": {
+        "billing_reason": "subscription_create", "customer_email": "buyer@example.com",
+        "lines": {"data": [{"price": {"id": "price_early", "product": "prod_x"}}]}}}});
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(
+            409,
+            json!({"statusCode": 409, "error": "Conflict", "message": "The user already exists."}),
+        ))],
+    );
+    let (h, body, status) = deliver(&svc, stripe_req(&invoice, svc.fake.now.get()));
+    assert_eq!(status["status"], "completed", "{body} {}", h.log);
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
+    let emails = svc
+        .fake
+        .sent
+        .borrow()
+        .iter()
+        .filter(|r| r.url.ends_with("/emails"))
+        .count();
+    assert_eq!(emails, 1);
+    assert!(svc.fake.body_of("POST /emails")["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("SECRETTICKETA")));
+    // The second invite's role was still assigned.
+    assert!(
+        svc.fake
+            .routes()
+            .iter()
+            .filter(|r| r.ends_with("/roles") && r.starts_with("POST /api/v2/users/"))
+            .count()
+            >= 2
+    );
+}
