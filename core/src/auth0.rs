@@ -468,8 +468,10 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
         let reset_ms = header("x-ratelimit-reset")
-            .map(|s| s * 1000)
-            .or_else(|| header("retry-after").map(|s| now_ms + s * 1000))
+            .map(|s| s.saturating_mul(1000))
+            .or_else(|| {
+                header("retry-after").map(|s| now_ms.saturating_add(s.saturating_mul(1000)))
+            })
             .unwrap_or(now_ms + 1000)
             // A reset far away is more likely a clock problem than a real pause.
             .min(now_ms + 60_000);

@@ -151,6 +151,8 @@ pub struct ConfigError {
 
 /// Shortest and longest ticket lifetime accepted (1 minute to 30 days).
 pub const TICKET_TTL_RANGE: (u64, u64) = (60, 2_592_000);
+/// Largest `UPSTREAM_DEADLINE_MS` (a consumer's lease, `gate::LEASE_MS`, must outlast it).
+pub const MAX_UPSTREAM_DEADLINE_MS: u64 = 60_000;
 const DEFAULT_CONNECTION: &str = "Username-Password-Authentication";
 const MIN_API_KEY_LEN: usize = 16;
 /// Shortest Stripe signing secret accepted after `whsec_` (Stripe's are 32).
@@ -543,7 +545,11 @@ impl Config {
         }
         let ticket_ttl_sec = r.number("TICKET_TTL_SEC", 86_400, TICKET_TTL_RANGE);
         let token_refresh_margin_sec = r.number("TOKEN_REFRESH_MARGIN_SEC", 300, (0, 3_600));
-        let upstream_deadline_ms = r.number("UPSTREAM_DEADLINE_MS", 10_000, (500, 60_000));
+        let upstream_deadline_ms = r.number(
+            "UPSTREAM_DEADLINE_MS",
+            10_000,
+            (500, MAX_UPSTREAM_DEADLINE_MS),
+        );
         let rps = match r.opt("AUTH0_MGMT_RPS") {
             None => 2.0,
             Some(v) => match decimal(&v) {

@@ -15,8 +15,12 @@ use crate::invite::InviteInput;
 pub const STATUS_TTL_MS: u64 = 7 * 86_400_000;
 /// How long a webhook event id is remembered: Stripe retries for up to 3 days.
 pub const EVENT_TTL_MS: u64 = 4 * 86_400_000;
-/// How long a consumer may hold an invite before another delivery may take it over.
-pub const LEASE_MS: u64 = 120_000;
+/// How long a consumer may hold an invite before another delivery may take it over. It must
+/// outlast the longest run, or a redelivery could run the invite twice at once: the pacer's
+/// wait (`queue::CONSUMER_ADMIT_WAIT_MS`, 60 s), then the largest `UPSTREAM_DEADLINE_MS`
+/// (60 s) from the last booked slot, then recording the outcome (about 1 s of retries), with
+/// a margin. (It was 120 s, exactly the first two: found in an audit.)
+pub const LEASE_MS: u64 = 150_000;
 /// Spacing margin over the tenant's rate: calls arrive a little late rather than early.
 pub const PACE_MARGIN: f64 = 1.02;
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use serde_json::json;
 
 use crate::auth0::{Ctx, RequestState};
-use crate::config::Config;
+use crate::config::{Config, MAX_UPSTREAM_DEADLINE_MS};
 use crate::delivery::{cooldown_key, emailed_with_ticket, invite_and_email, Sent};
 use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
 use crate::gate::{Begin, GateCall, GateReply, QueuedInvite, LEASE_MS};
@@ -21,6 +21,9 @@ use crate::token::IsolateCache;
 /// Longest a consumer waits for the pacer to admit an invite before it defers the message (a
 /// consumer invocation may run for minutes; a caller would not wait this long).
 pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
+
+// A run must end before its lease does (see `gate::LEASE_MS`), outcome recorded included.
+const _: () = assert!(LEASE_MS >= CONSUMER_ADMIT_WAIT_MS + MAX_UPSTREAM_DEADLINE_MS + 10_000);
 
 /// A new invite id, `inv_` and 16 random hex digits.
 pub fn new_id(p: &impl Platform, prefix: &str) -> Result<String, ApiError> {
@@ -191,9 +194,12 @@ async fn run<P: Platform>(
     let attempt = match cx.p.gate(begin).await {
         Ok(GateReply::Begin(Begin::Run { attempt })) => attempt,
         Ok(GateReply::Begin(Begin::Settled)) => return (Settle::Ack, "settled_before", None),
+        // Another delivery works on it (a duplicate, or one that died with its lease): look
+        // again when the lease ends. A wait, not a failed attempt: a retry would spend the
+        // queue's max_retries on it.
         Ok(GateReply::Begin(Begin::Held { retry_after_ms })) => {
             return (
-                Settle::Retry {
+                Settle::Defer {
                     delay_sec: secs(retry_after_ms),
                 },
                 "held_elsewhere",

@@ -9,6 +9,9 @@ pub const BACKOFF_CAP_MS: u64 = 4_000;
 pub const MIN_RATE_LIMIT_WAIT_MS: u64 = 100;
 /// Most attempts of one call, whatever the deadline.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// Longest wait a 429's headers are believed for (an hour): a larger one is more likely a
+/// broken header than a real pause, and it would reach the caller's `Retry-After` as is.
+pub const MAX_RATE_LIMIT_WAIT_MS: u64 = 3_600_000;
 
 /// Why an attempt failed in a way that may be retried.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,14 +51,17 @@ pub fn delay_ms(failure: &Failure<'_>, attempt: u32, now_ms: u64, jitter: f64) -
         ratelimit_reset,
     } = failure
     {
+        // Saturating: the numbers come from the upstream's headers.
         if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-            return (secs * 1000).max(MIN_RATE_LIMIT_WAIT_MS);
+            return secs
+                .saturating_mul(1000)
+                .clamp(MIN_RATE_LIMIT_WAIT_MS, MAX_RATE_LIMIT_WAIT_MS);
         }
         if let Some(reset) = ratelimit_reset.and_then(|v| v.trim().parse::<u64>().ok()) {
             return reset
                 .saturating_mul(1000)
                 .saturating_sub(now_ms)
-                .max(MIN_RATE_LIMIT_WAIT_MS);
+                .clamp(MIN_RATE_LIMIT_WAIT_MS, MAX_RATE_LIMIT_WAIT_MS);
         }
     }
     let step = BACKOFF_BASE_MS
@@ -108,6 +114,20 @@ mod tests {
         check(rl(Some("3"), Some("1700000010")), 0, 0.5, 3_000);
         check(rl(Some(" 1 "), None), 4, 0.5, 1_000);
         check(rl(Some("0"), None), 0, 0.5, MIN_RATE_LIMIT_WAIT_MS);
+        // Numbers no real pause has: bounded, not overflowed (debug builds panicked on it).
+        check(
+            rl(Some("18446744073709551615"), None),
+            0,
+            0.5,
+            MAX_RATE_LIMIT_WAIT_MS,
+        );
+        check(rl(Some("86400"), None), 0, 0.5, MAX_RATE_LIMIT_WAIT_MS);
+        check(
+            rl(None, Some("18446744073709551615")),
+            0,
+            0.5,
+            MAX_RATE_LIMIT_WAIT_MS,
+        );
     }
 
     #[test]

@@ -37,10 +37,12 @@ impl CachedToken {
     /// capped at half the lifetime, so a short-lived token is still used for a while.
     pub fn new(access_token: String, expires_in: u64, now_ms: u64, margin_sec: u64) -> Self {
         let margin = margin_sec.min(expires_in / 2);
+        // Saturating: `expires_in` is the token endpoint's number.
+        let at = |secs: u64| now_ms.saturating_add(secs.saturating_mul(1000));
         CachedToken {
             access_token,
-            expires_at_ms: now_ms + expires_in * 1000,
-            refresh_at_ms: now_ms + (expires_in - margin) * 1000,
+            expires_at_ms: at(expires_in),
+            refresh_at_ms: at(expires_in - margin),
         }
     }
 
@@ -279,6 +281,14 @@ mod tests {
         assert!(t.is_fresh(NOW + 1_999));
         assert!(!t.is_fresh(NOW + 2_000));
         assert_eq!(t.kv_ttl_sec(NOW), KV_MIN_TTL_SEC);
+    }
+
+    #[test]
+    fn an_absurd_lifetime_saturates_instead_of_overflowing() {
+        let t = CachedToken::new("tok".into(), u64::MAX, NOW, 300);
+        assert_eq!(t.expires_at_ms, u64::MAX);
+        assert!(t.is_fresh(NOW + 365 * 86_400_000));
+        assert!(t.kv_ttl_sec(NOW) > 86_400);
     }
 
     #[test]

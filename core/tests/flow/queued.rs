@@ -4,6 +4,7 @@
 use crate::public::{public_req, public_svc};
 use crate::support::*;
 use crate::webhooks::{checkout, stripe_req, webhook_svc};
+use invite_core::gate::LEASE_MS;
 
 fn async_req(body: &Value) -> HttpRequest {
     invite_req(body).header("Prefer", "respond-async")
@@ -436,7 +437,7 @@ fn a_completed_trusted_invite_is_recorded_before_its_message_goes() {
     let (settle, log) = block_on(process(&msg, cfg, &svc.fake, &svc.cache));
     svc.fake.gate_fails.borrow_mut().clear();
     assert!(
-        matches!(settle, Settle::Retry { delay_sec } if delay_sec * 1000 > 120_000),
+        matches!(settle, Settle::Retry { delay_sec } if u64::from(delay_sec) * 1000 > LEASE_MS),
         "{settle:?} {log}"
     );
     assert!(
@@ -444,7 +445,7 @@ fn a_completed_trusted_invite_is_recorded_before_its_message_goes() {
         "{log}"
     );
     // The redelivery, after the lease.
-    svc.fake.now.set(svc.fake.now.get() + 121_000);
+    svc.fake.now.set(svc.fake.now.get() + LEASE_MS + 1_000);
     let (settle, log) = block_on(process(&msg, cfg, &svc.fake, &svc.cache));
     assert_eq!(settle, Settle::Ack, "{log}");
     let st = svc.status(&id);
@@ -489,4 +490,32 @@ fn a_dead_letter_is_retried_until_the_gate_records_it() {
     assert_eq!(svc.status(&id)["status"], "failed");
     let (h, body) = svc.run(authed("POST", format!("/v1/invites/{id}/retry")));
     assert_eq!(h.response.status, 202, "{body}");
+}
+
+/// A delivery of an invite another delivery holds waits for the lease with a delayed copy:
+/// the wait does not spend one of the queue's retries (3), as a crashed holder would
+/// otherwise cost two of them.
+#[test]
+fn a_held_invite_is_deferred_not_retried() {
+    let svc = Svc::new(&[]);
+    let (_, body) = svc.run(async_req(&json!({"email": "held@example.com"})));
+    let id = body["id"].as_str().unwrap().to_string();
+    let (_, msg) = svc.fake.queue.borrow_mut().pop_front().unwrap();
+    // Another delivery began it and holds its lease.
+    let begin = GateCall::Begin {
+        id: id.clone(),
+        message: None,
+    };
+    gate::handle(begin, svc.fake.now.get(), &svc.fake.ledger);
+    let cfg = svc.cfg.as_ref().unwrap();
+    let (settle, log) = block_on(process(&msg, cfg, &svc.fake, &svc.cache));
+    assert_eq!(
+        settle,
+        Settle::Defer {
+            delay_sec: (LEASE_MS / 1000) as u32
+        },
+        "{log}"
+    );
+    assert!(log.contains("held_elsewhere"), "{log}");
+    assert_eq!(svc.fake.management_calls(), 0);
 }
