@@ -23,8 +23,12 @@ import { gzipSync } from "node:zlib";
  * -3,000 B: the gate's Durable Object class exports `fetch` only (`#[durable_object(fetch)]`),
  * not the alarm, connect and WebSocket handlers it never uses, measured from 281,186 to
  * 277,780 B.
+ * +3,000 B: nothing lost when a queue send or the gate fails (a reliability audit: the gate
+ * withdraws what was not queued, a batch names its unsent items, an outcome is recorded,
+ * tried three times, before its message is acknowledged), measured from 277,763 to
+ * 281,031 B; of it, trying the outcome three times instead of once is about 620 B.
  */
-export const BUDGET_GZIP_BYTES = 280_000;
+export const BUDGET_GZIP_BYTES = 283_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
