@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth0::Ctx;
-use crate::config::RevokeMode;
+use crate::config::{RevokeMode, TICKET_TTL_RANGE};
 use crate::delivery::{cooldown_key, emailed_with_ticket, send_email};
 use crate::error::{ApiError, ErrorCode, UpstreamError, ValidationError};
 use crate::gate::{GateCall, GateReply, Kind};
@@ -625,6 +625,19 @@ async fn revoke<P: Platform>(
     let client = cx.client();
     let (mut revoked, action) = match cx.cfg.revoke_mode {
         RevokeMode::Block => {
+            // Retire the links already sent first: a block does not (Auth0 documents no such
+            // thing, and says a password reset through the Management API lifts the block),
+            // but Auth0 keeps only an account's newest password-change ticket. This one is
+            // made to be thrown away: never returned, logged or kept. (Found in an audit:
+            // a revoked invitee's emailed link could undo the revoke.)
+            client
+                .password_change_ticket(
+                    &invitee.user_id,
+                    &default_ticket_target(cx.cfg),
+                    TICKET_TTL_RANGE.0,
+                    false,
+                )
+                .await?;
             let now = rfc3339(cx.p.now_ms());
             let patch = json!({
                 "blocked": true,

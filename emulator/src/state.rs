@@ -506,15 +506,17 @@ impl State {
     }
 
     /// Why a ticket no longer works, or `None` while it is valid. Permanent
-    /// reasons come first; "blocked" last because unblocking the user makes
-    /// the ticket work again.
+    /// reasons come first.
     ///
     /// - `user deleted`: its user was deleted
     /// - `used`: the hosted page redeemed it
     /// - `expired`: its `ttl_sec` ran out
     /// - `superseded`: a newer ticket of the same kind exists for the same
     ///   user (Auth0 invalidates older reset and verification links)
-    /// - `blocked`: its user is blocked
+    ///
+    /// Blocking a user leaves its tickets working: Auth0 documents no such
+    /// invalidation, and says that resetting a password through the
+    /// Management API lifts an administrator's block (see `hosted::redeem`).
     pub fn ticket_reason(&self, t: &Ticket, now_ms: u64) -> Option<&'static str> {
         if t.user_deleted {
             return Some("user deleted");
@@ -533,9 +535,6 @@ impl State {
             .any(|other| other.user_id == t.user_id && other.kind == t.kind);
         if newer {
             return Some("superseded");
-        }
-        if self.user(&t.user_id).and_then(|u| u.blocked) == Some(true) {
-            return Some("blocked");
         }
         None
     }

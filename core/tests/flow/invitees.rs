@@ -467,6 +467,22 @@ fn revoking_blocks_a_pending_invite_and_is_idempotent() {
         svc.fake.body_of("PATCH /api/v2/users/auth0%7Ca"),
         json!({"blocked": true, "app_metadata": {"revoked_at": "2026-11-26T21:39:43Z", "revoked_by": "backend"}})
     );
+    // The links already sent are retired first, by a ticket nobody sees: the shortest one
+    // Auth0 allows, made before the block, its URL in no answer (nor log: `Svc::run`).
+    let routes = svc.fake.routes();
+    let ticket = routes
+        .iter()
+        .position(|r| r == "POST /api/v2/tickets/password-change");
+    let patch = routes
+        .iter()
+        .position(|r| r == "PATCH /api/v2/users/auth0%7Ca");
+    assert!(ticket.is_some() && ticket < patch, "{routes:?}");
+    let retire = svc.fake.body_of("POST /api/v2/tickets/password-change");
+    assert_eq!(
+        (&retire["user_id"], &retire["ttl_sec"]),
+        (&json!("auth0|a"), &json!(60))
+    );
+    assert!(!String::from_utf8_lossy(&h.response.body).contains("SECRETTICKET"));
     // Again: nothing to do, the same answer.
     by_email(
         &svc,
@@ -479,6 +495,7 @@ fn revoking_blocks_a_pending_invite_and_is_idempotent() {
         (Some("revoked"), Some("none"))
     );
     assert_eq!(svc.fake.count("PATCH /api/v2/users/auth0%7Ca"), 1);
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
 
     // An account in use is never revoked here.
     by_email(
