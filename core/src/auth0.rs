@@ -667,8 +667,12 @@ impl<'a, P: Platform> Auth0<'a, P> {
         let resp = self
             .management("GET", &format!("/api/v2/users-by-email?{query}"), None)
             .await?;
-        if resp.status != 200 {
-            return Err(unexpected(&resp, "GET /api/v2/users-by-email"));
+        match resp.status {
+            200 => {}
+            // Auth0 refusing the request (say, an address it does not take) is a refusal
+            // (422 invite_rejected), as on every other call, not a 502.
+            400 => return Err(rejected(&resp)),
+            _ => return Err(unexpected(&resp, "GET /api/v2/users-by-email")),
         }
         parse(&resp, "GET /api/v2/users-by-email")
     }
@@ -925,6 +929,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             // 204 has no body: never parse it.
             200..=299 => Ok(true),
             404 => Ok(false),
+            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, "DELETE /api/v2/users/{id}")),
         }
     }

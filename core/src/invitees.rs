@@ -219,11 +219,7 @@ impl Cursor {
     pub fn decode(raw: &str) -> Option<Cursor> {
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let c: Cursor = serde_json::from_slice(&bytes).ok()?;
-        let ts_ok = !c.t.is_empty()
-            && c.t.len() <= 40
-            && c.t
-                .chars()
-                .all(|ch| ch.is_ascii_digit() || "-:.TZ+".contains(ch));
+        let ts_ok = is_timestamp(&c.t);
         let ids_ok = c.x.len() <= MAX_CURSOR_IDS
             && c.x
                 .iter()
@@ -249,6 +245,39 @@ impl Cursor {
         // The same checks as a cursor coming back: one this API can't read is never handed out.
         Cursor::decode(&c.encode()).is_some().then_some(c)
     }
+}
+
+/// Whether `t` is a timestamp as Auth0 writes `created_at` (`2026-11-26T21:39:43.123Z`,
+/// the fraction optional): a cursor's bound goes into the search, and a made-up one would
+/// reach Auth0 instead of being refused here (found in an audit).
+fn is_timestamp(t: &str) -> bool {
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>, lo: u32, hi: u32| {
+        b.get(r).is_some_and(|d| {
+            d.iter().all(u8::is_ascii_digit)
+                && (lo..=hi).contains(&d.iter().fold(0, |n, c| n * 10 + u32::from(c - b'0')))
+        })
+    };
+    let fraction = match b.get(19..) {
+        Some([b'Z']) => true,
+        Some([b'.', rest @ .., b'Z']) => {
+            (1..=9).contains(&rest.len()) && rest.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    num(0..4, 0, 9999)
+        && at(4, b'-')
+        && num(5..7, 1, 12)
+        && at(7, b'-')
+        && num(8..10, 1, 31)
+        && at(10, b'T')
+        && num(11..13, 0, 23)
+        && at(13, b':')
+        && num(14..16, 0, 59)
+        && at(16, b':')
+        && num(17..19, 0, 60)
+        && fraction
 }
 
 /// Whether `s` can go between double quotes in a query as it is. Every value put in a query
@@ -879,6 +908,39 @@ mod tests {
             x: vec!["a\" OR \"b".into()],
         };
         assert_eq!(Cursor::decode(&forged.encode()), None);
+    }
+
+    #[test]
+    fn a_cursors_bound_is_a_timestamp_as_auth0_writes_one() {
+        for t in [
+            "2026-11-20T10:00:00.000Z",
+            "2026-11-20T10:00:00Z",
+            "2026-01-31T23:59:59.123456Z",
+        ] {
+            assert!(is_timestamp(t), "{t}");
+        }
+        for t in [
+            "",
+            "TTTT",
+            "::::",
+            "Z",
+            "2026",
+            "2026-",
+            "2026-11-20",
+            "2026-99-99T99:99:99.999Z",
+            "2026-11-20T10:00:00.000",
+            "2026-11-20T10:00:00.Z",
+            "2026-11-20T10:00:00.000+01:00",
+            "2026-11-20 10:00:00Z",
+            "2026-11-20T10:00:00.0000000000Z",
+        ] {
+            assert!(!is_timestamp(t), "{t}");
+            let c = Cursor {
+                t: t.into(),
+                x: vec![],
+            };
+            assert_eq!(Cursor::decode(&c.encode()), None, "{t}");
+        }
     }
 
     #[test]

@@ -267,6 +267,12 @@ fn the_list_shows_only_this_services_invitees_and_checks_its_parameters_first() 
         ("/v1/invitees?status=all", (422, "invalid_field"), "status"),
         ("/v1/invitees?limit=500", (422, "invalid_field"), "limit"),
         ("/v1/invitees?cursor=abc", (422, "invalid_field"), "cursor"),
+        // Well-formed, but its bound is no timestamp: refused here, not sent to Auth0.
+        (
+            "/v1/invitees?cursor=eyJ0IjoiVFRUVCIsIngiOltdfQ",
+            (422, "invalid_field"),
+            "cursor",
+        ),
         ("/v1/invitees?page=1", (400, "unknown_field"), "page"),
     ] {
         let (h, body) = svc.run(get(url));
@@ -279,6 +285,33 @@ fn the_list_shows_only_this_services_invitees_and_checks_its_parameters_first() 
     assert_eq!(h.response.status, 405);
     assert_eq!(h.response.header_value("allow"), Some("GET, HEAD"));
     assert_eq!(svc.fake.management_calls(), 0);
+}
+
+/// Auth0 refusing a look-up (400) is 422 invite_rejected with its message, as the docs say
+/// of every route here, not a 502.
+#[test]
+fn a_refused_look_up_is_invite_rejected() {
+    let svc = Svc::new(&[]);
+    svc.fake.script(
+        "GET /api/v2/users-by-email",
+        vec![Ok(json_resp(
+            400,
+            json!({"statusCode": 400, "error": "Bad Request", "message": "Object didn't pass validation for format email: ada@example", "errorCode": "invalid_query_string"}),
+        ))],
+    );
+    let (h, body) = svc.run(get("/v1/invitees/ada%40example.com"));
+    assert_eq!(
+        error_code(&h, &body),
+        (422, "invite_rejected".into()),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("format email"),
+        "{body}"
+    );
 }
 
 #[test]
