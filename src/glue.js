@@ -23,7 +23,10 @@ const KEPT = ["content-type", "retry-after", "x-ratelimit-limit", "x-ratelimit-r
  * Error whose message says what went wrong (never the request's headers or body).
  */
 export async function upstream(method, url, headers, body, timeoutMs) {
-  const init = { method, headers: pairs(headers), signal: AbortSignal.timeout(timeoutMs) };
+  // `redirect: "manual"`: none of these APIs redirects, and a followed 307 would post the
+  // body (a client secret, a ticket link in an email) to wherever it pointed; the runtime
+  // strips only `Authorization`. A 3xx comes back as what it is, an unexpected answer.
+  const init = { method, headers: pairs(headers), signal: AbortSignal.timeout(timeoutMs), redirect: "manual" };
   // The view points into wasm memory, which may move; fetch gets its own copy.
   if (body.length > 0) init.body = body.slice();
   let resp, bytes;

@@ -47,7 +47,7 @@ mod entry {
 
     fn read_config(env: &Env) -> std::result::Result<Config, ConfigError> {
         let config = Config::from_lookup(
-            |name| env.var(name).ok().map(|v| v.to_string()),
+            |name| crate::platform::var_text(env, name),
             crate::platform::parse_url,
         );
         let mut missing = Vec::new();

@@ -183,6 +183,21 @@ async fn settled(promise: Promise) -> Result<JsValue, String> {
     JsFuture::from(promise).await.map_err(|e| js_error_text(&e))
 }
 
+/// A variable or secret as text, `None` when unset. wrangler passes an unquoted TOML value
+/// (`AUTH0_MGMT_RPS = 15`, `AUTO_CREATE_ROLES = true`) as a JSON number or boolean, which
+/// `Env::var` does not read: it counted as unset, and the default applied without a word
+/// (found in an audit). Such a value is read as the JSON text it is, `15` or `true`; an
+/// object or an array is too, and the configuration check refuses it by name.
+pub fn var_text(env: &worker::Env, name: &str) -> Option<String> {
+    let env: &JsValue = env;
+    let v = js_sys::Reflect::get(env, &JsValue::from_str(name)).ok()?;
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    v.as_string()
+        .or_else(|| js_sys::JSON::stringify(&v).ok()?.as_string())
+}
+
 /// A thrown JS value as text (an `Error`'s message, or the value itself).
 pub fn js_error_text(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()

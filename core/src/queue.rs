@@ -79,16 +79,17 @@ pub async fn accept<P: Platform>(
         Ok(other) => return Err(unavailable(format!("gate answered {}", other.kind()))),
         Err(e) => return Err(unavailable(format!("gate unreachable: {e}"))),
     }
-    // At most 100 messages per send (Queues' limit).
-    for (n, chunk) in invites.chunks(100).enumerate() {
-        let Err(e) = cx.p.enqueue(chunk, 0).await else {
+    let mut queued = 0;
+    while queued < invites.len() {
+        let end = queued + send_size(&invites[queued..]);
+        let Err(e) = cx.p.enqueue(&invites[queued..end], 0).await else {
+            queued = end;
             continue;
         };
         // Recorded but not queued: take back what was not sent, the webhook event and the
         // email window with it, so that the answer is true and a retry is accepted as new.
         // (Marking them failed instead left the event claimed: the sender's retry was
         // answered "duplicate" and the invite never ran.)
-        let queued = n * 100;
         let withdraw = GateCall::Withdraw {
             ids: invites[queued..].iter().map(|i| i.id.clone()).collect(),
             event: event.filter(|_| queued == 0),
@@ -106,6 +107,28 @@ pub async fn accept<P: Platform>(
         return Ok(Acceptance::Partly { queued });
     }
     Ok(Acceptance::Queued)
+}
+
+/// Queues takes at most 100 messages and 256 KB in one send (a batch over it was refused
+/// whole, every time, as if the queue were down: found in an audit).
+pub const SEND_MAX_MESSAGES: usize = 100;
+/// The bytes of message bodies in one send, under Queues' 256 KB with room for its framing.
+pub const SEND_MAX_BYTES: usize = 224 * 1024;
+
+/// How many of `invites`, from the first, go in one send (at least one: a single message is
+/// at most [`crate::invite::MAX_BODY_BYTES`] and a little more, far under Queues' 128 KB).
+fn send_size(invites: &[QueuedInvite]) -> usize {
+    if invites.len() == 1 {
+        return 1;
+    }
+    let mut bytes = 0;
+    for (n, i) in invites.iter().take(SEND_MAX_MESSAGES).enumerate() {
+        bytes += serde_json::to_vec(i).map_or(0, |v| v.len());
+        if n > 0 && bytes > SEND_MAX_BYTES {
+            return n;
+        }
+    }
+    invites.len().min(SEND_MAX_MESSAGES)
 }
 
 fn unavailable(detail: String) -> ApiError {
@@ -165,6 +188,15 @@ pub async fn process<P: Platform>(
         state: &state,
     };
     let (settle, outcome, code) = run(&cx, msg).await;
+    // The cache writes a request defers past its answer (the token, role ids, a revoked
+    // token's delete): a consumer has no caller waiting, so they are made here. (They were
+    // dropped: every cold consumer fetched a token again, found in an audit.)
+    let mut kv_failed = Vec::new();
+    for op in state.deferred.take() {
+        if let Err(e) = p.apply(&op).await {
+            kv_failed.push(format!("{}: {}", op.key(), e.0));
+        }
+    }
     let mut log = json!({
         "level": if matches!(settle, Settle::Retry { .. }) { "warn" } else { "info" },
         "event": "invite_processed",
@@ -179,6 +211,9 @@ pub async fn process<P: Platform>(
     }
     if let Some(n) = state.note.take() {
         log["detail"] = json!(n);
+    }
+    if !kv_failed.is_empty() {
+        log["kv_write_failed"] = json!(kv_failed);
     }
     (settle, crate::http::json_text(&log))
 }

@@ -8,7 +8,7 @@ use crate::auth0::Ctx;
 use crate::error::{ApiError, ErrorCode, ValidationError};
 use crate::gate::{GateCall, GateReply, Kind, QueuedInvite, StatusView};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::invite::{parse_invite, InviteInput, Verification};
+use crate::invite::{parse_invite, InviteInput, Verification, MAX_BODY_BYTES};
 use crate::platform::Platform;
 use crate::queue::{accept, new_id, Acceptance};
 
@@ -103,7 +103,13 @@ pub async fn batch<P: Platform>(
     let mut answers = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let bytes = item.to_string().into_bytes();
-        match parse_invite(&bytes, cx.cfg).and_then(queueable) {
+        // Each item is held to a single invite's limit: it becomes one queue message.
+        let checked = if bytes.len() > MAX_BODY_BYTES {
+            Err(ValidationError::too_large(MAX_BODY_BYTES))
+        } else {
+            parse_invite(&bytes, cx.cfg).and_then(queueable)
+        };
+        match checked {
             Ok(input) => {
                 let id = new_id(cx.p, "inv")?;
                 answers.push(json!({"index": index, "id": id, "status": "queued"}));

@@ -5,6 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import http from "node:http";
 import {
   startEmulator, startWorker, startWorkerHttp, standardHeaders, API_KEY, STANDARD_SECRET, until } from "./harness.mjs";
 
@@ -213,4 +214,66 @@ test("favicon and the error pages of a plain form post", async () => {
   });
   assert.equal(page.status, 422);
   assert.match(page.text, /<title>Please check your address<\/title>/);
+});
+
+test("an unquoted number or boolean in [vars] is read; any other type is reported by name", async () => {
+  // wrangler passes `TICKET_TTL_SEC = 604800` (no quotes) as a JSON number, which was taken
+  // for unset: the default applied, and /healthz said ok.
+  const w = await startWorker(emu.url, { TICKET_TTL_SEC: 604800, AUTO_CREATE_ROLES: false });
+  try {
+    assert.equal((await w.fetch("/healthz")).status, 200);
+    const r = await w.invite({ email: "unquoted@example.com" });
+    assert.equal(r.status, 201, r.text);
+    const days = (Date.parse(r.json.ticket_expires_at) - Date.now()) / 86_400_000;
+    assert.ok(days > 6.9 && days <= 7, `${r.json.ticket_expires_at}: ${days} days`);
+  } finally {
+    await w.stop();
+  }
+  const bad = await startWorker(emu.url, { UPSTREAM_DEADLINE_MS: { ms: 5000 } }, { check: false });
+  try {
+    const h = await bad.fetch("/healthz");
+    assert.equal(h.status, 503, h.text);
+    assert.match(h.text, /UPSTREAM_DEADLINE_MS/);
+  } finally {
+    await bad.stop();
+  }
+});
+
+test("an upstream's redirect is not followed: the request's body goes nowhere else", async () => {
+  const seen = [];
+  const listen = (handler) => new Promise((resolve) => {
+    const s = http.createServer(handler);
+    s.listen(0, "127.0.0.1", () => resolve(s));
+  });
+  const other = await listen((req, res) => {
+    let body = "";
+    req.on("data", (d) => { body += d; });
+    req.on("end", () => { seen.push(body); res.writeHead(500).end("{}"); });
+  });
+  const otherUrl = `http://localhost:${other.address().port}`;
+  const redirecting = await listen((req, res) => {
+    res.writeHead(307, { location: `${otherUrl}${req.url}` }).end();
+  });
+  const w = await startWorker(emu.url, { AUTH0_BASE_URL: `http://127.0.0.1:${redirecting.address().port}` });
+  try {
+    const r = await w.invite({ email: "redirected@example.com" });
+    assert.equal(r.status, 502, r.text);
+    assert.deepEqual(seen, [], "the client secret was posted to the redirect's target");
+  } finally {
+    await w.stop();
+    redirecting.close();
+    other.close();
+  }
+});
+
+test("a batch over Queues' 256 KB a send is sent in pieces, not refused", async () => {
+  const note = "x".repeat(2_600);
+  const invites = Array.from({ length: 100 }, (_, i) => ({ email: `piece${i}@example.com`, user_metadata: { note } }));
+  const r = await worker.fetch("/v1/invites/batch", {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ invites }),
+  });
+  assert.equal(r.status, 202, r.text.slice(0, 300));
+  assert.equal(r.json.queued, 100);
 });

@@ -519,3 +519,52 @@ fn a_held_invite_is_deferred_not_retried() {
     assert!(log.contains("held_elsewhere"), "{log}");
     assert_eq!(svc.fake.management_calls(), 0);
 }
+
+/// The consumer makes the cache writes a request would defer past its answer: the token and
+/// the role ids reach KV, so the next cold isolate (a consumer's, a request's) skips the
+/// client-credentials grant.
+#[test]
+fn the_consumer_writes_the_token_and_role_ids_to_kv() {
+    let svc = Svc::new(&[]);
+    svc.run(async_req(&json!({"email": "kv@example.com"})));
+    assert!(svc.fake.kv.borrow().is_empty());
+    let logs = svc.drain().join("\n");
+    let kv = svc.fake.kv.borrow();
+    assert!(
+        kv.keys().any(|k| k.starts_with("auth0-token:v1:")),
+        "{:?} {logs}",
+        kv.keys()
+    );
+    assert!(kv.keys().any(|k| k.contains("role")), "{:?}", kv.keys());
+    assert!(!logs.contains("kv_write_failed"), "{logs}");
+}
+
+/// A batch is sent in pieces Queues takes: at most 100 messages and 224 KB of bodies a send
+/// (Queues refuses a send over 256 KB whole, which read as "the queue is down", every time).
+/// An item over a single invite's 16 KiB is answered in place, like any refused item.
+#[test]
+fn a_large_batch_is_sent_in_pieces_queues_takes() {
+    let svc = Svc::new(&[]);
+    let note = "x".repeat(8_000);
+    let mut items: Vec<Value> = (0..100)
+        .map(|i| json!({"email": format!("big{i}@example.com"), "user_metadata": {"note": note}}))
+        .collect();
+    items.push(json!({"email": "huge@example.com", "user_metadata": {"note": "y".repeat(17_000)}}));
+    let mut req =
+        authed("POST", "/v1/invites/batch".into()).header("content-type", "application/json");
+    req.body = json!({"invites": items}).to_string().into_bytes();
+    let (h, body) = svc.run(req);
+    assert_eq!(h.response.status, 202, "{body}");
+    assert_eq!(
+        (body["queued"].as_u64(), body["rejected"].as_u64()),
+        (Some(100), Some(1))
+    );
+    assert_eq!(body["items"][100]["error"]["code"], "payload_too_large");
+    let sends = svc.fake.sends.borrow().clone();
+    assert!(sends.len() >= 4, "{sends:?}");
+    assert_eq!(sends.iter().map(|s| s.0).sum::<usize>(), 100);
+    assert!(
+        sends.iter().all(|s| s.0 <= 100 && s.1 <= 224 * 1024),
+        "{sends:?}"
+    );
+}

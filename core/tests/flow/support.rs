@@ -74,6 +74,8 @@ pub struct Fake {
     /// Queue sends that succeed before every later one fails (`None`: none fail), as when the
     /// account's daily queue operations are used up.
     pub queue_sends_left: Cell<Option<u32>>,
+    /// Each queue send: its messages and the bytes of their bodies (JSON, as the shell sends).
+    pub sends: RefCell<Vec<(usize, usize)>>,
     /// The timeout the core gave each send, in order.
     pub timeouts: RefCell<Vec<u64>>,
     /// How long Auth0 takes to answer, per "METHOD /path" (default: no time). An answer slower
@@ -326,6 +328,11 @@ impl InviteQueue for Fake {
             }
             self.queue_sends_left.set(Some(left - 1));
         }
+        let bytes = messages
+            .iter()
+            .map(|m| serde_json::to_vec(m).unwrap().len())
+            .sum();
+        self.sends.borrow_mut().push((messages.len(), bytes));
         let at = self.now.get() + u64::from(delay_sec) * 1000;
         self.queue
             .borrow_mut()
