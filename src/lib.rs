@@ -46,27 +46,35 @@ mod entry {
     }
 
     fn read_config(env: &Env) -> std::result::Result<Config, ConfigError> {
+        let not_text = std::cell::RefCell::new(Vec::new());
         let config = Config::from_lookup(
-            |name| crate::platform::var_text(env, name),
+            |name| {
+                crate::platform::var_text(env, name).unwrap_or_else(|_| {
+                    not_text.borrow_mut().push(format!(
+                        "{name} must be text, a number or true/false in wrangler.toml, not a list or a table (lists are comma-separated text)"
+                    ));
+                    None
+                })
+            },
             crate::platform::parse_url,
         );
-        let mut missing = Vec::new();
+        let mut missing = not_text.into_inner();
+        missing.dedup();
         if env.kv("TOKEN_CACHE").is_err() {
-            missing.push("TOKEN_CACHE KV namespace binding is missing (see wrangler.toml)");
+            missing.push("TOKEN_CACHE KV namespace binding is missing (see wrangler.toml)".into());
         }
         if env.queue("INVITE_QUEUE").is_err() {
-            missing.push("INVITE_QUEUE queue producer binding is missing (see wrangler.toml)");
+            missing
+                .push("INVITE_QUEUE queue producer binding is missing (see wrangler.toml)".into());
         }
         if env.durable_object("AUTH0_GATE").is_err() {
-            missing.push("AUTH0_GATE Durable Object binding is missing (see wrangler.toml)");
+            missing.push("AUTH0_GATE Durable Object binding is missing (see wrangler.toml)".into());
         }
         match (config, missing.is_empty()) {
             (c, true) => c,
-            (Ok(_), false) => Err(ConfigError {
-                problems: missing.into_iter().map(String::from).collect(),
-            }),
+            (Ok(_), false) => Err(ConfigError { problems: missing }),
             (Err(mut e), false) => {
-                e.problems.extend(missing.into_iter().map(String::from));
+                e.problems.extend(missing);
                 Err(e)
             }
         }

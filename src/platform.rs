@@ -183,20 +183,30 @@ async fn settled(promise: Promise) -> Result<JsValue, String> {
     JsFuture::from(promise).await.map_err(|e| js_error_text(&e))
 }
 
-/// A variable or secret as text, `None` when unset. wrangler passes an unquoted TOML value
-/// (`AUTH0_MGMT_RPS = 15`, `AUTO_CREATE_ROLES = true`) as a JSON number or boolean, which
-/// `Env::var` does not read: it counted as unset, and the default applied without a word
-/// (found in an audit). Such a value is read as the JSON text it is, `15` or `true`; an
-/// object or an array is too, and the configuration check refuses it by name.
-pub fn var_text(env: &worker::Env, name: &str) -> Option<String> {
+/// A variable or secret as text: `Ok(None)` when unset, `Err` for a value that is no text.
+/// wrangler passes an unquoted TOML value (`AUTH0_MGMT_RPS = 15`, `AUTO_CREATE_ROLES = true`)
+/// as a JSON number or boolean, which `Env::var` does not read: it counted as unset, and the
+/// default applied without a word (found in an audit). A number or a boolean is read
+/// as the text it was written as; a list or a table is refused, for the configuration check
+/// to name (read as JSON text, `["a","b"]` would have split into roles `["a"` and `"b"]`).
+pub fn var_text(env: &worker::Env, name: &str) -> Result<Option<String>, NotText> {
     let env: &JsValue = env;
-    let v = js_sys::Reflect::get(env, &JsValue::from_str(name)).ok()?;
+    let v = js_sys::Reflect::get(env, &JsValue::from_str(name)).map_err(|_| NotText)?;
     if v.is_undefined() || v.is_null() {
-        return None;
+        return Ok(None);
     }
-    v.as_string()
-        .or_else(|| js_sys::JSON::stringify(&v).ok()?.as_string())
+    if let Some(s) = v.as_string() {
+        return Ok(Some(s));
+    }
+    if v.as_bool().is_some() || v.as_f64().is_some() {
+        return Ok(js_sys::JSON::stringify(&v).ok().and_then(|s| s.as_string()));
+    }
+    Err(NotText)
 }
+
+/// A variable that is a list or a table (see [`var_text`]).
+#[derive(Debug)]
+pub struct NotText;
 
 /// A thrown JS value as text (an `Error`'s message, or the value itself).
 pub fn js_error_text(e: &JsValue) -> String {

@@ -301,16 +301,23 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
             ));
             continue;
         };
+        let id = id.trim();
+        // Only the first entry of an id would ever apply, and an empty id never matches.
+        if id.is_empty() || stripe_role_map.iter().any(|(k, _): &(String, _)| k == id) {
+            r.problems.push(format!(
+                "STRIPE_ROLE_MAP entry {entry:?} has an empty or repeated id: list each id once, its roles joined by |"
+            ));
+            continue;
+        }
         let roles: Vec<String> = roles.split('|').map(|x| x.trim().to_string()).collect();
         for role in &roles {
             if !allowed_roles.contains(role) {
                 r.problems.push(format!(
-                    "STRIPE_ROLE_MAP maps {} to '{role}', which is not in ALLOWED_ROLES",
-                    id.trim()
+                    "STRIPE_ROLE_MAP maps {id} to '{role}', which is not in ALLOWED_ROLES"
                 ));
             }
         }
-        stripe_role_map.push((id.trim().to_string(), roles));
+        stripe_role_map.push((id.to_string(), roles));
     }
     let standard_secrets = secrets_list(r, "STANDARD_WEBHOOK_SECRETS");
     // The spec asks for keys of 24 to 64 bytes; an empty key was accepted before.
@@ -363,6 +370,24 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
     if matches!(delivery, EmailDelivery::Resend { .. }) && from_email.is_none() {
         r.problems
             .push("FROM_EMAIL is missing (needed by EMAIL_DELIVERY=resend)".into());
+    }
+    // `Name <address>` or an address, as the email API takes it: a bad one would fail every
+    // email at run time instead of here.
+    if let Some(from) = &from_email {
+        let address = match from
+            .trim()
+            .strip_suffix('>')
+            .and_then(|f| f.rsplit_once('<'))
+        {
+            Some((name, address)) if !name.contains(['<', '>', '"']) => address,
+            Some(_) => "",
+            None => from.trim(),
+        };
+        if crate::email::normalize(address).is_err() {
+            r.problems.push(format!(
+                "FROM_EMAIL must be an address or Name <address>, such as Acme <hello@acme.com>; got {from:?}"
+            ));
+        }
     }
     WebhookConfig {
         stripe_secrets,
@@ -457,7 +482,7 @@ impl Config {
         let auth0_domain = r.required("AUTH0_DOMAIN").to_ascii_lowercase();
         if !auth0_domain.is_empty()
             && (auth0_domain.contains("://")
-                || auth0_domain.contains('/')
+                || auth0_domain.contains(['/', '?', '#', '@', '\\', ' '])
                 || parse_url(&format!("https://{auth0_domain}")).is_none())
         {
             r.problems.push(
@@ -605,7 +630,11 @@ impl Config {
 
         let app_metadata_keys = r.list("APP_METADATA_KEYS");
         for key in &app_metadata_keys {
+            // The README promises `invited*` and `invite_*` (and `revoked_*`) to the service.
             if crate::invite::RESERVED_APP_METADATA.contains(&key.as_str())
+                || ["invited", "invite_", "revoked_"]
+                    .iter()
+                    .any(|p| key.starts_with(p))
                 || (role_mode == RoleMode::AppMetadata && key == "roles")
             {
                 r.problems.push(format!(
@@ -941,8 +970,75 @@ mod tests {
 
     #[test]
     fn app_metadata_keys_never_include_the_service_keys() {
-        assert!(problems(&[("APP_METADATA_KEYS", "plan,company")]).is_empty());
+        assert!(problems(&[("APP_METADATA_KEYS", "plan,company,invitee_tier")]).is_empty());
         let p = problems(&[("APP_METADATA_KEYS", "plan,invited_by")]);
         assert!(p.contains("APP_METADATA_KEYS lists 'invited_by'"), "{p}");
+        // The README reserves `invited*` and `invite_*` (found in an audit: only the names
+        // in use were refused).
+        for key in ["invite_channel", "invitedness", "revoked_reason"] {
+            let p = problems(&[("APP_METADATA_KEYS", key)]);
+            assert!(
+                p.contains(&format!("APP_METADATA_KEYS lists '{key}'")),
+                "{key}: {p}"
+            );
+        }
+    }
+
+    /// Found in an audit: each of these passed, and failed later (every email) or never
+    /// applied (a repeated or empty id).
+    #[test]
+    fn from_email_stripe_role_map_and_domain_are_checked_by_name() {
+        let resend = |from: &'static str| {
+            problems(&[
+                ("EMAIL_DELIVERY", "resend"),
+                ("EMAIL_API_KEY", "re_k"),
+                ("FROM_EMAIL", from),
+            ])
+        };
+        for from in [
+            "hello@acme.com",
+            "Acme <hello@acme.com>",
+            "Acme Beta <hello@acme.com>",
+        ] {
+            assert_eq!(resend(from), "", "{from}");
+        }
+        for from in [
+            "not an address",
+            "Acme <hello>",
+            "Acme hello@acme.com>",
+            "<a@b.com> <c@d.com>",
+        ] {
+            assert!(
+                resend(from).contains("FROM_EMAIL must be an address"),
+                "{from}"
+            );
+        }
+        for map in ["price_1:beta-tester,price_1:early-access", ":beta-tester"] {
+            let p = problems(&[
+                ("ALLOWED_ROLES", "beta-tester,early-access"),
+                ("STRIPE_ROLE_MAP", map),
+            ]);
+            assert!(p.contains("empty or repeated id"), "{map}: {p}");
+        }
+        assert_eq!(
+            problems(&[
+                ("ALLOWED_ROLES", "beta-tester,early-access"),
+                (
+                    "STRIPE_ROLE_MAP",
+                    "price_1:beta-tester,price_2:early-access|beta-tester"
+                ),
+            ]),
+            ""
+        );
+        for domain in [
+            "acme.eu.auth0.com?x=1",
+            "acme.eu.auth0.com#x",
+            "user@acme.eu.auth0.com",
+        ] {
+            assert!(
+                problems(&[("AUTH0_DOMAIN", domain)]).contains("AUTH0_DOMAIN must be a host name"),
+                "{domain}"
+            );
+        }
     }
 }

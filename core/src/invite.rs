@@ -503,11 +503,13 @@ pub async fn run_invite<P: Platform>(
                 ),
             })?;
             let unaccepted = user.is_unaccepted_invite();
-            // A revoked invite stays revoked: the trusted API gets no link for it (a link to
-            // a blocked account would not work anyway); unblock it in Auth0 to invite again.
-            // Nor does an anonymous sign-up revive it, with the roles and the emailed link a
-            // resend would be refused (found in an audit). A payment still grants its roles.
-            if user.blocked == Some(true) && input.on_existing != OnExisting::Update {
+            // A revoked (blocked) account stays as an administrator left it: the trusted API
+            // gets no link for it (a link to a blocked account would not work anyway), an
+            // anonymous sign-up does not revive it with the roles and the emailed link a
+            // resend would be refused, and a payment ends `failed` with `invite_revoked` for
+            // the operator to see, rather than `completed` with an email the customer can't
+            // use (found in audits). Unblock it in Auth0, then invite or re-drive it again.
+            if user.blocked == Some(true) {
                 return Err(InviteError::Revoked);
             }
             let change_roles = match input.on_existing {

@@ -55,8 +55,12 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// Keeps the allowed roles of `requested`, in order, without duplicates; falls back to
-/// `PAYMENT_ROLES` when none is left.
-fn filter_roles(cfg: &Config, requested: impl IntoIterator<Item = String>) -> Vec<String> {
+/// `PAYMENT_ROLES` when none is left, if `fallback`.
+fn filter_roles(
+    cfg: &Config,
+    requested: impl IntoIterator<Item = String>,
+    fallback: bool,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for r in requested {
         let r = r.trim().to_string();
@@ -64,7 +68,7 @@ fn filter_roles(cfg: &Config, requested: impl IntoIterator<Item = String>) -> Ve
             out.push(r);
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && fallback {
         cfg.webhooks.payment_roles.clone()
     } else {
         out
@@ -81,8 +85,13 @@ pub fn stripe_decision(event: &Value, cfg: &Config) -> Decision {
         .get("data")
         .and_then(|d| d.get("object"))
         .unwrap_or(&Value::Null);
-    let (email, name, roles) = match kind {
+    let (email, name, roles, fallback) = match kind {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            // Setup mode saves a card and charges nothing, yet says `no_payment_required`
+            // (found in an audit: it granted access).
+            if str_at(obj, &["mode"]) == Some("setup") {
+                return Decision::Ignored;
+            }
             if kind == "checkout.session.completed"
                 && !matches!(
                     str_at(obj, &["payment_status"]),
@@ -98,7 +107,12 @@ pub fn stripe_decision(event: &Value, cfg: &Config) -> Decision {
             let roles: Vec<String> = str_at(obj, &["metadata", "invite_roles"])
                 .map(|s| s.split(',').map(str::to_string).collect())
                 .unwrap_or_default();
-            (email, name, roles)
+            // A subscription's roles come from its prices (STRIPE_ROLE_MAP, on `invoice.paid`),
+            // when they are mapped: its Checkout grants none of PAYMENT_ROLES on top (found in
+            // an audit: every subscriber also got the one-off purchase's roles).
+            let fallback = str_at(obj, &["mode"]) != Some("subscription")
+                || cfg.webhooks.stripe_role_map.is_empty();
+            (email, name, roles, fallback)
         }
         "invoice.paid" => {
             if str_at(obj, &["billing_reason"]) != Some("subscription_create") {
@@ -131,6 +145,7 @@ pub fn stripe_decision(event: &Value, cfg: &Config) -> Decision {
                 str_at(obj, &["customer_email"]),
                 str_at(obj, &["customer_name"]),
                 roles,
+                true,
             )
         }
         _ => return Decision::Ignored,
@@ -142,7 +157,7 @@ pub fn stripe_decision(event: &Value, cfg: &Config) -> Decision {
         event_id: id.to_string(),
         email: email.to_string(),
         name: name.and_then(|n| clean_name(n, MAX_NAME_CHARS)),
-        roles: filter_roles(cfg, roles),
+        roles: filter_roles(cfg, roles, fallback),
     })
 }
 
@@ -168,7 +183,7 @@ pub fn standard_decision(msg: &Value, webhook_id: &str, cfg: &Config) -> Decisio
         event_id: webhook_id.to_string(),
         email: email.to_string(),
         name: str_at(data, &["name"]).and_then(|n| clean_name(n, MAX_NAME_CHARS)),
-        roles: filter_roles(cfg, roles),
+        roles: filter_roles(cfg, roles, true),
     })
 }
 

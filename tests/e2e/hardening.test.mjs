@@ -229,11 +229,13 @@ test("an unquoted number or boolean in [vars] is read; any other type is reporte
   } finally {
     await w.stop();
   }
-  const bad = await startWorker(emu.url, { UPSTREAM_DEADLINE_MS: { ms: 5000 } }, { check: false });
+  const bad = await startWorker(emu.url,
+    { UPSTREAM_DEADLINE_MS: { ms: 5000 }, ALLOWED_ROLES: ["beta-tester", "early-access"] }, { check: false });
   try {
     const h = await bad.fetch("/healthz");
     assert.equal(h.status, 503, h.text);
-    assert.match(h.text, /UPSTREAM_DEADLINE_MS/);
+    assert.match(h.text, /UPSTREAM_DEADLINE_MS must be text/);
+    assert.match(h.text, /ALLOWED_ROLES must be text/);
   } finally {
     await bad.stop();
   }

@@ -571,3 +571,94 @@ fn a_second_emailed_invite_inside_the_window_leaves_the_emailed_link_alive() {
             >= 2
     );
 }
+
+/// Found in an audit of the payment webhooks. Setup mode saves a card and charges nothing,
+/// though it reads `no_payment_required`: no account.
+#[test]
+fn a_setup_mode_checkout_is_no_purchase() {
+    let svc = webhook_svc(&[]);
+    let ev = json!({"id": "evt_setup", "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {"object": "checkout.session", "mode": "setup", "payment_status": "no_payment_required",
+                            "customer_details": {"email": "card@example.com"}}}});
+    let (h, body, _) = deliver(&svc, stripe_req(&ev, NOW));
+    assert_eq!(
+        (h.response.status, status_of(&body)),
+        (200, "ignored"),
+        "{body}"
+    );
+    assert_eq!(svc.fake.management_calls(), 0);
+}
+
+/// A subscription's roles come from its prices (`invoice.paid`, STRIPE_ROLE_MAP): its
+/// Checkout creates the account with none of PAYMENT_ROLES on top. Without a map,
+/// PAYMENT_ROLES still applies, as before.
+#[test]
+fn a_subscription_checkout_takes_its_roles_from_the_price_map() {
+    let sub = json!({"id": "evt_sub_cs", "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {"object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+                            "customer_details": {"email": "sub@example.com"}}}});
+    let svc = webhook_svc(&[
+        ("PAYMENT_ROLES", "beta-tester"),
+        ("STRIPE_ROLE_MAP", "price_early:early-access"),
+    ]);
+    let (_, body, status) = deliver(&svc, stripe_req(&sub, NOW));
+    assert_eq!(status["status"], "completed", "{body}");
+    let assigned = svc
+        .fake
+        .routes()
+        .iter()
+        .filter(|r| r.starts_with("POST /api/v2/users/") && r.ends_with("/roles"))
+        .count();
+    assert_eq!(assigned, 0, "{:?}", svc.fake.routes());
+
+    let svc = webhook_svc(&[("PAYMENT_ROLES", "beta-tester"), ("STRIPE_ROLE_MAP", "")]);
+    let (_, body, status) = deliver(&svc, stripe_req(&sub, NOW));
+    assert_eq!(status["status"], "completed", "{body}");
+    assert_eq!(
+        svc.fake.body_of("POST /api/v2/users/auth0%7Cabc123/roles"),
+        json!({"roles": ["rol_beta-tester"]})
+    );
+}
+
+/// A payment for a blocked (revoked) account ends `failed` with `invite_revoked`, for the
+/// operator to see and re-drive once the account is unblocked, not `completed` with an
+/// email whose link can't be used.
+#[test]
+fn a_payment_for_a_blocked_account_fails_visibly() {
+    let svc = webhook_svc(&[]);
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(
+            409,
+            json!({"statusCode": 409, "error": "Conflict", "message": "The user already exists."}),
+        ))],
+    );
+    svc.fake.script(
+        "GET /api/v2/users-by-email",
+        vec![Ok(json_resp(
+            200,
+            json!([{
+            "user_id": "auth0|a", "email": "ada@example.com", "blocked": true,
+            "identities": [{"connection": "Username-Password-Authentication", "provider": "auth0"}],
+            "app_metadata": {"invited": true, "revoked_at": "2026-11-20T00:00:00Z"}}]),
+        ))],
+    );
+    let (_, body, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_blocked", "ada@example.com"), NOW),
+    );
+    assert_eq!(
+        (status["status"].as_str(), status["error_code"].as_str()),
+        (Some("failed"), Some("invite_revoked")),
+        "{body} {status}"
+    );
+    let routes = svc.fake.routes();
+    assert!(
+        !routes.iter().any(
+            |r| (r.starts_with("POST /api/v2/users/") && r.ends_with("/roles"))
+                || r.contains("change_password")
+                || r.contains("tickets")
+        ),
+        "{routes:?}"
+    );
+}
