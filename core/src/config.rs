@@ -700,6 +700,12 @@ impl Config {
                     .to_string(),
             );
         }
+        if self.public.turnstile_secret.is_some() && self.public.turnstile_site_key.is_none() {
+            out.push(
+                "TURNSTILE_SECRET_KEY is set without TURNSTILE_SITE_KEY: the demo page at / shows no widget, so its sign-ups fail the check (a page of your own with its widget is not affected)"
+                    .to_string(),
+            );
+        }
         if self.existing_account_tickets {
             out.push(
                 "EXISTING_ACCOUNT_TICKETS=true: every API key can get a password link for any account, admins included"

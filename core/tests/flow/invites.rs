@@ -680,7 +680,10 @@ fn invalid_config_is_reported_whole() {
         assert!(!h.response.text().contains("AUTH0_CLIENT_SECRET"), "{path}");
     }
 
-    let ok = Svc::new(&[("TURNSTILE_SECRET_KEY", "turnstile-secret")]);
+    let ok = Svc::new(&[
+        ("TURNSTILE_SECRET_KEY", "turnstile-secret"),
+        ("TURNSTILE_SITE_KEY", "0x4AAAAAAAtestsitekey"),
+    ]);
     let (h, body) = ok.run(HttpRequest::new("GET", "/healthz"));
     assert_eq!((h.response.status, body), (200, json!({"status": "ok"})));
     // A passing health check and a path that is no route are left out of the log; every
@@ -705,6 +708,20 @@ fn invalid_config_is_reported_whole() {
         .as_str()
         .unwrap()
         .starts_with("TURNSTILE_SECRET_KEY is not set"));
+    // A secret without a site key: the demo page's sign-ups would all fail the check.
+    let (h, body) = Svc::new(&[(
+        "TURNSTILE_SECRET_KEY",
+        "1x0000000000000000000000000000000AA",
+    )])
+    .run(HttpRequest::new("GET", "/healthz"));
+    assert_eq!(h.response.status, 200);
+    assert!(
+        body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("TURNSTILE_SECRET_KEY is set without TURNSTILE_SITE_KEY"),
+        "{body}"
+    );
 }
 
 #[test]
