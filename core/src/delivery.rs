@@ -249,6 +249,7 @@ pub async fn invite_and_email<P: Platform>(
 ) -> Result<Delivered, InviteError> {
     let claimed = claim_email(cx, owner, &input.email).await;
     input.want_ticket = claimed && emailed_with_ticket(cx.cfg);
+    let (target, ttl_sec) = (input.ticket_target.clone(), input.ticket_ttl_sec);
     input.email_verified = false;
     let email = input.email.clone();
     let client = cx.client();
@@ -274,15 +275,27 @@ pub async fn invite_and_email<P: Platform>(
             return Err(e);
         }
     };
-    if !claimed {
+    if !claimed && !out.created {
         return Ok(Delivered {
             user_id: out.user_id,
             created: out.created,
             sent: Sent::Cooldown,
         });
     }
-    let ticket = out
-        .ticket_url
+    let mut ticket_url = out.ticket_url;
+    if !claimed {
+        // A new account has no link at all: the window's email was for an account since
+        // deleted (in Auth0, or by a revoke with REVOKE_MODE=delete). It gets its one email
+        // (found in a walkthrough: the cooldown left it with none).
+        cx.note("new account inside the email window: emailed all the same");
+        if emailed_with_ticket(cx.cfg) {
+            let url = client
+                .password_change_ticket(&out.user_id, &target, ttl_sec, true)
+                .await?;
+            ticket_url = Some(url);
+        }
+    }
+    let ticket = ticket_url
         .as_deref()
         .map(|u| (u, out.ticket_expires_at.as_str()));
     send_email(cx, &email, greeting, ticket, idempotency_key).await?;

@@ -27,8 +27,12 @@ import { gzipSync } from "node:zlib";
  * withdraws what was not queued, a batch names its unsent items, an outcome is recorded,
  * tried three times, before its message is acknowledged), measured from 277,763 to
  * 281,031 B; of it, trying the outcome three times instead of once is about 620 B.
+ * +2,000 B: the other fixes of those audits (revoke retires sent links, batches sent in
+ * pieces Queues takes, the consumer's KV writes, configuration checks, unquoted [vars], a
+ * payment's Stripe modes, a new account's link inside an email window), measured from
+ * 281,031 to 283,021 B.
  */
-export const BUDGET_GZIP_BYTES = 283_000;
+export const BUDGET_GZIP_BYTES = 285_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

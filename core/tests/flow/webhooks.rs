@@ -662,3 +662,77 @@ fn a_payment_for_a_blocked_account_fails_visibly() {
         "{routes:?}"
     );
 }
+
+/// An address's email window held by an earlier invite whose account is gone (deleted in
+/// Auth0, or revoked with REVOKE_MODE=delete): the invite that creates a new account still
+/// sends its link, since the earlier email's link was for the deleted account. (Found in a
+/// walkthrough: the new account got no link at all.) An existing account inside the window
+/// still gets none.
+#[test]
+fn a_new_account_inside_the_email_window_still_gets_its_link() {
+    let svc = webhook_svc(&[]);
+    let claim = GateCall::ClaimEmail {
+        key: invite_core::delivery::cooldown_key("fresh@example.com"),
+        ttl_ms: 600_000,
+        owner: "inv_of_a_deleted_account".into(),
+    };
+    gate::handle(claim, svc.fake.now.get(), &svc.fake.ledger);
+    let (_, body, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_new", "fresh@example.com"), NOW),
+    );
+    assert_eq!(
+        (status["status"].as_str(), status["created"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{body}"
+    );
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+
+    // The same address again, the account now existing: the window holds.
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(
+            409,
+            json!({"statusCode": 409, "error": "Conflict", "message": "The user already exists."}),
+        ))],
+    );
+    let (_, body, status) = deliver(
+        &svc,
+        stripe_req(
+            &checkout("evt_again", "fresh@example.com"),
+            svc.fake.now.get(),
+        ),
+    );
+    assert_eq!(status["status"], "completed", "{body}");
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+}
+
+/// The same with the repo's template: the link is made for the email, after the account.
+#[test]
+fn a_new_account_inside_the_email_window_gets_a_link_by_template_too() {
+    let svc = webhook_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_test_key"),
+        ("FROM_EMAIL", "Acme <hello@acme.example>"),
+        ("EMAIL_API_BASE_URL", "https://email.example"),
+    ]);
+    let claim = GateCall::ClaimEmail {
+        key: invite_core::delivery::cooldown_key("fresh@example.com"),
+        ttl_ms: 600_000,
+        owner: "inv_of_a_deleted_account".into(),
+    };
+    gate::handle(claim, svc.fake.now.get(), &svc.fake.ledger);
+    let (_, body, status) = deliver(
+        &svc,
+        stripe_req(&checkout("evt_new", "fresh@example.com"), NOW),
+    );
+    assert_eq!(status["status"], "completed", "{body}");
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
+    let email = svc.fake.body_of("POST /emails");
+    assert!(
+        email["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("ticket=")),
+        "{email}"
+    );
+}
