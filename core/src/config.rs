@@ -373,13 +373,18 @@ fn read_webhooks<F: Fn(&str) -> Option<String>>(
     }
     // `Name <address>` or an address, as the email API takes it: a bad one would fail every
     // email at run time instead of here.
-    if let Some(from) = &from_email {
+    // (Checked only where it is used: a stale value left with EMAIL_DELIVERY=auth0 is harmless.)
+    if let Some(from) = from_email
+        .as_ref()
+        .filter(|_| matches!(delivery, EmailDelivery::Resend { .. }))
+    {
+        // A display name may be quoted (`"Acme, Inc." <hello@acme.com>`).
         let address = match from
             .trim()
             .strip_suffix('>')
             .and_then(|f| f.rsplit_once('<'))
         {
-            Some((name, address)) if !name.contains(['<', '>', '"']) => address,
+            Some((name, address)) if !name.contains(['<', '>']) => address,
             Some(_) => "",
             None => from.trim(),
         };
@@ -1005,9 +1010,12 @@ mod tests {
             "hello@acme.com",
             "Acme <hello@acme.com>",
             "Acme Beta <hello@acme.com>",
+            "\"Acme, Inc.\" <hello@acme.com>",
         ] {
             assert_eq!(resend(from), "", "{from}");
         }
+        // Not checked where it is not used.
+        assert_eq!(problems(&[("FROM_EMAIL", "not an address")]), "");
         for from in [
             "not an address",
             "Acme <hello>",

@@ -249,7 +249,6 @@ pub async fn invite_and_email<P: Platform>(
 ) -> Result<Delivered, InviteError> {
     let claimed = claim_email(cx, owner, &input.email).await;
     input.want_ticket = claimed && emailed_with_ticket(cx.cfg);
-    let (target, ttl_sec) = (input.ticket_target.clone(), input.ticket_ttl_sec);
     input.email_verified = false;
     let email = input.email.clone();
     let client = cx.client();
@@ -269,33 +268,25 @@ pub async fn invite_and_email<P: Platform>(
     let out = match out {
         Ok(out) => out,
         Err(e) => {
-            if claimed {
+            // Nothing was sent in the window: give it back, so a retry or another invite
+            // can send. Not for a revoked account, which no retry will email: released, it
+            // let every anonymous sign-up for the address cost Auth0 calls again (found in a
+            // review).
+            if claimed && !matches!(e, InviteError::Revoked) {
                 release_email(cx, owner, &email).await;
             }
             return Err(e);
         }
     };
-    if !claimed && !out.created {
+    if !claimed {
         return Ok(Delivered {
             user_id: out.user_id,
             created: out.created,
             sent: Sent::Cooldown,
         });
     }
-    let mut ticket_url = out.ticket_url;
-    if !claimed {
-        // A new account has no link at all: the window's email was for an account since
-        // deleted (in Auth0, or by a revoke with REVOKE_MODE=delete). It gets its one email
-        // (found in a walkthrough: the cooldown left it with none).
-        cx.note("new account inside the email window: emailed all the same");
-        if emailed_with_ticket(cx.cfg) {
-            let url = client
-                .password_change_ticket(&out.user_id, &target, ttl_sec, true)
-                .await?;
-            ticket_url = Some(url);
-        }
-    }
-    let ticket = ticket_url
+    let ticket = out
+        .ticket_url
         .as_deref()
         .map(|u| (u, out.ticket_expires_at.as_str()));
     send_email(cx, &email, greeting, ticket, idempotency_key).await?;

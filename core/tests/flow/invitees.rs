@@ -667,6 +667,16 @@ fn a_revoked_invite_is_not_revived_by_a_public_sign_up() {
     assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 0);
     assert_eq!(svc.fake.count("POST /api/v2/users/auth0%7Ca/roles"), 0);
     assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 0);
+    // The address's email window still holds: another anonymous sign-up queues nothing and
+    // costs no Auth0 call.
+    let calls = svc.fake.management_calls();
+    let (h, _) = svc.run(crate::public::public_req(
+        &json!({"email": "ada@example.com"}),
+    ));
+    assert_eq!(h.response.status, 202);
+    assert!(svc.fake.queue.borrow().is_empty());
+    svc.drain();
+    assert_eq!(svc.fake.management_calls(), calls);
 }
 
 fn conflict_reply() -> Reply {
