@@ -316,13 +316,7 @@ async fn run<P: Platform>(
                 // ticket that voids it, with the email provider dropping the repeated send
                 // by its idempotency key: its status stays behind instead.
                 if !msg.kind.emailed() {
-                    return (
-                        Settle::Retry {
-                            delay_sec: secs(LEASE_MS) + 1,
-                        },
-                        "unrecorded",
-                        None,
-                    );
+                    return (after_lease(), "unrecorded", None);
                 }
             }
             (Settle::Ack, "completed", None)
@@ -338,14 +332,8 @@ async fn run<P: Platform>(
                 };
                 if let Err(g) = record(cx, fail).await {
                     // Its status would say `processing` for good, and it could not be retried.
-                    cx.note(format!("not recorded as failed ({g})"));
-                    return (
-                        Settle::Retry {
-                            delay_sec: secs(LEASE_MS) + 1,
-                        },
-                        "unrecorded",
-                        Some(code),
-                    );
+                    cx.note(format!("{e}; not recorded as failed ({g})"));
+                    return (after_lease(), "unrecorded", Some(code));
                 }
                 return (Settle::Ack, "failed", Some(code));
             }
@@ -357,6 +345,13 @@ async fn run<P: Platform>(
             };
             (Settle::Retry { delay_sec }, "retrying", Some(code))
         }
+    }
+}
+
+/// Deliver it again once this run's lease has lapsed, so that the redelivery runs it.
+fn after_lease() -> Settle {
+    Settle::Retry {
+        delay_sec: secs(LEASE_MS) + 1,
     }
 }
 

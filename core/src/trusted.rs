@@ -126,23 +126,21 @@ pub async fn batch<P: Platform>(
     }
     let mut queued = messages.len();
     if queued > 0 {
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
         if let Acceptance::Partly { queued: sent } =
             accept(cx, messages, Some(batch_id.clone()), None, false).await?
         {
             // Those not sent were withdrawn: they are answered like an item that was refused,
-            // to be sent again, and the batch's status does not list them.
-            let unsent = &ids[sent..];
-            for a in answers.iter_mut() {
-                if a["id"]
-                    .as_str()
-                    .is_some_and(|id| unsent.iter().any(|u| u == id))
-                {
-                    *a = json!({"index": a["index"], "error": {
-                        "code": ErrorCode::QueueUnavailable.as_str(),
-                        "message": "the invite could not be queued; nothing was done for it, send it again",
-                    }});
-                }
+            // to be sent again, and the batch's status does not list them. The answers with an
+            // id are the messages, in order, so the unsent are those after the first `sent`.
+            for a in answers
+                .iter_mut()
+                .filter(|a| a.get("id").is_some())
+                .skip(sent)
+            {
+                *a = json!({"index": a["index"], "error": {
+                    "code": ErrorCode::QueueUnavailable.as_str(),
+                    "message": "the invite could not be queued; nothing was done for it, send it again",
+                }});
             }
             queued = sent;
         }
