@@ -8,7 +8,8 @@
 //    and the next call goes through worker-build's class, which re-instantiates it.
 // 2. The Auth0Gate Durable Object is a real `DurableObject` subclass around the Rust one.
 //    workerd only takes RPC calls on such a subclass, and worker-build 0.8.7 doesn't emit one:
-//    callers reach the gate with `stub.call(json)` (a third of a `fetch` round trip).
+//    callers reach the gate with `stub.call(json)` (a third of a `fetch` round trip). Each
+//    call runs in one SQLite transaction (`transactionSync`, which workers-rs doesn't bind).
 // Nothing else lives here; the logic is in Rust (src/lib.rs, src/gate_do.rs, core/).
 import { DurableObject } from "cloudflare:workers";
 import RustWorker, { Auth0Gate as RustGate } from "../build/index.js";
@@ -44,6 +45,9 @@ export default {
   },
 };
 
+/** Thrown out of a gate call's transaction to roll it back (see `Auth0Gate.call`). */
+const ROLLBACK = Symbol("rollback");
+
 /** The Rust gate class itself, without worker-build's Proxies (see `Auth0Gate`). */
 const RawGate = RustGate.prototype.constructor;
 
@@ -71,11 +75,21 @@ export class Auth0Gate extends DurableObject {
     }
   }
 
+  /**
+   * One gate call, in one SQLite transaction: a call that fails (its answer starts with "!":
+   * a storage error met midway, say) or traps leaves none of its writes behind, where the
+   * implicit transaction would keep those made before the failure.
+   */
   call(body) {
+    let answer;
     try {
-      return this.gate.call(body);
+      this.ctx.storage.transactionSync(() => {
+        answer = this.gate.call(body);
+        if (answer.startsWith("!")) throw ROLLBACK;
+      });
     } catch (e) {
-      return this.recover(e);
+      if (e !== ROLLBACK) return this.recover(e);
     }
+    return answer;
   }
 }

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use invite_core::gate::{self, GateCall, GateReply, Ledger};
+use invite_core::gate::{self, Ledger};
 use serde::Deserialize;
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
@@ -23,6 +23,8 @@ pub struct SqlLedger<'a> {
     now_ms: u64,
     /// When expired rows were last deleted (see `purge`).
     purged_at_ms: &'a Cell<u64>,
+    /// The first storage error of this call ([`Ledger::fault`]).
+    fault: RefCell<Option<String>>,
 }
 
 /// Expired rows are deleted at most this often: reads skip them anyway, and a `DELETE` on
@@ -63,7 +65,7 @@ impl SqlLedger<'_> {
         {
             Ok(rows) => rows.into_iter().map(|r| r.v).collect(),
             Err(e) => {
-                worker::console_error!("gate: {query}: {e}");
+                self.failed(query, &e);
                 Vec::new()
             }
         }
@@ -71,8 +73,14 @@ impl SqlLedger<'_> {
 
     fn run(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) {
         if let Err(e) = self.sql.exec(query, bindings) {
-            worker::console_error!("gate: {query}: {e}");
+            self.failed(query, &e);
         }
+    }
+
+    /// Logs a storage error and keeps the first, so that the call answers an error.
+    fn failed(&self, what: &str, e: &worker::Error) {
+        worker::console_error!("gate: {what}: {e}");
+        self.fault.borrow_mut().get_or_insert_with(|| e.to_string());
     }
 }
 
@@ -131,9 +139,8 @@ impl Ledger for SqlLedger<'_> {
             // Held: whose it is (an empty value when it vanished meanwhile, still held).
             Ok(_) => Some(self.get(key).unwrap_or_default()),
             Err(e) => {
-                worker::console_error!("gate: claim {key}: {e}");
-                // As the trait's two-step default would: never refuse for a storage error.
-                self.put(key, value, None, expire_at_ms);
+                // The call answers an error (`fault`), whatever is returned here.
+                self.failed("claim", &e);
                 None
             }
         }
@@ -159,6 +166,10 @@ impl Ledger for SqlLedger<'_> {
         .into_iter()
         .next()
         .and_then(|v| v.parse::<u64>().ok())
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.borrow().clone()
     }
 
     fn purge(&self, now_ms: u64) {
@@ -216,23 +227,22 @@ impl DurableObject for Auth0Gate {
 }
 
 impl Auth0Gate {
-    /// Runs one JSON `GateCall`. Synchronous: nothing else runs in this object until it
-    /// returns, so every call is atomic.
+    /// Runs one JSON `GateCall` ([`gate::answer`]). Synchronous: nothing else runs in this
+    /// object until it returns, so every call is atomic; an error (a storage error among
+    /// them) makes `src/entry.mjs` roll the call's writes back.
     fn run(&self, body: &str) -> std::result::Result<String, String> {
         if !self.ready {
             return Err("gate storage unavailable".into());
         }
-        let call: GateCall =
-            serde_json::from_slice(body.as_bytes()).map_err(|e| format!("bad gate call: {e}"))?;
         let now_ms = crate::platform::now_ms();
         let ledger = SqlLedger {
             sql: &self.sql,
             pacer: &self.pacer,
             now_ms,
             purged_at_ms: &self.purged_at_ms,
+            fault: RefCell::new(None),
         };
-        let reply: GateReply = gate::handle(call, now_ms, &ledger);
-        serde_json::to_string(&reply).map_err(|e| format!("gate reply: {e}"))
+        gate::answer(body, now_ms, &ledger)
     }
 }
 

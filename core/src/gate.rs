@@ -333,6 +333,28 @@ pub trait Ledger {
     /// Drops expired records. A ledger whose reads already skip expired rows may do it
     /// lazily (the Durable Object's deletes at most once a minute).
     fn purge(&self, now_ms: u64);
+    /// A storage error met since the ledger was opened for this call, if any. The methods
+    /// above cannot fail (a read that fails finds nothing, a write that fails is lost), so a
+    /// ledger that can fail says so here, and [`answer`] turns the whole call into an error
+    /// instead of answering it as done from half its reads and writes.
+    fn fault(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Runs one gate call sent as JSON and returns the reply as JSON: what the Durable Object does
+/// with each call it receives. An error when the call is unreadable or the ledger met a
+/// storage error ([`Ledger::fault`]): the caller then treats the gate as unavailable (it
+/// retries, or answers 503 with what to do), and the Durable Object rolls back the call's
+/// writes (`src/entry.mjs` runs it in one SQLite transaction).
+pub fn answer(body: &str, now_ms: u64, ledger: &impl Ledger) -> Result<String, String> {
+    let call: GateCall =
+        serde_json::from_slice(body.as_bytes()).map_err(|e| format!("bad gate call: {e}"))?;
+    let reply = handle(call, now_ms, ledger);
+    if let Some(fault) = ledger.fault() {
+        return Err(format!("gate storage: {fault}"));
+    }
+    serde_json::to_string(&reply).map_err(|e| format!("gate reply: {e}"))
 }
 
 /// A request to the gate. On the wire as serde's default, externally tagged JSON
@@ -1154,6 +1176,83 @@ mod tests {
             "held, for the rest of the window"
         );
         assert_eq!(claim("inv_2", 600_001), taken, "after the window");
+    }
+
+    /// A ledger whose reads or writes fail, as SQLite's can (a full database, say): a read
+    /// finds nothing, a write is lost, and either is remembered as the fault.
+    #[derive(Default)]
+    struct Faulty {
+        inner: MemoryLedger,
+        reads: bool,
+        writes: bool,
+        fault: std::cell::RefCell<Option<String>>,
+    }
+
+    impl Faulty {
+        fn failed(&self, op: &str, fails: bool) -> bool {
+            if fails {
+                *self.fault.borrow_mut() = Some(format!("{op}: database or disk is full"));
+            }
+            fails
+        }
+    }
+
+    impl Ledger for Faulty {
+        fn get(&self, key: &str) -> Option<String> {
+            (!self.failed("get", self.reads))
+                .then(|| self.inner.get(key))
+                .flatten()
+        }
+        fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64) {
+            if !self.failed("put", self.writes) {
+                self.inner.put(key, value, group, expire_at_ms);
+            }
+        }
+        fn group(&self, group: &str) -> Vec<String> {
+            if self.failed("group", self.reads) {
+                return Vec::new();
+            }
+            self.inner.group(group)
+        }
+        fn expiry(&self, key: &str) -> Option<u64> {
+            (!self.failed("expiry", self.reads))
+                .then(|| self.inner.expiry(key))
+                .flatten()
+        }
+        fn purge(&self, now_ms: u64) {
+            self.inner.purge(now_ms);
+        }
+        fn fault(&self) -> Option<String> {
+            self.fault.borrow().clone()
+        }
+    }
+
+    #[test]
+    fn a_storage_error_makes_the_whole_call_an_error_never_a_reply() {
+        // A webhook's invite: a lost write of its event id or its record, answered
+        // `accepted`, would let the redelivery run it twice or leave no status to find.
+        let call = serde_json::to_string(&GateCall::Accept {
+            invites: vec![queued("inv_1", Kind::Stripe)],
+            batch_id: None,
+            event: Some("stripe:evt_1".into()),
+            cooldown: Some(("addr".into(), 60_000)),
+        })
+        .unwrap();
+        let check = |reads: bool, writes: bool| {
+            let l = Faulty {
+                reads,
+                writes,
+                ..Faulty::default()
+            };
+            answer(&call, 1_000, &l)
+        };
+        assert_eq!(check(false, false), Ok(r#""accepted""#.to_string()));
+        for (reads, writes) in [(true, false), (false, true), (true, true)] {
+            let err = check(reads, writes).unwrap_err();
+            assert!(err.starts_with("gate storage: "), "{reads} {writes}: {err}");
+        }
+        let l = Faulty::default();
+        assert!(answer("{", 0, &l).unwrap_err().starts_with("bad gate call"));
     }
 
     #[test]
