@@ -457,6 +457,10 @@ pub enum GateCall {
         value: String,
         /// How long.
         ttl_ms: u64,
+        /// An address key whose email windows (sending and resending) are given back,
+        /// whoever holds them: its account was deleted, and every link sent with it.
+        #[serde(default)]
+        windows: Option<String>,
     },
     /// What [`GateCall::Remember`] keeps under `key`, while it lives.
     Recall {
@@ -837,9 +841,19 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             keys,
             value,
             ttl_ms,
+            windows,
         } => {
             for key in keys {
                 ledger.put(&format!("mem:{key}"), &value, None, now_ms + ttl_ms);
+            }
+            for key in windows
+                .iter()
+                .flat_map(|k| [format!("cool:{k}"), format!("cool:resend:{k}")])
+            {
+                if let Some(holder) = ledger.get(&key) {
+                    // Expired at once, as ReleaseEmail does.
+                    ledger.put(&key, &holder, None, now_ms);
+                }
             }
             GateReply::Done
         }

@@ -701,11 +701,14 @@ async fn revoke<P: Platform>(
                 ..invitee
             };
             // Auth0 keeps nothing of a deleted user: the gate remembers it for a while, so its
-            // status still reads `revoked` and a resend is refused as revoked.
+            // status still reads `revoked` and a resend is refused as revoked. The links sent
+            // went with the account, so the address's email windows are given back: a new
+            // invite for it gets its link now, not when the window ends.
             let remember = GateCall::Remember {
                 keys: memory_keys(&gone),
                 value: serde_json::to_string(&gone).unwrap_or_default(),
                 ttl_ms: DELETED_KEPT_MS,
+                windows: Some(cooldown_key(&gone.email)),
             };
             if let Err(e) = cx.p.gate(remember).await {
                 cx.note(format!(

@@ -609,6 +609,46 @@ fn revoking_deletes_the_account_when_configured() {
     );
 }
 
+/// Deleting an invitee takes every link sent to it along, so its address's email windows are
+/// given back: invited again within the window, the address gets its link (found in an
+/// audit: the new account got none until the window ended, and a paid one none at all).
+#[test]
+fn a_deleted_invitee_invited_again_within_the_window_gets_a_link() {
+    let svc = crate::public::public_svc(&[("REVOKE_MODE", "delete")]);
+    let sign_up = || {
+        let (h, _) = svc.run(crate::public::public_req(
+            &json!({"email": "ada@example.com"}),
+        ));
+        assert_eq!(h.response.status, 202);
+        svc.drain();
+    };
+    sign_up();
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 1);
+
+    by_email(&svc, vec![user("auth0|a", "ada@example.com", json!({}))]);
+    svc.fake.script(
+        "DELETE /api/v2/users/auth0%7Ca",
+        vec![Ok(HttpResponse {
+            status: 204,
+            headers: vec![],
+            body: vec![],
+        })],
+    );
+    let (h, body) = svc.run(post("/v1/invitees/ada@example.com/revoke"));
+    assert_eq!(
+        (h.response.status, body["action"].as_str()),
+        (200, Some("deleted")),
+        "{body}"
+    );
+
+    sign_up();
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 2);
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 2);
+    // The window is the new link's now: a third sign-up sends nothing.
+    sign_up();
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 2);
+}
+
 #[test]
 fn a_failed_resend_gives_the_window_back() {
     let svc = Svc::new(&[]);
