@@ -95,6 +95,9 @@ pub struct PublicConfig {
     pub turnstile_secret: Option<Secret>,
     /// `https://challenges.cloudflare.com` or an override (the emulator).
     pub turnstile_base_url: String,
+    /// Hostnames a token must have been solved on (siteverify's `hostname`); empty: any the
+    /// widget allows.
+    pub turnstile_hostnames: Vec<String>,
     /// Origins whose pages may post to the public route.
     pub allowed_origins: Vec<String>,
 }
@@ -445,6 +448,20 @@ fn read_public<F: Fn(&str) -> Option<String>>(
             }
         },
     };
+    let mut turnstile_hostnames = Vec::new();
+    for entry in r.list("TURNSTILE_HOSTNAMES") {
+        let host = entry.to_ascii_lowercase();
+        let ok = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if ok && !host.starts_with('.') && !host.ends_with('.') {
+            turnstile_hostnames.push(host);
+        } else {
+            r.problems.push(format!(
+                "TURNSTILE_HOSTNAMES entries must be hostnames like www.example.com, not {entry:?}"
+            ));
+        }
+    }
     let mut allowed_origins = Vec::new();
     for entry in r.list("ALLOWED_ORIGINS") {
         if entry == "*" {
@@ -467,6 +484,7 @@ fn read_public<F: Fn(&str) -> Option<String>>(
         turnstile_site_key: r.opt("TURNSTILE_SITE_KEY"),
         turnstile_secret: r.opt("TURNSTILE_SECRET_KEY").map(Secret::new),
         turnstile_base_url,
+        turnstile_hostnames,
         allowed_origins,
     }
 }

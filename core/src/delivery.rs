@@ -152,9 +152,18 @@ pub async fn send_email<P: Platform>(
             };
             let msg =
                 render(&w.product_name, name, url, expires_at).map_err(InviteError::Internal)?;
+            // One key per link: a repeat of this send keeps it, so the provider drops the
+            // repeat, and a new link (which voids the one sent before) has its own. Under the
+            // invite's key alone, a run again after an email went out sent the new link as a
+            // repeat, which Resend drops or refuses (409 `invalid_idempotent_request`): the
+            // inbox kept only the dead link (found in an audit).
+            let key = format!(
+                "{idempotency_key}:{}",
+                hex(&Sha256::digest(url.as_bytes())[..8])
+            );
             let req = HttpRequest::new("POST", format!("{base_url}/emails"))
                 .header("authorization", format!("Bearer {}", api_key.expose()))
-                .header("idempotency-key", idempotency_key)
+                .header("idempotency-key", &key)
                 .json(&json!({
                     "from": w.from_email.as_deref().unwrap_or_default(),
                     "to": [email],
@@ -164,8 +173,17 @@ pub async fn send_email<P: Platform>(
                 }));
             let resp = client.send_retrying(Service::EmailApi, req).await?;
             match resp.status {
-                // 409: this idempotency key was already used, i.e. the email went out on an
-                // earlier attempt whose answer we lost.
+                // 409 `concurrent_idempotent_requests`: a send with this key is still in
+                // progress and may yet fail; Resend says to try again later.
+                409 if error_name(&resp).as_deref() == Some("concurrent_idempotent_requests") => {
+                    return Err(UpstreamError::Unavailable {
+                        service: Service::EmailApi,
+                        detail: "a send of this link is still in progress".into(),
+                    }
+                    .into())
+                }
+                // Any other 409 (`invalid_idempotent_request`): this link's key was used
+                // already, i.e. the email went out on an earlier attempt whose answer was lost.
                 200..=299 | 409 => {}
                 401 | 403 => {
                     return Err(UpstreamError::Auth {
@@ -187,6 +205,12 @@ pub async fn send_email<P: Platform>(
         }
     }
     Ok(())
+}
+
+/// The `name` of an email API error (Resend: `{"statusCode":409,"name":"…","message":"…"}`).
+fn error_name(resp: &crate::platform::HttpResponse) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
+    body.get("name")?.as_str().map(str::to_string)
 }
 
 /// Auth0's own Change Password email (`POST /dbconnections/change_password`).

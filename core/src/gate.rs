@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::invite::InviteInput;
 
 /// How long an invite's status is kept (a week: long enough to look at after a weekend).
@@ -694,7 +695,7 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             }
             if let Some((key, ttl_ms)) = &cooldown {
                 let key = format!("cool:{key}");
-                if ledger.claim(&key, first, now_ms + ttl_ms).is_some() {
+                if claim_window(ledger, &key, first, now_ms + ttl_ms).is_some() {
                     return GateReply::Cooldown;
                 }
             }
@@ -819,22 +820,15 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
         GateCall::ClaimEmail { key, ttl_ms, owner } => {
             ledger.purge(now_ms);
             let key = format!("cool:{key}");
-            match ledger.get(&key) {
-                Some(holder) if holder != owner => GateReply::Claimed {
+            match claim_window(ledger, &key, &owner, now_ms + ttl_ms) {
+                Some(_) => GateReply::Claimed {
                     claimed: false,
                     retry_after_ms: ledger.expiry(&key).map(|e| e.saturating_sub(now_ms)),
                 },
-                Some(_) => GateReply::Claimed {
+                None => GateReply::Claimed {
                     claimed: true,
                     retry_after_ms: None,
                 },
-                None => {
-                    ledger.put(&key, &owner, None, now_ms + ttl_ms);
-                    GateReply::Claimed {
-                        claimed: true,
-                        retry_after_ms: None,
-                    }
-                }
             }
         }
         GateCall::Remember {
@@ -905,6 +899,28 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             _ => GateReply::Redrive { message: None },
         },
     }
+}
+
+/// Claims an address's email window (`cool:…`) for `owner`, an invite id, until
+/// `expire_at_ms`; `None` when it is `owner`'s now (taken, or already held by it), else who
+/// holds it. A window held by an invite that ended `failed` is taken over: whatever it did or
+/// did not send, the new invite sends a link of its own. (Kept, it answered the person's next
+/// sign-up "check your inbox" with nothing queued, after a failed email: found in an audit.)
+fn claim_window(ledger: &impl Ledger, key: &str, owner: &str, expire_at_ms: u64) -> Option<String> {
+    let holder = ledger.claim(key, owner, expire_at_ms)?;
+    if holder == owner {
+        return None;
+    }
+    // Not for a revoked account, which no invite will email: the window keeps its anonymous
+    // sign-ups from costing Auth0 calls.
+    let revoked = Some(ErrorCode::InviteRevoked.as_str());
+    if load(ledger, &holder)
+        .is_some_and(|r| r.status == Status::Failed && r.error_code.as_deref() != revoked)
+    {
+        ledger.put(key, owner, None, expire_at_ms);
+        return None;
+    }
+    Some(holder)
 }
 
 /// An in-memory [`Ledger`], for tests and for anything without a Durable Object.

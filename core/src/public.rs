@@ -24,6 +24,8 @@ pub const MAX_PUBLIC_BODY: usize = 8 * 1024;
 pub const ACCEPTED_MESSAGE: &str = "Check your inbox for a link to set your password.";
 /// Seconds a rate-limited client is told to wait.
 pub const RATE_LIMIT_RETRY_SEC: u64 = 60;
+/// The longest Turnstile token Cloudflare issues (its server-side validation docs).
+const MAX_TURNSTILE_TOKEN: usize = 2048;
 
 /// The fields of the form.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -242,6 +244,11 @@ pub async fn invite<P: Platform>(
         let Some(token) = form.captcha.as_deref() else {
             return Err(ApiError::captcha_failed());
         };
+        // Cloudflare's limit: a longer token can't be valid, so no siteverify call for it.
+        if token.len() > MAX_TURNSTILE_TOKEN {
+            cx.note("Turnstile token over 2048 characters");
+            return Err(ApiError::captcha_failed());
+        }
         let mut body = json!({"secret": secret.expose(), "response": token});
         if let Some(ip) = ip {
             body["remoteip"] = json!(ip);
@@ -258,13 +265,26 @@ pub async fn invite<P: Platform>(
             .client()
             .send_retrying(Service::Turnstile, verify)
             .await?;
-        let ok = resp.status == 200
-            && serde_json::from_slice::<Value>(&resp.body)
-                .ok()
-                .and_then(|v| v.get("success").and_then(Value::as_bool))
-                .unwrap_or(false);
+        let answer = serde_json::from_slice::<Value>(&resp.body).unwrap_or(Value::Null);
+        let ok = resp.status == 200 && answer.get("success").and_then(Value::as_bool) == Some(true);
         if !ok {
-            cx.note(format!("siteverify refused: {}", error_message(&resp)));
+            // Its `error-codes` say why: `invalid-input-secret` is the operator's key, not
+            // the visitor's token, and would refuse every sign-up.
+            let why = match answer.get("error-codes") {
+                Some(codes) if resp.status == 200 => codes.to_string(),
+                _ => error_message(&resp),
+            };
+            cx.note(format!("siteverify refused: {why}"));
+            return Err(ApiError::captcha_failed());
+        }
+        // Cloudflare's validation guide checks where the challenge was solved: a widget can
+        // serve several sites, and a token from one must not pass on another.
+        let hosts = &cfg.public.turnstile_hostnames;
+        let solved_on = answer.get("hostname").and_then(Value::as_str).unwrap_or("");
+        if !hosts.is_empty() && !hosts.iter().any(|h| h.eq_ignore_ascii_case(solved_on)) {
+            cx.note(format!(
+                "siteverify: solved on {solved_on:?}, not in TURNSTILE_HOSTNAMES"
+            ));
             return Err(ApiError::captcha_failed());
         }
     }
@@ -317,5 +337,9 @@ pub fn html_error(e: &ApiError) -> HttpResponse {
         }
         _ => "Something went wrong",
     };
-    page::message(e.status(), title, &e.message)
+    let page = page::message(e.status(), title, &e.message);
+    match e.retry_after_sec {
+        Some(s) => page.with_header("retry-after", s.to_string()),
+        None => page,
+    }
 }

@@ -95,9 +95,12 @@ pub async fn accept<P: Platform>(
             event: event.filter(|_| queued == 0),
             cooldown: cooldown_key.filter(|_| queued == 0),
         };
-        let withdrawn = match cx.p.gate(withdraw).await {
-            Ok(_) => String::new(),
-            Err(g) => format!("; not withdrawn (gate unreachable: {g}), a retry may be refused"),
+        // Tried three times, as an outcome is: left undone, the email window stays with an
+        // invite that was never queued, and the caller's retry is answered 202 with nothing
+        // queued (found in an audit).
+        let withdrawn = match record(cx, withdraw).await {
+            Ok(()) => String::new(),
+            Err(g) => format!("; not withdrawn ({g}), a retry may be refused"),
         };
         let detail = format!("queue send failed after {queued} queued: {e}{withdrawn}");
         if queued == 0 {

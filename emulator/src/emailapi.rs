@@ -235,8 +235,16 @@ pub fn send(state: &mut State, inc: &Incoming) -> Reply {
     let now_ms = util::now_ms();
     if let Some(k) = &idem {
         let cutoff = now_ms.saturating_sub(IDEMPOTENCY_TTL_MS);
-        state.email_idempotency.retain(|_, (_, at)| *at > cutoff);
-        if let Some((id, _)) = state.email_idempotency.get(k) {
+        state.email_idempotency.retain(|_, (_, at, _)| *at > cutoff);
+        if let Some((id, _, first)) = state.email_idempotency.get(k) {
+            // Resend: the same key with another payload is refused, and nothing is sent.
+            if first.as_object() != Some(body) {
+                return error(
+                    409,
+                    "invalid_idempotent_request",
+                    "This idempotency key has already been used on a request that had a different payload. Retrying this request is useless without changing the idempotency key or payload.",
+                );
+            }
             return Reply::json_with(200, &json!({ "id": id }), EMAIL_CT);
         }
     }
@@ -263,7 +271,7 @@ pub fn send(state: &mut State, inc: &Incoming) -> Reply {
         entry.insert("idempotency_key".into(), json!(k));
         state
             .email_idempotency
-            .insert(k.clone(), (id.clone(), now_ms));
+            .insert(k.clone(), (id.clone(), now_ms, Value::Object(body.clone())));
     }
     entry.insert("at".into(), json!(util::rfc3339_ms(now_ms)));
     state.outbox.push(Value::Object(entry));

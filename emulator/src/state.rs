@@ -375,8 +375,8 @@ pub struct State {
     pub jobs: Vec<Job>,
     pub tokens: HashMap<String, TokenInfo>,
     pub outbox: Vec<Value>,
-    /// Email API idempotency keys: key → (message id, first use in epoch ms).
-    pub email_idempotency: HashMap<String, (String, u64)>,
+    /// Email API idempotency keys: key → (message id, first use in epoch ms, the payload).
+    pub email_idempotency: HashMap<String, (String, u64, Value)>,
     /// Turnstile siteverify calls, oldest first (never the secret).
     pub siteverify: Vec<Value>,
     pub stats: Stats,

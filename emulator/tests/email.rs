@@ -547,3 +547,24 @@ fn stats_count_email_endpoints() {
     assert_eq!(s["endpoints"]["POST /dbconnections/change_password"], 0);
     assert_eq!(s["endpoints"]["POST /emails"], 0);
 }
+
+/// Resend: "409 invalid_idempotent_request - this idempotency key has already been
+/// used on a request that had a different payload". The emulator answers 200 with the first
+/// email's id, so the Worker's handling of that 409 (read as "sent") is never exercised, and
+/// a second link under the same key silently disappears locally too.
+#[test]
+fn email_idempotency_key_reused_with_another_payload_is_409() {
+    let emu = Emu::start();
+    let first = send_email(
+        &emu,
+        Some("re_dev_key"),
+        Some("public:inv_1"),
+        &mail(json!("idem2@example.com")),
+    );
+    assert_eq!(first.status, 200);
+    let mut other = mail(json!("idem2@example.com"));
+    other["text"] = json!("Hi, here is another link");
+    let again = send_email(&emu, Some("re_dev_key"), Some("public:inv_1"), &other);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.json()["name"], "invalid_idempotent_request");
+}

@@ -8,5 +8,6 @@ mod invites;
 mod openapi;
 mod public;
 mod queued;
+mod signups;
 mod support;
 mod webhooks;

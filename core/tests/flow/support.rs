@@ -71,6 +71,8 @@ pub struct Fake {
     /// Gate calls (by op) that fail as if the Durable Object were unreachable (it resets on
     /// every deploy), while the others are answered.
     pub gate_fails: RefCell<Vec<&'static str>>,
+    /// Gate calls (by op) that fail once each, as a Durable Object restarting under a call.
+    pub gate_fails_once: RefCell<Vec<&'static str>>,
     /// Queue sends that succeed before every later one fails (`None`: none fail), as when the
     /// account's daily queue operations are used up.
     pub queue_sends_left: Cell<Option<u32>>,
@@ -81,6 +83,17 @@ pub struct Fake {
     /// How long Auth0 takes to answer, per "METHOD /path" (default: no time). An answer slower
     /// than the send's timeout is a transport error once the timeout has passed, as on Workers.
     pub answer_ms: RefCell<HashMap<String, u64>>,
+    /// Answer `POST /emails` as Resend documents its `Idempotency-Key`: the same key
+    /// with the same payload answers the first answer without sending again; the same key
+    /// with another payload is `409 invalid_idempotent_request` and sends nothing.
+    pub resend_like: Cell<bool>,
+    /// Payload of each idempotency key the provider has seen.
+    pub email_keys: RefCell<HashMap<String, Vec<u8>>>,
+    /// Emails the provider actually sent (the invitee's inbox).
+    pub inbox: RefCell<Vec<Value>>,
+    /// Emails whose body holds this text are sent, but their answer never comes back
+    /// (a connection reset after the provider took the request).
+    pub lose_email_answers_with: RefCell<Option<String>>,
 }
 
 pub fn json_resp(status: u16, body: Value) -> HttpResponse {
@@ -253,6 +266,9 @@ impl Transport for Fake {
             return Err(TransportError(format!("no answer within {timeout_ms} ms")));
         }
         self.now.set(self.now.get() + takes);
+        if self.resend_like.get() && route == "POST /emails" {
+            return self.resend_like_reply(&req);
+        }
         let scripted = self
             .script
             .borrow_mut()
@@ -262,6 +278,44 @@ impl Transport for Fake {
             Some(reply) => reply,
             None => Ok(self.default_reply(&req)),
         }
+    }
+}
+
+impl Fake {
+    /// Resend's documented idempotency semantics, with answers optionally lost.
+    fn resend_like_reply(&self, req: &HttpRequest) -> Reply {
+        let key = req.header_value("idempotency-key").map(str::to_string);
+        let seen = key
+            .as_ref()
+            .and_then(|k| self.email_keys.borrow().get(k).cloned());
+        let reply = match seen {
+            Some(prev) if prev == req.body => json_resp(200, json!({"id": "email-first"})),
+            Some(_) => json_resp(
+                409,
+                json!({"statusCode": 409, "name": "invalid_idempotent_request",
+                       "message": "This idempotency key has already been used on a request that had a different payload."}),
+            ),
+            None => {
+                if let Some(k) = key {
+                    self.email_keys.borrow_mut().insert(k, req.body.clone());
+                }
+                self.inbox
+                    .borrow_mut()
+                    .push(serde_json::from_slice(&req.body).unwrap_or(Value::Null));
+                json_resp(200, json!({"id": "email-first"}))
+            }
+        };
+        let lost = self
+            .lose_email_answers_with
+            .borrow()
+            .as_deref()
+            .is_some_and(|m| String::from_utf8_lossy(&req.body).contains(m));
+        if lost {
+            return Err(TransportError(
+                "connection reset after the request was sent".into(),
+            ));
+        }
+        Ok(reply)
     }
 }
 
@@ -314,6 +368,11 @@ impl Gate for Fake {
         };
         if self.gate_fails.borrow().contains(&op.as_str()) {
             return Err(format!("gate: {op} failed"));
+        }
+        let once = self.gate_fails_once.borrow().iter().position(|o| *o == op);
+        if let Some(i) = once {
+            self.gate_fails_once.borrow_mut().remove(i);
+            return Err(format!("gate: {op} failed once"));
         }
         self.gate_calls.borrow_mut().push(op);
         Ok(gate::handle(call, self.now.get(), &self.ledger))
