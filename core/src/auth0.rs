@@ -193,16 +193,24 @@ pub fn pick_user(users: Vec<UserSummary>, connection: &str) -> Option<UserSummar
 }
 
 /// Finds the id of the role named exactly `name` in a `GET /roles` answer (a bare array, or
-/// `{roles: [...]}` with `include_totals`).
-pub fn pick_role(body: &Value, name: &str) -> Option<String> {
+/// `{roles: [...]}` with `include_totals`): `Ok(None)` when the list has no such role, `Err`
+/// when the answer is no list at all. (Both were "no such role", which told the operator to
+/// create a role that exists, or made the Worker try: found in an audit.)
+pub fn pick_role(body: &Value, name: &str) -> Result<Option<String>, NotAList> {
     let list = body
         .as_array()
-        .or_else(|| body.get("roles").and_then(Value::as_array))?;
-    list.iter()
+        .or_else(|| body.get("roles").and_then(Value::as_array))
+        .ok_or(NotAList)?;
+    Ok(list
+        .iter()
         .find(|r| r.get("name").and_then(Value::as_str) == Some(name))
         .and_then(|r| r.get("id").and_then(Value::as_str))
-        .map(str::to_string)
+        .map(str::to_string))
 }
+
+/// An answer that should have been a list and was not.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotAList;
 
 /// The body of a password-change ticket request. `mark_verified`: using the link proves the
 /// address (false when the invitee verifies it separately).
@@ -525,6 +533,14 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 message: error_message(&resp),
                 token_endpoint: true,
             }),
+            // Any other success (or a redirect, not followed) may hold a token too: withheld.
+            // (Only a 200's was: a 203 from a proxy put the token in the log line.)
+            status @ 201..=399 => Err(UpstreamError::Unexpected {
+                service: Service::Auth0,
+                status,
+                body: "[token response withheld]".into(),
+                context: "POST /oauth/token",
+            }),
             _ => Err(unexpected(&resp, "POST /oauth/token")),
         }
     }
@@ -609,7 +625,13 @@ impl<'a, P: Platform> Auth0<'a, P> {
             }
             let resp = self.send_retrying(Service::Auth0, req).await?;
             match resp.status {
-                401 if !refreshed => {
+                // 401: revoked or expired. 403 to a token a minute old or more: perhaps the
+                // scopes it was issued with, the client grant fixed since (a 403 kept the
+                // token until its refresh point, about a day: found in an audit).
+                401 | 403
+                    if !refreshed
+                        && (resp.status == 401 || token.may_be_stale(self.p.now_ms())) =>
+                {
                     refreshed = true;
                     if self.cache.invalidate_token(&token.access_token) {
                         self.ctx.defer(KvOp::Delete {
@@ -733,7 +755,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 return Err(unexpected(&resp, "GET /api/v2/roles"));
             }
             let list: Value = parse(&resp, "GET /api/v2/roles")?;
-            if let Some(id) = pick_role(&list, name) {
+            let found = pick_role(&list, name)
+                .map_err(|NotAList| unexpected(&resp, "GET /api/v2/roles"))?;
+            if let Some(id) = found {
                 self.remember_role(name, &id);
                 return Ok(Some(id));
             }
@@ -1029,11 +1053,16 @@ mod tests {
     #[test]
     fn roles_from_bare_arrays_and_totals_objects() {
         let bare = json!([{"id": "rol_1", "name": "beta-tester-2"}, {"id": "rol_2", "name": "beta-tester"}]);
-        assert_eq!(pick_role(&bare, "beta-tester").as_deref(), Some("rol_2"));
+        assert_eq!(pick_role(&bare, "beta-tester"), Ok(Some("rol_2".into())));
         let totals = json!({"roles": [{"id": "rol_9", "name": "test-role14"}], "start": 0, "limit": 50, "total": 1});
-        assert_eq!(pick_role(&totals, "test-role14").as_deref(), Some("rol_9"));
-        assert_eq!(pick_role(&totals, "Test-Role14"), None, "exact match only");
-        assert_eq!(pick_role(&json!({"unexpected": true}), "x"), None);
+        assert_eq!(pick_role(&totals, "test-role14"), Ok(Some("rol_9".into())));
+        assert_eq!(
+            pick_role(&totals, "Test-Role14"),
+            Ok(None),
+            "exact match only"
+        );
+        assert_eq!(pick_role(&json!({"unexpected": true}), "x"), Err(NotAList));
+        assert_eq!(pick_role(&json!({"roles": {}}), "x"), Err(NotAList));
     }
 
     #[test]

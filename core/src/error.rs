@@ -383,9 +383,11 @@ pub enum InviteError {
     /// The request was invalid.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// A requested role does not exist in Auth0 and `AUTO_CREATE_ROLES` is off.
+    /// A requested role does not exist in Auth0 and `AUTO_CREATE_ROLES` is off; `true` when
+    /// found out only after the account was made (a role deleted in Auth0 since its id was
+    /// cached): the account exists without its roles.
     #[error("role {0} does not exist in Auth0")]
-    RoleNotFound(String),
+    RoleNotFound(String, bool),
     /// The address has an account that is not an unaccepted invite, and this route may not
     /// hand out a link for it.
     #[error("the address has an account that is in use")]
@@ -577,13 +579,19 @@ impl From<InviteError> for ApiError {
     fn from(e: InviteError) -> Self {
         match e {
             InviteError::Invalid(v) => v.into(),
-            InviteError::RoleNotFound(name) => ApiError {
+            InviteError::RoleNotFound(name, after_account) => ApiError {
                 field: Some("roles".into()),
                 ..ApiError::new(
                     ErrorCode::RoleNotFound,
-                    format!(
-                        "role '{name}' does not exist in Auth0; create it there or set AUTO_CREATE_ROLES=true"
-                    ),
+                    if after_account {
+                        format!(
+                            "role '{name}' does not exist in Auth0 (it was deleted there); the account exists without its roles and no link was made: create the role or set AUTO_CREATE_ROLES=true, then retry the same invite (safe)"
+                        )
+                    } else {
+                        format!(
+                            "role '{name}' does not exist in Auth0; create it there or set AUTO_CREATE_ROLES=true"
+                        )
+                    },
                 )
             },
             InviteError::AccountExists => ApiError {
@@ -634,7 +642,7 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::Auth { .. } => ApiError::new(
                 ErrorCode::UpstreamAuth,
                 format!(
-                    "{who} refused the Management API token: check that the client grant has the scopes: {REQUIRED_SCOPES}"
+                    "{who} refused the Management API token: check that the client grant has the scopes: {REQUIRED_SCOPES}; a change takes effect within a minute, and retrying the same invite is safe"
                 ),
             ),
             UpstreamError::RateLimited {

@@ -472,7 +472,7 @@ pub async fn run_invite<P: Platform>(
                     None => client
                         .resolve_role(name)
                         .await?
-                        .ok_or_else(|| InviteError::RoleNotFound(name.clone())),
+                        .ok_or_else(|| InviteError::RoleNotFound(name.clone(), false)),
                 }
             },
         ))
@@ -543,7 +543,7 @@ pub async fn run_invite<P: Platform>(
                 for name in &input.roles {
                     match client.resolve_role(name).await? {
                         Some(id) => fresh.push(id),
-                        None => return Err(InviteError::RoleNotFound(name.clone())),
+                        None => return Err(InviteError::RoleNotFound(name.clone(), true)),
                     }
                 }
                 if client.assign_roles(&user_id, &fresh).await? {

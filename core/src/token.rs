@@ -30,7 +30,13 @@ pub struct CachedToken {
     /// When we stop using it and fetch a new one (Unix ms).
     #[serde(rename = "r")]
     pub refresh_at_ms: u64,
+    /// When it was fetched (Unix ms; 0 in entries written before it was kept).
+    #[serde(rename = "i", default)]
+    pub issued_at_ms: u64,
 }
+
+/// How old a token refused with 403 must be to be replaced ([`CachedToken::may_be_stale`]).
+pub const STALE_SCOPES_AFTER_MS: u64 = 60_000;
 
 impl CachedToken {
     /// A token fetched at `now_ms` that lives `expires_in` seconds. The refresh margin is
@@ -43,7 +49,17 @@ impl CachedToken {
             access_token,
             expires_at_ms: at(expires_in),
             refresh_at_ms: at(expires_in - margin),
+            issued_at_ms: now_ms,
         }
+    }
+
+    /// Whether a 403 to it may be its scopes, not the call's: a token keeps the scopes it was
+    /// issued with, so after the operator fixes the client grant only a new token has them.
+    /// A token refused a minute or more after it was fetched is replaced (the grant may have
+    /// changed since); a younger one is not, so a grant that is still wrong costs at most one
+    /// token a minute (Auth0's machine-to-machine tokens are a monthly quota).
+    pub fn may_be_stale(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.issued_at_ms) >= STALE_SCOPES_AFTER_MS
     }
 
     /// Usable at `now_ms`: outside the refresh window.

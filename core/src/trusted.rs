@@ -101,6 +101,8 @@ pub async fn batch<P: Platform>(
     let batch_id = new_id(cx.p, "bat")?;
     let mut messages = Vec::new();
     let mut answers = Vec::with_capacity(items.len());
+    // The addresses queued so far, each with its item's index.
+    let mut seen: Vec<(String, usize)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let bytes = item.to_string().into_bytes();
         // Each item is held to a single invite's limit: it becomes one queue message.
@@ -109,8 +111,20 @@ pub async fn batch<P: Platform>(
         } else {
             parse_invite(&bytes, cx.cfg).and_then(queueable)
         };
+        // One address once: Auth0 keeps only an account's newest link, so a second item for
+        // it would void the link the first one's status shows (found in an audit).
+        let checked =
+            checked.and_then(|input| match seen.iter().find(|(e, _)| *e == input.email) {
+                Some((_, first)) => Err(ValidationError::field(
+                    ErrorCode::InvalidField,
+                    "email",
+                    format!("the same address as item {first}: one link per address"),
+                )),
+                None => Ok(input),
+            });
         match checked {
             Ok(input) => {
+                seen.push((input.email.clone(), index));
                 let id = new_id(cx.p, "inv")?;
                 answers.push(json!({"index": index, "id": id, "status": "queued"}));
                 messages.push(trusted_message(id, input, label));

@@ -30,8 +30,12 @@ import { gzipSync } from "node:zlib";
  * +2,000 B: the other fixes of those audits (revoke retires sent links, batches sent in
  * pieces Queues takes, the consumer's KV writes, configuration checks, unquoted [vars], a
  * payment's Stripe modes), measured from 281,031 to 282,753 B.
+ * +3,000 B: the fixes of a second round of audits (a gate call answered whole or not at all;
+ * an emailed link's idempotency key per link; a failed invite's email window taken over;
+ * Turnstile's token length, error codes and hostnames; a scope-refused token replaced; a
+ * batch's repeated address refused), measured from 282,662 to 285,603 B.
  */
-export const BUDGET_GZIP_BYTES = 285_000;
+export const BUDGET_GZIP_BYTES = 288_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

@@ -10,4 +10,5 @@ mod public;
 mod queued;
 mod signups;
 mod support;
+mod upstream;
 mod webhooks;

@@ -83,6 +83,9 @@ pub struct Fake {
     /// How long Auth0 takes to answer, per "METHOD /path" (default: no time). An answer slower
     /// than the send's timeout is a transport error once the timeout has passed, as on Workers.
     pub answer_ms: RefCell<HashMap<String, u64>>,
+    /// Management calls bearing one of these tokens get this answer, as Auth0 answers a token
+    /// that lacks a scope (or was revoked) whatever the call.
+    pub refused_tokens: RefCell<HashMap<String, (u16, Value)>>,
     /// Answer `POST /emails` as Resend documents its `Idempotency-Key`: the same key
     /// with the same payload answers the first answer without sending again; the same key
     /// with another payload is `409 invalid_idempotent_request` and sends nothing.
@@ -266,6 +269,17 @@ impl Transport for Fake {
             return Err(TransportError(format!("no answer within {timeout_ms} ms")));
         }
         self.now.set(self.now.get() + takes);
+        if path_of(&req.url).starts_with("/api/v2/") {
+            let bearer = req
+                .header_value("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_string);
+            if let Some((status, body)) =
+                bearer.and_then(|t| self.refused_tokens.borrow().get(&t).cloned())
+            {
+                return Ok(json_resp(status, body));
+            }
+        }
         if self.resend_like.get() && route == "POST /emails" {
             return self.resend_like_reply(&req);
         }
