@@ -18,7 +18,7 @@ mod entry {
     use invite_core::config::ConfigError;
     use invite_core::gate::QueuedInvite;
     use invite_core::platform::random_hex;
-    use invite_core::queue::{dead_letter, process, Settle};
+    use invite_core::queue::{dead_letter, process, unreadable, Settle};
     use invite_core::{
         handle, BodyError, BodySource, Config, HttpRequest, HttpResponse, InviteQueue,
         IsolateCache, Store,
@@ -270,12 +270,18 @@ mod entry {
                 let msg = match parsed {
                     Ok(msg) => msg,
                     Err(e) => {
-                        // Nothing can ever process it: log it and let it go.
-                        console_error!(
-                            "{}",
-                            serde_json::json!({"level": "error", "event": "bad_queue_message", "error": e})
-                        );
-                        m.ack();
+                        let raw = m.body().as_string();
+                        let (settle, line) =
+                            unreadable(raw.as_deref(), &e, dead_letters, platform).await;
+                        console_error!("{line}");
+                        match settle {
+                            Settle::Retry { delay_sec } => m.retry_with_options(
+                                &QueueRetryOptionsBuilder::new()
+                                    .with_delay_seconds(delay_sec)
+                                    .build(),
+                            ),
+                            _ => m.ack(),
+                        }
                         return;
                     }
                 };

@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::auth0::{Ctx, RequestState};
 use crate::config::{Config, MAX_UPSTREAM_DEADLINE_MS};
@@ -395,20 +395,61 @@ fn secs(ms: u64) -> u32 {
 /// message is retried (the dead-letter queue's own `max_retries`): acknowledged, it would
 /// leave the invite `queued` or `processing` for good, where it can't be retried.
 pub async fn dead_letter<P: Platform>(msg: &QueuedInvite, p: &P) -> (Settle, String) {
+    mark_failed(&msg.id, msg.kind.as_str(), p).await
+}
+
+/// A message this version can't read: sent by another deploy, or damaged (`why`: the parse
+/// error). On the invites queue it is retried after a minute, since a rollback may read it,
+/// until it goes to the dead-letter queue (`dead`); there its invite, when the message's `id`
+/// can be read, is marked failed like any dead letter, so that its status says so and a
+/// re-drive sends the gate's own copy. (It was acknowledged at once, the invite left `queued`
+/// for good.)
+pub async fn unreadable<P: Platform>(
+    raw: Option<&str>,
+    why: &str,
+    dead: bool,
+    p: &P,
+) -> (Settle, String) {
+    let id = raw
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .filter(|id| id.starts_with("inv_"));
+    match (dead, id) {
+        (true, Some(id)) => mark_failed(&id, "unreadable", p).await,
+        (dead, id) => {
+            let line = json!({
+                "level": "error",
+                "event": "bad_queue_message",
+                "invite_id": id,
+                "error": why,
+                "hint": if dead { "no invite id: dropped" } else { "retried, then dead-lettered" },
+            });
+            let settle = if dead {
+                Settle::Ack
+            } else {
+                Settle::Retry { delay_sec: 60 }
+            };
+            (settle, line.to_string())
+        }
+    }
+}
+
+/// Marks a dead letter's invite failed; retried when the gate can't record it.
+async fn mark_failed<P: Platform>(id: &str, kind: &str, p: &P) -> (Settle, String) {
     let call = GateCall::Fail {
-        id: msg.id.clone(),
+        id: id.to_string(),
         code: None,
     };
     let recorded = matches!(p.gate(call).await, Ok(GateReply::Done));
-    let code = match p.gate(GateCall::Status { id: msg.id.clone() }).await {
+    let code = match p.gate(GateCall::Status { id: id.to_string() }).await {
         Ok(GateReply::Status { invite: Some(view) }) => view.error_code,
         _ => None,
     };
     let line = json!({
         "level": "error",
         "event": "invite_failed",
-        "invite_id": msg.id,
-        "kind": msg.kind.as_str(),
+        "invite_id": id,
+        "kind": kind,
         "code": code.unwrap_or_else(|| "retries_exhausted".into()),
         "recorded": recorded,
         "hint": "fix the cause, then POST /v1/invites/{id}/retry with an API key",

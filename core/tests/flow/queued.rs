@@ -492,6 +492,35 @@ fn a_dead_letter_is_retried_until_the_gate_records_it() {
     assert_eq!(h.response.status, 202, "{body}");
 }
 
+/// A message this version can't read (another deploy's, or damaged) is retried on the invites
+/// queue, since a rollback may read it; in the dead-letter queue its invite is marked failed
+/// when its id can be read, and a re-drive then sends the gate's own copy. (It was
+/// acknowledged at once, its invite left `queued` for good.)
+#[test]
+fn an_unreadable_message_is_retried_then_its_invite_marked_failed() {
+    let svc = webhook_svc(&[]);
+    let (_, body) = svc.run(stripe_req(&checkout("evt_u1", "odd@example.com"), NOW));
+    let id = body["invite_id"].as_str().unwrap().to_string();
+    svc.fake.queue.borrow_mut().clear();
+    let raw = json!({"id": id, "kind": "stripe", "input": "from a later version"}).to_string();
+    let (settle, line) = block_on(unreadable(Some(&raw), "bad input", false, &svc.fake));
+    assert_eq!(settle, Settle::Retry { delay_sec: 60 }, "{line}");
+    assert_eq!(svc.status(&id)["status"], "queued");
+    let (settle, line) = block_on(unreadable(Some(&raw), "bad input", true, &svc.fake));
+    assert_eq!(settle, Settle::Ack, "{line}");
+    assert!(line.contains("\"recorded\":true"), "{line}");
+    assert_eq!(svc.status(&id)["status"], "failed");
+    let (h, body) = svc.run(authed("POST", format!("/v1/invites/{id}/retry")));
+    assert_eq!(h.response.status, 202, "{body}");
+    assert_eq!(svc.fake.queue.borrow().len(), 1, "the gate's copy is sent");
+    // Nothing to name: dropped with its line.
+    for raw in [None, Some("not json"), Some(r#"{"id": 7}"#)] {
+        let (settle, line) = block_on(unreadable(raw, "bad", true, &svc.fake));
+        assert_eq!(settle, Settle::Ack, "{line}");
+        assert!(line.contains("no invite id"), "{line}");
+    }
+}
+
 /// A delivery of an invite another delivery holds waits for the lease with a delayed copy:
 /// the wait does not spend one of the queue's retries (3), as a crashed holder would
 /// otherwise cost two of them.
