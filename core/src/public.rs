@@ -42,8 +42,15 @@ pub struct PublicForm {
 
 /// Whether the caller is a plain HTML form (answer with pages and redirects).
 pub fn wants_html(req: &HttpRequest) -> bool {
-    let accept = req.header_value("accept").unwrap_or("");
-    let ctype = req.header_value("content-type").unwrap_or("");
+    // Media types are case-insensitive (RFC 9110), as `parse_form` reads them.
+    let accept = req
+        .header_value("accept")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let ctype = req
+        .header_value("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     accept.contains("text/html") && ctype.starts_with("application/x-www-form-urlencoded")
 }
 

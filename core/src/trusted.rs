@@ -79,6 +79,19 @@ pub async fn batch<P: Platform>(
 ) -> Result<HttpResponse, ApiError> {
     let value: Value = serde_json::from_slice(&req.body)
         .map_err(|e| ValidationError::invalid_json(format!("body is not valid JSON: {e}")))?;
+    // The body holds `invites` alone, as a single invite holds only its own fields: a key
+    // sent for nothing (a misspelt option) is refused, not ignored.
+    if let Some(other) = value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "invites"))
+    {
+        return Err(ValidationError::field(
+            ErrorCode::InvalidField,
+            other,
+            format!("unknown field '{other}'; send {{\"invites\": [ … ]}}"),
+        )
+        .into());
+    }
     let items = match value.get("invites") {
         Some(Value::Array(items)) => items,
         _ => {

@@ -149,6 +149,17 @@ fn a_batch_of_200_completes_and_its_status_says_so() {
         .into_bytes();
     let (h, body) = svc.run(too_many);
     assert_eq!(error_code(&h, &body), (422, "invalid_field".into()));
+
+    // A key sent for nothing is refused by name, as in a single invite (it was ignored).
+    let mut misspelt = HttpRequest::new("POST", "/v1/invites/batch")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json");
+    misspelt.body = json!({"invites": [{"email": "a@example.com"}], "batch_rolse": ["x"]})
+        .to_string()
+        .into_bytes();
+    let (h, body) = svc.run(misspelt);
+    assert_eq!(error_code(&h, &body), (422, "invalid_field".into()));
+    assert_eq!(body["error"]["field"], "batch_rolse");
 }
 
 /// Regression (security review): the cooldown was check-then-act in KV, and 8 concurrent
@@ -596,4 +607,31 @@ fn a_large_batch_is_sent_in_pieces_queues_takes() {
         sends.iter().all(|s| s.0 <= 100 && s.1 <= 224 * 1024),
         "{sends:?}"
     );
+}
+
+/// Metadata nested past what the invite's later hops can carry is refused where it arrives,
+/// by name. (Fuzzing found user_metadata 123 levels deep answered 503 `queue_unavailable`,
+/// "retrying is safe", for ever: the gate's call, a few levels deeper, passed serde_json's
+/// limit of 128. One such item refused a whole batch.)
+#[test]
+fn metadata_nested_too_deep_is_refused_by_name() {
+    let svc = Svc::new(&[]);
+    let nested = |levels: usize| {
+        let mut v = json!(1);
+        for _ in 0..levels {
+            v = json!({ "a": v });
+        }
+        json!({"email": "deep@example.com", "user_metadata": v})
+    };
+    for levels in [33, 123] {
+        let (h, body) = svc.run(async_req(&nested(levels)));
+        assert_eq!(
+            error_code(&h, &body),
+            (422, "invalid_field".into()),
+            "{levels}: {body}"
+        );
+        assert_eq!(body["error"]["field"], "user_metadata");
+    }
+    let (h, body) = svc.run(async_req(&nested(32)));
+    assert_eq!(h.response.status, 202, "{body}");
 }

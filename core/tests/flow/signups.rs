@@ -280,3 +280,23 @@ fn a_concurrent_idempotent_request_409_is_not_taken_for_a_sent_email() {
         svc.fake.count("POST /emails")
     );
 }
+
+/// Media types are case-insensitive: a form post whose content type is written in capitals
+/// still gets the HTML page, not JSON (found by fuzzing).
+#[test]
+fn a_form_post_in_capitals_still_gets_html() {
+    let svc = public_svc(&[]);
+    let mut req = form_req("email=not-an-address");
+    req.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+    let req = req.header("Content-Type", "Application/X-WWW-Form-Urlencoded");
+    let (h, _) = svc.run(req);
+    assert_eq!(h.response.status, 422);
+    assert!(
+        h.response
+            .header_value("content-type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{:?}",
+        h.response.headers
+    );
+}
