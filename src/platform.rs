@@ -240,7 +240,6 @@ impl Store for WorkerPlatform {
                 .execute()
                 .await
                 .map_err(err),
-            KvOp::Delete { key } => kv.delete(key).await.map_err(err),
         }
     }
 }

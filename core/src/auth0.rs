@@ -192,6 +192,24 @@ pub fn pick_user(users: Vec<UserSummary>, connection: &str) -> Option<UserSummar
         .find(|u| u.identities.iter().any(|i| i.connection == connection))
 }
 
+/// Whether an answer says the same request is still being processed: the email API's 409
+/// `concurrent_idempotent_requests` (Resend: "safe to retry this request later"). It is
+/// retried as it is, with the same key and link, like a 5xx; giving up on it instead ran the
+/// invite again, whose new link voided the one the send in progress carries (found in a
+/// review).
+fn in_progress(service: Service, resp: &HttpResponse) -> bool {
+    service == Service::EmailApi
+        && resp.status == 409
+        && serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|b| {
+                b.get("name")?
+                    .as_str()
+                    .map(|n| n == "concurrent_idempotent_requests")
+            })
+            .unwrap_or(false)
+}
+
 /// Finds the id of the role named exactly `name` in a `GET /roles` answer (a bare array, or
 /// `{roles: [...]}` with `include_totals`): `Ok(None)` when the list has no such role, `Err`
 /// when the answer is no list at all. (Both were "no such role", which told the operator to
@@ -326,7 +344,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 self.pace().await?;
             }
             let outcome = match self.send_once(req.clone()).await {
-                Ok(r) if r.status != 429 && r.status < 500 => return Ok(r),
+                Ok(r) if r.status != 429 && r.status < 500 && !in_progress(service, &r) => {
+                    return Ok(r)
+                }
                 other => other,
             };
             let (failure, detail) = match &outcome {
@@ -606,8 +626,10 @@ impl<'a, P: Platform> Auth0<'a, P> {
         }
     }
 
-    /// One Management API call: adds the token, retries within the deadline, and on a 401
-    /// drops the token from both tiers, gets a new one and tries once more.
+    /// One Management API call: adds the token, retries within the deadline, and on a 401 (or
+    /// a 403 to a token a minute old, [`CachedToken::may_be_stale`])
+    /// drops the token from memory, gets a new one (KV's copy is replaced, not deleted) and
+    /// tries once more.
     pub async fn management(
         &self,
         method: &str,
@@ -633,15 +655,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
                         && (resp.status == 401 || token.may_be_stale(self.p.now_ms())) =>
                 {
                     refreshed = true;
-                    if self.cache.invalidate_token(&token.access_token) {
-                        self.ctx.defer(KvOp::Delete {
-                            key: token_kv_key(
-                                &self.cfg.base_url,
-                                &self.cfg.client_id,
-                                &self.cfg.audience,
-                            ),
-                        });
-                    }
+                    // Dropped from memory only. KV is left alone: `token` skips the refused
+                    // token there, and the new one's `Put` replaces it. A delete here could
+                    // remove the token another isolate has just fetched, and every isolate
+                    // would fetch its own (found in a review).
+                    self.cache.invalidate_token(&token.access_token);
                     token = self.token(Some(&token.access_token)).await?;
                 }
                 401 | 403 => {

@@ -157,10 +157,14 @@ pub async fn send_email<P: Platform>(
             // invite's key alone, a run again after an email went out sent the new link as a
             // repeat, which Resend drops or refuses (409 `invalid_idempotent_request`): the
             // inbox kept only the dead link (found in an audit).
-            let key = format!(
-                "{idempotency_key}:{}",
-                hex(&Sha256::digest(url.as_bytes())[..8])
-            );
+            // Resend takes keys of up to 256 characters; a webhook's id, part of the invite's
+            // key, is the sender's to choose, so a long one is hashed (found in a review).
+            let base = if idempotency_key.len() > 200 {
+                hex(&Sha256::digest(idempotency_key.as_bytes())[..16])
+            } else {
+                idempotency_key.to_string()
+            };
+            let key = format!("{base}:{}", hex(&Sha256::digest(url.as_bytes())[..8]));
             let req = HttpRequest::new("POST", format!("{base_url}/emails"))
                 .header("authorization", format!("Bearer {}", api_key.expose()))
                 .header("idempotency-key", &key)
@@ -173,17 +177,9 @@ pub async fn send_email<P: Platform>(
                 }));
             let resp = client.send_retrying(Service::EmailApi, req).await?;
             match resp.status {
-                // 409 `concurrent_idempotent_requests`: a send with this key is still in
-                // progress and may yet fail; Resend says to try again later.
-                409 if error_name(&resp).as_deref() == Some("concurrent_idempotent_requests") => {
-                    return Err(UpstreamError::Unavailable {
-                        service: Service::EmailApi,
-                        detail: "a send of this link is still in progress".into(),
-                    }
-                    .into())
-                }
-                // Any other 409 (`invalid_idempotent_request`): this link's key was used
-                // already, i.e. the email went out on an earlier attempt whose answer was lost.
+                // 409 `invalid_idempotent_request`: this link's key was used already, i.e. the
+                // email went out on an earlier attempt whose answer was lost. (A send still in
+                // progress, `concurrent_idempotent_requests`, is retried by `send_retrying`.)
                 200..=299 | 409 => {}
                 401 | 403 => {
                     return Err(UpstreamError::Auth {
@@ -205,12 +201,6 @@ pub async fn send_email<P: Platform>(
         }
     }
     Ok(())
-}
-
-/// The `name` of an email API error (Resend: `{"statusCode":409,"name":"…","message":"…"}`).
-fn error_name(resp: &crate::platform::HttpResponse) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
-    body.get("name")?.as_str().map(str::to_string)
 }
 
 /// Auth0's own Change Password email (`POST /dbconnections/change_password`).

@@ -585,7 +585,7 @@ impl From<InviteError> for ApiError {
                     ErrorCode::RoleNotFound,
                     if after_account {
                         format!(
-                            "role '{name}' does not exist in Auth0 (it was deleted there); the account exists without its roles and no link was made: create the role or set AUTO_CREATE_ROLES=true, then retry the same invite (safe)"
+                            "role '{name}' does not exist in Auth0 (it was deleted there); the account exists without its roles, and a link made at the same time was not delivered (it voids the earlier ones): create the role or set AUTO_CREATE_ROLES=true, then retry the same invite (safe)"
                         )
                     } else {
                         format!(

@@ -93,18 +93,13 @@ pub enum KvOp {
         /// Seconds until KV drops it.
         ttl_sec: u64,
     },
-    /// Remove `key`.
-    Delete {
-        /// The key.
-        key: String,
-    },
 }
 
 impl KvOp {
     /// The key the op writes.
     pub fn key(&self) -> &str {
         match self {
-            KvOp::Put { key, .. } | KvOp::Delete { key } => key,
+            KvOp::Put { key, .. } => key,
         }
     }
 }

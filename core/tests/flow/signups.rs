@@ -300,3 +300,75 @@ fn a_form_post_in_capitals_still_gets_html() {
         h.response.headers
     );
 }
+
+/// Resend's `409 concurrent_idempotent_requests` says a send under this key (this link) is
+/// still in progress, and it will most likely go out: the same request is tried again (same
+/// key, same link), not the invite. Failing the run on it (the first fix) ran the invite
+/// again, whose new ticket voided the link of the send in progress (found in a review).
+#[test]
+fn a_concurrent_idempotent_409_retries_the_same_link_not_a_new_ticket() {
+    let svc = public_svc(&resend_vars());
+    svc.fake.script(
+        "POST /api/v2/tickets/password-change",
+        (1..=4).map(ticket).collect(),
+    );
+    svc.fake.script(
+        "POST /emails",
+        vec![
+            // Resend took the request; the answer did not come back in time.
+            Err(TransportError("no answer within 5000 ms".into())),
+            // The Worker's retry, same key: the first is still being sent.
+            Ok(json_resp(
+                409,
+                json!({"statusCode": 409, "name": "concurrent_idempotent_requests",
+                       "message": "Same idempotency key used while original request is still in progress."}),
+            )),
+        ],
+    );
+    let (h, _) = svc.run(public_req(&json!({"email": "ada@example.com"})));
+    assert_eq!(h.response.status, 202);
+    svc.drain();
+    let keys: Vec<String> = svc
+        .fake
+        .sent
+        .borrow()
+        .iter()
+        .filter(|r| path_of(&r.url) == "/emails")
+        .map(|r| r.header_value("idempotency-key").unwrap_or("").to_string())
+        .collect();
+    let tickets = svc.fake.count("POST /api/v2/tickets/password-change");
+    let mut distinct = keys.clone();
+    distinct.dedup();
+    assert!(
+        tickets == 1 && distinct.len() == 1,
+        "the in-progress send of link 1 is followed by {} more ticket(s) and email keys {keys:?}: \
+         the person gets a dead link and a live one",
+        tickets - 1
+    );
+}
+
+/// Resend (and the emulator) refuse an `Idempotency-Key` over 256 characters (400
+/// `invalid_idempotency_key`). The per-link key adds 17 characters to the invite's key
+/// (`webhook:standard:{webhook-id}`), whose length the sender decides: a long base is hashed,
+/// or the paid invite would end `failed` (found in a review).
+#[test]
+fn the_per_link_idempotency_key_stays_within_resends_256_characters() {
+    let svc = crate::webhooks::webhook_svc(&resend_vars());
+    let id = format!("msg_{}", "x".repeat(226)); // 230 characters
+    let msg = json!({"type": "invite.requested", "data": {"email": "lin@example.com"}});
+    let (h, body) = svc.run(crate::webhooks::standard_req(&id, NOW / 1000, &msg));
+    assert_eq!(h.response.status, 200, "{body}");
+    svc.drain();
+    let sent = svc.fake.sent.borrow();
+    let key = sent
+        .iter()
+        .find(|r| path_of(&r.url) == "/emails")
+        .and_then(|r| r.header_value("idempotency-key"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        key.len() <= 256,
+        "Idempotency-Key of {} characters: Resend answers 400 invalid_idempotency_key",
+        key.len()
+    );
+}

@@ -347,9 +347,6 @@ impl Store for Fake {
                 assert!(*ttl_sec >= 60, "KV rejects expiration_ttl below 60");
                 self.kv.borrow_mut().insert(key.clone(), value.clone());
             }
-            KvOp::Delete { key } => {
-                self.kv.borrow_mut().remove(key);
-            }
         }
         Ok(())
     }

@@ -205,3 +205,78 @@ fn a_non_200_token_answer_never_reaches_the_log() {
         "{body}"
     );
 }
+
+/// A grant still wrong costs at most a token a minute across isolates too: replacing a
+/// refused token leaves KV to the new token's `Put`. (An unconditional delete of the KV entry
+/// removed the token another isolate had just fetched, and the next isolate fetched again:
+/// three warm isolates fetched three tokens in a minute. Found in a review.)
+#[test]
+fn a_403_replacement_does_not_delete_another_isolates_fresh_token_from_kv() {
+    let mut svc = Svc::new(&[]);
+    for n in 1..=10 {
+        svc.fake.refused_tokens.borrow_mut().insert(
+            format!("tok-{n}"),
+            (403, insufficient_scope("create:users")),
+        );
+    }
+    let isolates: Vec<Rc<IsolateCache>> =
+        (0..3).map(|_| Rc::new(IsolateCache::default())).collect();
+    // Each isolate warms up with tok-1 (the first fetches it, the others read it from KV).
+    for iso in &isolates {
+        svc.cache = iso.clone();
+        let (h, body) = svc.invite(ada());
+        assert_eq!(error_code(&h, &body), (502, "upstream_auth".into()));
+    }
+    assert_eq!(svc.fake.tokens_issued.get(), 1);
+    // A minute later (the grant still wrong), one request on each isolate.
+    svc.fake.now.set(svc.fake.now.get() + 61_000);
+    for iso in &isolates {
+        svc.cache = iso.clone();
+        let (h, body) = svc.invite(ada());
+        assert_eq!(error_code(&h, &body), (502, "upstream_auth".into()));
+    }
+    assert_eq!(
+        svc.fake.tokens_issued.get(),
+        2,
+        "tokens fetched within one minute for a grant still wrong (KV now: {:?})",
+        svc.fake.kv.borrow().values().collect::<Vec<_>>()
+    );
+}
+
+/// `role_not_found` found after the account exists must not say "no link was made": the
+/// ticket is made at the same time as the role assignment, so by the time the stale role id
+/// is found out a ticket exists, voiding a re-invited invitee's earlier link (found in a
+/// review).
+#[test]
+fn role_not_found_after_the_account_does_not_claim_no_link_was_made_when_one_was() {
+    let svc = Svc::new(&[]);
+    svc.invite(json!({"email": "grace@example.com"})); // warms beta-tester -> rol_beta-tester
+    let tickets_before = svc.fake.count("POST /api/v2/tickets/password-change");
+    // The role is deleted in Auth0. Ada is an unaccepted invitee already (auth0|existing1).
+    svc.fake.script(
+        "POST /api/v2/users",
+        vec![Ok(json_resp(409, json!({"statusCode": 409})))],
+    );
+    svc.fake.script(
+        "POST /api/v2/users/auth0%7Cexisting1/roles",
+        vec![Ok(json_resp(
+            404,
+            json!({"statusCode": 404, "error": "Not Found", "message": "The role does not exist."}),
+        ))],
+    );
+    svc.fake
+        .script("GET /api/v2/roles", vec![Ok(json_resp(200, json!([])))]);
+    let (h, body) = svc.invite(ada());
+    assert_eq!(
+        error_code(&h, &body),
+        (422, "role_not_found".into()),
+        "{body}"
+    );
+    let made = svc.fake.count("POST /api/v2/tickets/password-change") - tickets_before;
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        !(made > 0 && message.contains("no link was made")),
+        "{made} password-change ticket(s) made (voiding the invitee's earlier link), \
+         yet the answer says: {message}"
+    );
+}
