@@ -1,8 +1,8 @@
 //! The Cloudflare Worker shell of the invite service.
 //!
 //! It only adapts: it turns the platform's request into the core's [`HttpRequest`], builds
-//! the adapters ([`platform::WorkerPlatform`]: `worker::Fetch`, KV, `Date`, `setTimeout`,
-//! `getrandom`), calls [`invite_core::handle`], logs its one JSON line, hands the deferred
+//! the adapters ([`platform::WorkerPlatform`]: `glue.js`'s `upstream`, KV, `Date`,
+//! `setTimeout`, `getrandom`, the gate, the queue), calls [`invite_core::handle`], logs its one JSON line, hands the deferred
 //! KV writes to `wait_until`, and converts the answer back. Everything else is in the core.
 
 #[cfg(target_arch = "wasm32")]
@@ -18,7 +18,7 @@ mod entry {
     use invite_core::config::ConfigError;
     use invite_core::gate::QueuedInvite;
     use invite_core::platform::random_hex;
-    use invite_core::queue::{dead_letter, process, unreadable, Settle};
+    use invite_core::queue::{dead_letter, process, unreadable, waiting_for_config, Settle};
     use invite_core::{
         handle, BodyError, BodySource, Config, HttpRequest, HttpResponse, InviteQueue,
         IsolateCache, Store,
@@ -265,7 +265,8 @@ mod entry {
                     .as_string()
                     .ok_or_else(|| "not a text message".to_string())
                     .and_then(|t| {
-                        serde_json::from_slice::<QueuedInvite>(t.as_bytes()).map_err(|e| e.to_string())
+                        serde_json::from_slice::<QueuedInvite>(t.as_bytes())
+                            .map_err(|e| e.to_string())
                     });
                 let msg = match parsed {
                     Ok(msg) => msg,
@@ -300,11 +301,15 @@ mod entry {
                     return;
                 }
                 let Ok(cfg) = config else {
-                    console_error!(
-                        "{}",
-                        serde_json::json!({"level": "error", "event": "invite_waiting", "invite_id": msg.id, "detail": "configuration is invalid; see /healthz"})
-                    );
-                    m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(60).build());
+                    let (settle, line) = waiting_for_config(&msg, platform).await;
+                    console_error!("{line}");
+                    if let Settle::Retry { delay_sec } = settle {
+                        m.retry_with_options(
+                            &QueueRetryOptionsBuilder::new()
+                                .with_delay_seconds(delay_sec)
+                                .build(),
+                        );
+                    }
                     return;
                 };
                 let (settle, log) = process(&msg, cfg, platform, cache).await;
@@ -319,7 +324,10 @@ mod entry {
                     Settle::Defer { delay_sec } => {
                         // A copy with a delay, then this one is done: waiting for the pacer
                         // is not a failed attempt.
-                        match platform.enqueue(std::slice::from_ref(&msg), delay_sec).await {
+                        match platform
+                            .enqueue(std::slice::from_ref(&msg), delay_sec)
+                            .await
+                        {
                             Ok(()) => m.ack(),
                             Err(_) => m.retry_with_options(
                                 &QueueRetryOptionsBuilder::new()

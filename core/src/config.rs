@@ -531,6 +531,15 @@ impl Config {
         let connection = r
             .opt("AUTH0_CONNECTION")
             .unwrap_or_else(|| DEFAULT_CONNECTION.to_string());
+        // Put in a user search between double quotes, as it is (`invitees::search_query`):
+        // refused here, where /healthz reports it, not by the list route alone (found in an
+        // audit of the docs).
+        if !crate::invitees::quotable(&connection) {
+            r.problems.push(
+                "AUTH0_CONNECTION must not contain double quotes, backslashes or control characters"
+                    .into(),
+            );
+        }
 
         let allowed_roles = r.list("ALLOWED_ROLES");
         let default_roles = r.list("DEFAULT_ROLES");
@@ -914,6 +923,22 @@ mod tests {
         match Config::from_lookup(lookup(&with(extra)), crate::http::host_parse_url) {
             Ok(_) => String::new(),
             Err(e) => e.problems.join("\n"),
+        }
+    }
+
+    /// A connection name goes between double quotes in the invitee list's user search: one
+    /// that can't is a problem /healthz reports, not a surprise of the list route alone.
+    #[test]
+    fn a_connection_that_cant_be_quoted_is_refused() {
+        for (value, ok) in [
+            ("Username-Password-Authentication", true),
+            ("my db", true),
+            ("a\"b", false),
+            ("a\\b", false),
+            ("a\u{7}b", false),
+        ] {
+            let p = problems(&[("AUTH0_CONNECTION", value)]);
+            assert_eq!(p.is_empty(), ok, "{value:?}: {p}");
         }
     }
 

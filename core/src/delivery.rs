@@ -88,7 +88,7 @@ pub fn render(
     })
 }
 
-/// KV key of an address's cooldown (hashed: no addresses in key listings).
+/// The gate's key of an address's email window (hashed: no addresses in keys).
 pub fn cooldown_key(email: &str) -> String {
     let d = Sha256::digest(email.as_bytes());
     let short = hex(&d[..12]);

@@ -430,8 +430,8 @@ pub enum GateCall {
     Release {
         /// The invite.
         id: String,
-        /// Why.
-        code: String,
+        /// Why; `None` (waiting for the pacer is no failure) keeps the last error's code.
+        code: Option<String>,
     },
     /// It can never succeed, or its retries ran out.
     Fail {
@@ -796,7 +796,7 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 if rec.status == Status::Processing {
                     rec.status = Status::Queued;
                 }
-                rec.error_code = Some(code);
+                rec.error_code = code.or(rec.error_code);
                 rec.lease_until_ms = 0;
                 rec.updated_at_ms = now_ms;
                 store(ledger, &rec);
@@ -1283,6 +1283,52 @@ mod tests {
         }
         let l = Faulty::default();
         assert!(answer("{", 0, &l).unwrap_err().starts_with("bad gate call"));
+    }
+
+    /// Waiting for the pacer (a release without a code) is no error: the status keeps the last
+    /// real one, and a dead letter ends with it, or with `retries_exhausted`. (It said `paced`,
+    /// a code no document lists.)
+    #[test]
+    fn a_release_without_a_code_keeps_the_last_error() {
+        let l = MemoryLedger::default();
+        let code_of = |id: &str| match handle(GateCall::Status { id: id.into() }, 9, &l) {
+            GateReply::Status { invite: Some(v) } => v.error_code,
+            other => panic!("{other:?}"),
+        };
+        let release = |id: &str, code: Option<&str>| {
+            handle(
+                GateCall::Begin {
+                    id: id.into(),
+                    message: None,
+                },
+                1,
+                &l,
+            );
+            handle(
+                GateCall::Release {
+                    id: id.into(),
+                    code: code.map(str::to_string),
+                },
+                2,
+                &l,
+            );
+        };
+        accept(&l, "inv_a", Kind::Public, None, 0);
+        release("inv_a", Some("upstream_unavailable"));
+        release("inv_a", None);
+        assert_eq!(code_of("inv_a").as_deref(), Some("upstream_unavailable"));
+        accept(&l, "inv_b", Kind::Public, None, 0);
+        release("inv_b", None);
+        assert_eq!(code_of("inv_b"), None);
+        handle(
+            GateCall::Fail {
+                id: "inv_b".into(),
+                code: None,
+            },
+            3,
+            &l,
+        );
+        assert_eq!(code_of("inv_b").as_deref(), Some("retries_exhausted"));
     }
 
     #[test]

@@ -283,7 +283,7 @@ fn is_timestamp(t: &str) -> bool {
 /// Whether `s` can go between double quotes in a query as it is. Every value put in a query
 /// comes from Auth0 or the configuration; one that can't be quoted is refused, never escaped
 /// by hand.
-fn quotable(s: &str) -> bool {
+pub(crate) fn quotable(s: &str) -> bool {
     !s.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 

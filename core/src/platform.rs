@@ -1,6 +1,6 @@
 //! The ports through which the core reaches the outside world (the plain HTTP types that
-//! cross them live in the leaf module [`crate::http`]). The Worker shell implements them with `worker::Fetch`, KV, `Date` and
-//! `getrandom`; tests implement them with fakes.
+//! cross them live in the leaf module [`crate::http`]). The Worker shell implements them with `src/glue.js`'s `upstream`,
+//! KV, `Date`, the gate's Durable Object, the queue and `getrandom`; tests implement them with fakes.
 #![allow(async_fn_in_trait)] // The futures are deliberately not `Send`: Workers can't meet it.
 
 use std::fmt;

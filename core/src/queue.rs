@@ -191,8 +191,7 @@ pub async fn process<P: Platform>(
         state: &state,
     };
     let (settle, outcome, code) = run(&cx, msg).await;
-    // The cache writes a request defers past its answer (the token, role ids, a revoked
-    // token's delete): a consumer has no caller waiting, so they are made here. (They were
+    // The cache writes a request defers past its answer (the token, role ids): a consumer has no caller waiting, so they are made here. (They were
     // dropped: every cold consumer fetched a token again, found in an audit.)
     let mut kv_failed = Vec::new();
     for op in state.deferred.take() {
@@ -264,7 +263,9 @@ async fn run<P: Platform>(
         retry_after_sec, ..
     }) = client.admit_within(&input, CONSUMER_ADMIT_WAIT_MS).await
     {
-        release(cx, msg, "paced").await;
+        // Waiting for the pacer is no error: the status keeps the last one, if any (it said
+        // `paced`, a code no document lists, and a dead letter then ended with it).
+        release(cx, msg, None).await;
         let delay_sec = u32::try_from(retry_after_sec)
             .unwrap_or(u32::MAX)
             .clamp(1, 600);
@@ -340,7 +341,7 @@ async fn run<P: Platform>(
                 }
                 return (Settle::Ack, "failed", Some(code));
             }
-            release(cx, msg, &code).await;
+            release(cx, msg, Some(&code)).await;
             // Rate limits say when; other failures back off 2, 4, 8 … s.
             let delay_sec = match api.retry_after_sec {
                 Some(s) => u32::try_from(s).unwrap_or(600).clamp(1, 600),
@@ -375,11 +376,12 @@ async fn record<P: Platform>(cx: &Ctx<'_, P>, call: GateCall) -> Result<(), Stri
     Err(last)
 }
 
-async fn release<P: Platform>(cx: &Ctx<'_, P>, msg: &QueuedInvite, code: &str) {
+/// Lets go of the invite; `code` (`None`: keep the last one) is what a dead letter will say.
+async fn release<P: Platform>(cx: &Ctx<'_, P>, msg: &QueuedInvite, code: Option<&str>) {
     let _ =
         cx.p.gate(GateCall::Release {
             id: msg.id.clone(),
-            code: code.to_string(),
+            code: code.map(str::to_string),
         })
         .await;
 }
@@ -432,6 +434,28 @@ pub async fn unreadable<P: Platform>(
             (settle, line.to_string())
         }
     }
+}
+
+/// A message the consumer can't run because the configuration is invalid (a bad deploy): it
+/// is retried after a minute, and its invite's status says `config_invalid`, so that if the
+/// retries run out first it ends `failed` with that code, for the operator to fix and re-drive
+/// (it ended `retries_exhausted`, with no hint of the cause: found in an audit of the docs).
+pub async fn waiting_for_config<P: Platform>(msg: &QueuedInvite, p: &P) -> (Settle, String) {
+    let code = ErrorCode::ConfigInvalid.as_str();
+    let _ = p
+        .gate(GateCall::Release {
+            id: msg.id.clone(),
+            code: Some(code.to_string()),
+        })
+        .await;
+    let line = json!({
+        "level": "error",
+        "event": "invite_waiting",
+        "invite_id": msg.id,
+        "code": code,
+        "detail": "configuration is invalid; see /healthz",
+    });
+    (Settle::Retry { delay_sec: 60 }, line.to_string())
 }
 
 /// Marks a dead letter's invite failed; retried when the gate can't record it.

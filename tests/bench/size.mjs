@@ -36,8 +36,11 @@ import { gzipSync } from "node:zlib";
  * batch's repeated address refused), measured from 282,662 to 285,603 B; with what a fuzz
  * and a review of them found (metadata depth, a batch's other keys, a send in progress
  * retried as it is, no blind KV delete), 287,860 B.
+ * +2,000 B: what an audit of the docs against the code found in the code (AUTH0_CONNECTION
+ * checked with the configuration, an invite waiting for a valid configuration says so, no
+ * `paced` code), measured from 287,860 to 288,172 B; the margin is for the next fix.
  */
-export const BUDGET_GZIP_BYTES = 288_000;
+export const BUDGET_GZIP_BYTES = 290_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

@@ -532,6 +532,25 @@ fn an_unreadable_message_is_retried_then_its_invite_marked_failed() {
     }
 }
 
+/// A message the consumer can't run for an invalid configuration (a bad deploy) is retried,
+/// and its status says why, so a dead letter ends `failed` with `config_invalid`, not
+/// `retries_exhausted`, for the operator to fix and re-drive.
+#[test]
+fn an_invite_waiting_for_a_valid_configuration_says_so() {
+    let svc = webhook_svc(&[]);
+    let (_, body) = svc.run(stripe_req(&checkout("evt_c1", "cfg@example.com"), NOW));
+    let id = body["invite_id"].as_str().unwrap().to_string();
+    let (_, msg) = svc.fake.queue.borrow_mut().pop_front().unwrap();
+    let (settle, line) = block_on(waiting_for_config(&msg, &svc.fake));
+    assert_eq!(settle, Settle::Retry { delay_sec: 60 }, "{line}");
+    assert!(line.contains("/healthz"), "{line}");
+    assert_eq!(svc.status(&id)["error_code"], "config_invalid");
+    let (settle, line) = block_on(dead_letter(&msg, &svc.fake));
+    assert_eq!(settle, Settle::Ack, "{line}");
+    assert!(line.contains("\"code\":\"config_invalid\""), "{line}");
+    assert_eq!(svc.status(&id)["status"], "failed");
+}
+
 /// A delivery of an invite another delivery holds waits for the lease with a delayed copy:
 /// the wait does not spend one of the queue's retries (3), as a crashed holder would
 /// otherwise cost two of them.

@@ -14,7 +14,7 @@ pub use futures::executor::block_on;
 pub use invite_core::config::ConfigError;
 pub use invite_core::gate::{self, GateCall, GateReply, MemoryLedger, QueuedInvite};
 pub use invite_core::platform::{StoreError, TransportError};
-pub use invite_core::queue::{dead_letter, process, unreadable, Settle};
+pub use invite_core::queue::{dead_letter, process, unreadable, waiting_for_config, Settle};
 pub use invite_core::webhook::sign_for_test;
 pub use invite_core::{
     handle, BodyError, BodySource, Clock, Config, Handled, HttpRequest, HttpResponse, IsolateCache,
