@@ -97,27 +97,29 @@ pub fn cooldown_key(email: &str) -> String {
 
 /// Claims the address's email window in the gate (strongly consistent) for the invite
 /// `owner`; false when another invite emailed the address within the cooldown. Claiming
-/// again for the same owner succeeds (a retry).
-async fn claim_email<P: Platform>(cx: &Ctx<'_, P>, owner: &str, email: &str) -> bool {
+/// again for the same owner succeeds (a retry). Without an answer from the gate the invite
+/// fails, to be retried by the queue: sending unclaimed made a ticket that voided the link
+/// in the inbox, and when that email then failed, the inbox kept only the dead link (found
+/// by an interleaving test).
+async fn claim_email<P: Platform>(
+    cx: &Ctx<'_, P>,
+    owner: &str,
+    email: &str,
+) -> Result<bool, InviteError> {
     let claim = GateCall::ClaimEmail {
         key: cooldown_key(email),
         ttl_ms: cx.cfg.webhooks.email_cooldown_sec * 1000,
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
-        Ok(GateReply::Claimed { claimed, .. }) => claimed,
-        Ok(other) => {
-            cx.note(format!(
-                "gate answered {}, email sent unclaimed",
-                other.kind()
-            ));
-            true
-        }
-        // Without the gate, send: a second email is better than none.
-        Err(e) => {
-            cx.note(format!("gate unreachable, email sent unclaimed: {e}"));
-            true
-        }
+        Ok(GateReply::Claimed { claimed, .. }) => Ok(claimed),
+        Ok(other) => Err(InviteError::Internal(format!(
+            "gate answered {} to the email window's claim",
+            other.kind()
+        ))),
+        Err(e) => Err(InviteError::Internal(format!(
+            "gate unreachable for the email window's claim: {e}"
+        ))),
     }
 }
 
@@ -261,7 +263,7 @@ pub async fn invite_and_email<P: Platform>(
     invited_by: &str,
     idempotency_key: &str,
 ) -> Result<Delivered, InviteError> {
-    let claimed = claim_email(cx, owner, &input.email).await;
+    let claimed = claim_email(cx, owner, &input.email).await?;
     input.want_ticket = claimed && emailed_with_ticket(cx.cfg);
     input.email_verified = false;
     let email = input.email.clone();

@@ -719,8 +719,12 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
         } => {
             for id in &ids {
                 // Only if nothing took it up: a send that failed may still have been delivered.
+                // So it leaves a tombstone (an empty record) that `Begin` answers `Settled`:
+                // a message delivered after all must not run the invite the caller's retry
+                // runs again (forgotten, its record was made anew from the message, and one
+                // webhook event ran twice: found by an interleaving test).
                 if load(ledger, id).is_some_and(|r| r.status == Status::Queued) {
-                    ledger.put(&invite_key(id), "", None, now_ms);
+                    ledger.put(&invite_key(id), "", None, now_ms + STATUS_TTL_MS);
                 }
             }
             let first = ids.first().map(String::as_str).unwrap_or("");
@@ -738,6 +742,9 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             GateReply::Done
         }
         GateCall::Begin { id, message } => {
+            if ledger.get(&invite_key(&id)).is_some_and(|v| v.is_empty()) {
+                return GateReply::Begin(Begin::Settled); // withdrawn
+            }
             let mut rec = match (load(ledger, &id), message) {
                 (Some(r), _) => r,
                 // The ledger lost it (expired, or storage reset): the message is the truth.

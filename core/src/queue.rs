@@ -361,7 +361,7 @@ fn after_lease() -> Settle {
 
 /// Records an invite's outcome in the gate, trying three times over about a second: the
 /// outcome is the one thing the run can't redo cheaply.
-async fn record<P: Platform>(cx: &Ctx<'_, P>, call: GateCall) -> Result<(), String> {
+pub(crate) async fn record<P: Platform>(cx: &Ctx<'_, P>, call: GateCall) -> Result<(), String> {
     let mut last = String::new();
     for wait_ms in [0, 200, 800] {
         if wait_ms > 0 {

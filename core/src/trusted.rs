@@ -10,7 +10,7 @@ use crate::gate::{GateCall, GateReply, Kind, QueuedInvite, StatusView};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::invite::{parse_invite, InviteInput, Verification, MAX_BODY_BYTES};
 use crate::platform::Platform;
-use crate::queue::{accept, new_id, Acceptance};
+use crate::queue::{accept, new_id, record, Acceptance};
 
 /// Most invites in one batch.
 pub const MAX_BATCH_ITEMS: usize = 1000;
@@ -261,15 +261,19 @@ pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpRespo
                     id: id.clone(),
                     code: Some(ErrorCode::QueueUnavailable.as_str().into()),
                 };
-                let detail = match cx.p.gate(refail).await {
-                    Ok(_) => e,
-                    Err(g) => format!("{e}; not marked failed again (gate unreachable: {g})"),
+                // Tried three times, as an outcome is (once, a gate blip left it `queued`
+                // with no message, for good: found by an interleaving test).
+                let (message, detail) = match record(cx, refail).await {
+                    Ok(()) => (
+                        "the invite could not be queued; it is still failed, retrying is safe",
+                        e,
+                    ),
+                    Err(g) => (
+                        "the invite could not be queued, nor marked failed again: its status says queued, but nothing will run it",
+                        format!("{e}; not marked failed again: {g}"),
+                    ),
                 };
-                return Err(ApiError::new(
-                    ErrorCode::QueueUnavailable,
-                    "the invite could not be queued; it is still failed, retrying is safe",
-                )
-                .logged(detail));
+                return Err(ApiError::new(ErrorCode::QueueUnavailable, message).logged(detail));
             }
             Ok(
                 HttpResponse::json(202, &json!({"id": id, "status": "queued"}))
