@@ -123,6 +123,36 @@ async fn claim_email<P: Platform>(
     }
 }
 
+/// Claims `owner`'s window `key` again right before its link goes out, which also restarts the
+/// window at the send. A revoke that took the window meanwhile ([`GateCall::HoldWindows`])
+/// makes its throwaway ticket after it, or has made it after this link: either way this link
+/// must not reach a blocked account (`Err(Revoked)`; found by an interleaving test, in which
+/// it did). A window another invite took meanwhile (a delete-mode revoke gave it back) does
+/// not stop the send: a second email beats a dead link.
+pub(crate) async fn reclaim<P: Platform>(
+    cx: &Ctx<'_, P>,
+    key: String,
+    ttl_ms: u64,
+    owner: &str,
+) -> Result<(), InviteError> {
+    let claim = GateCall::ClaimEmail {
+        key,
+        ttl_ms,
+        owner: owner.to_string(),
+    };
+    match cx.p.gate(claim).await {
+        Ok(GateReply::Claimed { revoked: true, .. }) => Err(InviteError::Revoked),
+        Ok(GateReply::Claimed { claimed: false, .. }) => {
+            cx.note("email window taken meanwhile; sent anyway");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(InviteError::Internal(format!(
+            "gate unreachable before the send: {e}"
+        ))),
+    }
+}
+
 /// Gives the address's window back after a failed invite: nothing was sent in it.
 async fn release_email<P: Platform>(cx: &Ctx<'_, P>, owner: &str, email: &str) {
     let release = GateCall::ReleaseEmail {
@@ -305,6 +335,8 @@ pub async fn invite_and_email<P: Platform>(
         .ticket_url
         .as_deref()
         .map(|u| (u, out.ticket_expires_at.as_str()));
+    let ttl_ms = cx.cfg.webhooks.email_cooldown_sec * 1000;
+    reclaim(cx, cooldown_key(&email), ttl_ms, owner).await?;
     send_email(cx, &email, greeting, ticket, idempotency_key).await?;
     Ok(Delivered {
         user_id: out.user_id,

@@ -463,6 +463,16 @@ pub enum GateCall {
         #[serde(default)]
         windows: Option<String>,
     },
+    /// Takes an address's email windows (sending and resending) for a revoke, whoever holds
+    /// them, until `ttl_ms` from now: an invite or resend in flight for the address claims
+    /// its window again right before it sends, finds it held by [`REVOKED_HOLDER`], and sends
+    /// nothing. The revoke then makes its throwaway ticket, which voids any link made before.
+    HoldWindows {
+        /// The address key (hashed).
+        key: String,
+        /// How long.
+        ttl_ms: u64,
+    },
     /// What [`GateCall::Remember`] keeps under `key`, while it lives.
     Recall {
         /// The key.
@@ -548,6 +558,9 @@ pub enum GateReply {
         /// When refused: how long the window still holds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// Refused because a revoke holds the window ([`GateCall::HoldWindows`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        revoked: bool,
     },
     /// An invite's status.
     Status {
@@ -828,13 +841,15 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             ledger.purge(now_ms);
             let key = format!("cool:{key}");
             match claim_window(ledger, &key, &owner, now_ms + ttl_ms) {
-                Some(_) => GateReply::Claimed {
+                Some(holder) => GateReply::Claimed {
                     claimed: false,
                     retry_after_ms: ledger.expiry(&key).map(|e| e.saturating_sub(now_ms)),
+                    revoked: holder == REVOKED_HOLDER,
                 },
                 None => GateReply::Claimed {
                     claimed: true,
                     retry_after_ms: None,
+                    revoked: false,
                 },
             }
         }
@@ -851,10 +866,23 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 .iter()
                 .flat_map(|k| [format!("cool:{k}"), format!("cool:resend:{k}")])
             {
-                if let Some(holder) = ledger.get(&key) {
+                // Not a window an invite still queued or running holds: it will send its
+                // own link, and the next sign-up would send another at once (found by an
+                // interleaving test).
+                let running = |h: &str| {
+                    load(ledger, h)
+                        .is_some_and(|r| matches!(r.status, Status::Queued | Status::Processing))
+                };
+                if let Some(holder) = ledger.get(&key).filter(|h| !running(h)) {
                     // Expired at once, as ReleaseEmail does.
                     ledger.put(&key, &holder, None, now_ms);
                 }
+            }
+            GateReply::Done
+        }
+        GateCall::HoldWindows { key, ttl_ms } => {
+            for key in [format!("cool:{key}"), format!("cool:resend:{key}")] {
+                ledger.put(&key, REVOKED_HOLDER, None, now_ms + ttl_ms);
             }
             GateReply::Done
         }
@@ -908,6 +936,9 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
     }
 }
 
+/// Who holds an address's email windows for a revoke ([`GateCall::HoldWindows`]).
+pub const REVOKED_HOLDER: &str = "revoked";
+
 /// Claims an address's email window (`cool:…`) for `owner`, an invite id, until
 /// `expire_at_ms`; `None` when it is `owner`'s now (taken, or already held by it), else who
 /// holds it. A window held by an invite that ended `failed` is taken over: whatever it did or
@@ -916,6 +947,10 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
 fn claim_window(ledger: &impl Ledger, key: &str, owner: &str, expire_at_ms: u64) -> Option<String> {
     let holder = ledger.claim(key, owner, expire_at_ms)?;
     if holder == owner {
+        // Claimed again by its owner (the run, then right before the send): the window
+        // starts again, so that it runs from the email, not from the sign-up that was queued
+        // minutes before (found by an interleaving test: two emails 330 s apart).
+        ledger.put(key, owner, None, expire_at_ms);
         return None;
     }
     // Not for a revoked account, which no invite will email: the window keeps its anonymous
@@ -1201,18 +1236,56 @@ mod tests {
         let taken = GateReply::Claimed {
             claimed: true,
             retry_after_ms: None,
+            revoked: false,
         };
         assert_eq!(claim("inv_1", 0), taken);
-        assert_eq!(claim("inv_1", 1), taken, "a retry");
+        assert_eq!(
+            claim("inv_1", 1),
+            taken,
+            "a retry, which starts the window again"
+        );
         assert_eq!(
             claim("inv_2", 1),
             GateReply::Claimed {
                 claimed: false,
-                retry_after_ms: Some(599_999)
+                retry_after_ms: Some(600_000),
+                revoked: false,
             },
             "held, for the rest of the window"
         );
         assert_eq!(claim("inv_2", 600_001), taken, "after the window");
+
+        // A revoke takes both windows, whoever holds them: the holder's claim before its
+        // send is refused, and says why.
+        handle(
+            GateCall::HoldWindows {
+                key: "k".into(),
+                ttl_ms: 150_000,
+            },
+            600_002,
+            &l,
+        );
+        assert_eq!(
+            claim("inv_2", 600_003),
+            GateReply::Claimed {
+                claimed: false,
+                retry_after_ms: Some(149_999),
+                revoked: true,
+            }
+        );
+        let resend = handle(
+            GateCall::ClaimEmail {
+                key: "resend:k".into(),
+                ttl_ms: 300_000,
+                owner: "rsd_1".into(),
+            },
+            600_003,
+            &l,
+        );
+        assert!(
+            matches!(resend, GateReply::Claimed { revoked: true, .. }),
+            "{resend:?}"
+        );
     }
 
     /// A ledger whose reads or writes fail, as SQLite's can (a full database, say): a read

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::auth0::Ctx;
 use crate::config::{RevokeMode, TICKET_TTL_RANGE};
-use crate::delivery::{cooldown_key, emailed_with_ticket, send_email};
-use crate::error::{ApiError, ErrorCode, UpstreamError, ValidationError};
+use crate::delivery::{cooldown_key, emailed_with_ticket, reclaim, send_email};
+use crate::error::{ApiError, ErrorCode, InviteError, UpstreamError, ValidationError};
 use crate::gate::{GateCall, GateReply, Kind};
 use crate::http::HttpRequest;
 use crate::invite::default_ticket_target;
@@ -568,9 +568,11 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
         owner: owner.clone(),
     };
     match cx.p.gate(claim).await {
+        Ok(GateReply::Claimed { revoked: true, .. }) => return Err(ApiError::invite_revoked()),
         Ok(GateReply::Claimed {
             claimed: false,
             retry_after_ms,
+            ..
         }) => {
             let left = retry_after_ms.unwrap_or(ttl_ms);
             return Err(ApiError::resend_too_soon(left.div_ceil(1000)));
@@ -578,7 +580,7 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
         Ok(_) => {}
         Err(e) => cx.note(format!("gate unreachable, resend not limited: {e}")),
     }
-    match deliver(cx, &invitee, &owner).await {
+    match deliver(cx, &invitee, &owner, (&claimed_key, ttl_ms)).await {
         Ok(body) => Ok(HttpResponse::json(200, &body)),
         Err(e) => {
             // Nothing may have reached the invitee: give the window back, so retrying (which
@@ -595,12 +597,25 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
     }
 }
 
-/// Makes the new link and delivers it; the answer's body.
+/// Makes the new link and delivers it; the answer's body. `window` (key, length) is claimed
+/// again between the two ([`reclaim`]): a revoke meanwhile stops the delivery.
 async fn deliver<P: Platform>(
     cx: &Ctx<'_, P>,
     invitee: &Invitee,
     owner: &str,
+    window: (&str, u64),
 ) -> Result<Value, ApiError> {
+    let before_delivery = || async {
+        match reclaim(cx, window.0.to_string(), window.1, owner).await {
+            Err(InviteError::Revoked) => Err(ApiError::invite_revoked()),
+            Err(e) => {
+                // As the first claim: without the gate, the resend goes on.
+                cx.note(e.to_string());
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    };
     let cfg = cx.cfg;
     let client = cx.client();
     let target = default_ticket_target(cfg);
@@ -613,6 +628,7 @@ async fn deliver<P: Platform>(
             let url = client
                 .password_change_ticket(&invitee.user_id, &target, ttl_sec, false)
                 .await?;
+            before_delivery().await?;
             body["ticket_url"] = json!(url);
             body["ticket_expires_at"] = json!(expires_at);
         }
@@ -627,7 +643,7 @@ async fn deliver<P: Platform>(
                 None
             };
             let ticket = url.as_deref().map(|u| (u, expires_at.as_str()));
-            // The window is this resend's already: no second claim.
+            before_delivery().await?;
             send_email(cx, &invitee.email, None, ticket, owner).await?;
         }
     }
@@ -654,6 +670,17 @@ async fn revoke<P: Platform>(
     let client = cx.client();
     let (mut revoked, action) = match cx.cfg.revoke_mode {
         RevokeMode::Block => {
+            // First the address's email windows: an invite or resend in flight claims its
+            // window again before it sends, and now finds the revoke there. Any link it made
+            // before this point is voided by the ticket below. (Found by an interleaving test:
+            // a paid invite racing a revoke emailed a working link to the blocked account.)
+            let hold = GateCall::HoldWindows {
+                key: cooldown_key(&invitee.email),
+                ttl_ms: (cx.cfg.webhooks.email_cooldown_sec * 1000).max(crate::gate::LEASE_MS),
+            };
+            if let Err(e) = cx.p.gate(hold).await {
+                cx.note(format!("gate unreachable, windows not held: {e}"));
+            }
             // Retire the links already sent first: a block does not (Auth0 documents no such
             // thing, and says a password reset through the Management API lifts the block),
             // but Auth0 keeps only an account's newest password-change ticket. This one is

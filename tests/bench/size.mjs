@@ -39,8 +39,12 @@ import { gzipSync } from "node:zlib";
  * +2,000 B: what an audit of the docs against the code found in the code (AUTH0_CONNECTION
  * checked with the configuration, an invite waiting for a valid configuration says so, no
  * `paced` code), measured from 287,860 to 288,172 B; the margin is for the next fix.
+ * +2,000 B: what a model test of interleavings found (a revoke holds the email windows and
+ * every sender claims its window again before it sends; a withdrawn invite's tombstone; a
+ * re-drive's re-fail tried three times; no send without a claim), measured from 288,172 to
+ * 290,297 B.
  */
-export const BUDGET_GZIP_BYTES = 290_000;
+export const BUDGET_GZIP_BYTES = 292_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

@@ -3,6 +3,7 @@
 //!
 //! One test binary, one module per route over the shared fakes in `support`.
 
+mod interleavings;
 mod invitees;
 mod invites;
 mod openapi;
