@@ -3,6 +3,8 @@
 //!
 //! One test binary, one module per route over the shared fakes in `support`.
 
+// Host only: proptest does not build for wasm32 (see core/Cargo.toml).
+#[cfg(not(target_arch = "wasm32"))]
 mod interleavings;
 mod invitees;
 mod invites;
