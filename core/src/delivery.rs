@@ -112,6 +112,9 @@ async fn claim_email<P: Platform>(
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
+        // A revoke holds the window (found in a review: a re-drive then completed as if
+        // inside a cooldown).
+        Ok(GateReply::Claimed { revoked: true, .. }) => Err(InviteError::Revoked),
         Ok(GateReply::Claimed { claimed, .. }) => Ok(claimed),
         Ok(other) => Err(InviteError::Internal(format!(
             "gate answered {} to the email window's claim",

@@ -741,9 +741,14 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 }
             }
             let first = ids.first().map(String::as_str).unwrap_or("");
+            // The claims go back only with the invite they were for: one a consumer already
+            // took up keeps its event id and window, so the sender's retry is answered
+            // `duplicate` (or inside the window), not run a second time (found in a review).
+            // A tombstone, not the record's status, says so: a retried Withdraw finds it too.
+            let withdrawn = ledger.get(&invite_key(first)).is_some_and(|v| v.is_empty());
             let claims = [
-                event.map(|e| format!("evt:{e}")),
-                cooldown.map(|c| format!("cool:{c}")),
+                event.map(|e| format!("evt:{e}")).filter(|_| withdrawn),
+                cooldown.map(|c| format!("cool:{c}")).filter(|_| withdrawn),
             ];
             for key in claims.into_iter().flatten() {
                 if ledger.get(&key).as_deref() == Some(first) {

@@ -16,10 +16,11 @@ use crate::auth0::Ctx;
 use crate::config::{RevokeMode, TICKET_TTL_RANGE};
 use crate::delivery::{cooldown_key, emailed_with_ticket, reclaim, send_email};
 use crate::error::{ApiError, ErrorCode, InviteError, UpstreamError, ValidationError};
-use crate::gate::{GateCall, GateReply, Kind};
+use crate::gate::{GateCall, GateReply, Kind, REVOKED_HOLDER};
 use crate::http::HttpRequest;
 use crate::invite::default_ticket_target;
 use crate::platform::{random_hex, HttpResponse, Platform};
+use crate::queue::record;
 use crate::time::rfc3339;
 
 /// Most invitees per page of the list.
@@ -578,7 +579,15 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
             return Err(ApiError::resend_too_soon(left.div_ceil(1000)));
         }
         Ok(_) => {}
-        Err(e) => cx.note(format!("gate unreachable, resend not limited: {e}")),
+        // Before any ticket, which would void the link the invitee has: the claim right before
+        // the send needs the gate too, so going on without it only broke that link.
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::QueueUnavailable,
+                "the gate could not be reached; nothing was sent, retrying is safe",
+            )
+            .logged(e))
+        }
     }
     match deliver(cx, &invitee, &owner, (&claimed_key, ttl_ms)).await {
         Ok(body) => Ok(HttpResponse::json(200, &body)),
@@ -608,11 +617,13 @@ async fn deliver<P: Platform>(
     let before_delivery = || async {
         match reclaim(cx, window.0.to_string(), window.1, owner).await {
             Err(InviteError::Revoked) => Err(ApiError::invite_revoked()),
-            Err(e) => {
-                // As the first claim: without the gate, the resend goes on.
-                cx.note(e.to_string());
-                Ok(())
-            }
+            // Nothing was sent yet: without the gate's word, a revoke may be under way
+            // (found in a review), so the resend stops here and the caller retries.
+            Err(e) => Err(ApiError::new(
+                ErrorCode::QueueUnavailable,
+                "the gate could not be reached; nothing was sent, retrying is safe",
+            )
+            .logged(e.to_string())),
             Ok(()) => Ok(()),
         }
     };
@@ -674,35 +685,61 @@ async fn revoke<P: Platform>(
             // window again before it sends, and now finds the revoke there. Any link it made
             // before this point is voided by the ticket below. (Found by an interleaving test:
             // a paid invite racing a revoke emailed a working link to the blocked account.)
+            // Without the hold the race is open again: nothing is done, the caller retries.
+            let key = cooldown_key(&invitee.email);
             let hold = GateCall::HoldWindows {
-                key: cooldown_key(&invitee.email),
+                key: key.clone(),
                 ttl_ms: (cx.cfg.webhooks.email_cooldown_sec * 1000).max(crate::gate::LEASE_MS),
             };
-            if let Err(e) = cx.p.gate(hold).await {
-                cx.note(format!("gate unreachable, windows not held: {e}"));
-            }
+            record(cx, hold).await.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::QueueUnavailable,
+                    "the gate could not be reached; nothing was done, retrying is safe",
+                )
+                .logged(e)
+            })?;
             // Retire the links already sent first: a block does not (Auth0 documents no such
             // thing, and says a password reset through the Management API lifts the block),
             // but Auth0 keeps only an account's newest password-change ticket. This one is
             // made to be thrown away: never returned, logged or kept. (Found in an audit:
             // a revoked invitee's emailed link could undo the revoke.)
-            client
-                .password_change_ticket(
-                    &invitee.user_id,
-                    &default_ticket_target(cx.cfg),
-                    TICKET_TTL_RANGE.0,
-                    false,
-                )
-                .await?;
-            let now = rfc3339(cx.p.now_ms());
-            let patch = json!({
-                "blocked": true,
-                "app_metadata": {"revoked_at": now, "revoked_by": label},
-            });
-            let user = client
-                .patch_user(&invitee.user_id, &patch)
-                .await?
-                .ok_or_else(ApiError::invitee_not_found)?;
+            let blocked = async {
+                client
+                    .password_change_ticket(
+                        &invitee.user_id,
+                        &default_ticket_target(cx.cfg),
+                        TICKET_TTL_RANGE.0,
+                        false,
+                    )
+                    .await?;
+                let now = rfc3339(cx.p.now_ms());
+                let patch = json!({
+                    "blocked": true,
+                    "app_metadata": {"revoked_at": now, "revoked_by": label},
+                });
+                let user = client
+                    .patch_user(&invitee.user_id, &patch)
+                    .await?
+                    .ok_or_else(ApiError::invitee_not_found)?;
+                Ok::<_, ApiError>((user, now))
+            };
+            let (user, now) = match blocked.await {
+                Ok(done) => done,
+                Err(e) => {
+                    // Not revoked: give the windows back, or the address would read as
+                    // revoked for the hold's length (found in a review).
+                    for key in [key.clone(), format!("resend:{key}")] {
+                        let release = GateCall::ReleaseEmail {
+                            key,
+                            owner: REVOKED_HOLDER.into(),
+                        };
+                        if let Err(g) = cx.p.gate(release).await {
+                            cx.note(format!("revoke's hold not released: {g}"));
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             let revoked = invitee_from(&user, &cx.cfg.connection).unwrap_or(Invitee {
                 status: InviteeStatus::Revoked,
                 revoked_at: Some(now),

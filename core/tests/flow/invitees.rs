@@ -674,6 +674,19 @@ fn a_failed_resend_gives_the_window_back() {
     assert!(body["ticket_url"].is_string());
 }
 
+/// Without the gate a resend makes no link, which would void the invitee's current one only
+/// for the send to stop at the claim right before it (a review found that order): 503, and
+/// nothing is done.
+#[test]
+fn a_resend_without_the_gate_makes_no_link() {
+    let svc = Svc::new(&[]);
+    by_email(&svc, vec![user("auth0|a", "ada@example.com", json!({}))]);
+    svc.fake.gate_fails.borrow_mut().push("claim_email");
+    let (h, body) = svc.run(post("/v1/invitees/ada@example.com/resend"));
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 0);
+}
+
 #[test]
 fn a_revoked_invite_is_not_reinvited_by_the_trusted_api() {
     let svc = Svc::new(&[]);
