@@ -243,6 +243,37 @@ mod entry {
             .map_err(|e| worker::Error::RustError(js_error_text(&e)))
     }
 
+    /// Acks, retries or defers one message as the core decided. A deferral sends a delayed
+    /// copy, then acks this one (waiting for the pacer is not a failed attempt); without the
+    /// copy (`copy` is `None`, or its send fails) the message is retried after the same delay.
+    async fn settle_message(
+        m: &RawMessage,
+        settle: Settle,
+        copy: Option<(&WorkerPlatform, &QueuedInvite)>,
+    ) {
+        let retry = |delay_sec| {
+            m.retry_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(delay_sec)
+                    .build(),
+            )
+        };
+        match settle {
+            Settle::Ack => m.ack(),
+            Settle::Retry { delay_sec } => retry(delay_sec),
+            Settle::Defer { delay_sec } => match copy {
+                Some((p, msg))
+                    if p.enqueue(std::slice::from_ref(msg), delay_sec)
+                        .await
+                        .is_ok() =>
+                {
+                    m.ack()
+                }
+                _ => retry(delay_sec),
+            },
+        }
+    }
+
     /// The dead-letter queue's name (`dead_letter_queue` in wrangler.toml).
     const DLQ: &str = "invites-dlq";
 
@@ -275,68 +306,30 @@ mod entry {
                         let (settle, line) =
                             unreadable(raw.as_deref(), &e, dead_letters, platform).await;
                         console_error!("{line}");
-                        match settle {
-                            Settle::Retry { delay_sec } => m.retry_with_options(
-                                &QueueRetryOptionsBuilder::new()
-                                    .with_delay_seconds(delay_sec)
-                                    .build(),
-                            ),
-                            _ => m.ack(),
-                        }
-                        return;
+                        return settle_message(m, settle, None).await;
                     }
                 };
-                if dead_letters {
+                let (settle, line) = if dead_letters {
                     let (settle, line) = dead_letter(&msg, platform).await;
                     console_error!("{line}");
-                    match settle {
-                        // The gate did not record it: again, within the DLQ's max_retries.
-                        Settle::Retry { delay_sec } => m.retry_with_options(
-                            &QueueRetryOptionsBuilder::new()
-                                .with_delay_seconds(delay_sec)
-                                .build(),
-                        ),
-                        _ => m.ack(),
-                    }
-                    return;
-                }
-                let Ok(cfg) = config else {
-                    let (settle, line) = waiting_for_config(&msg, platform).await;
-                    console_error!("{line}");
-                    if let Settle::Retry { delay_sec } = settle {
-                        m.retry_with_options(
-                            &QueueRetryOptionsBuilder::new()
-                                .with_delay_seconds(delay_sec)
-                                .build(),
-                        );
-                    }
-                    return;
-                };
-                let (settle, log) = process(&msg, cfg, platform, cache).await;
-                console_log!("{log}");
-                match settle {
-                    Settle::Ack => m.ack(),
-                    Settle::Retry { delay_sec } => m.retry_with_options(
-                        &QueueRetryOptionsBuilder::new()
-                            .with_delay_seconds(delay_sec)
-                            .build(),
-                    ),
-                    Settle::Defer { delay_sec } => {
-                        // A copy with a delay, then this one is done: waiting for the pacer
-                        // is not a failed attempt.
-                        match platform
-                            .enqueue(std::slice::from_ref(&msg), delay_sec)
-                            .await
-                        {
-                            Ok(()) => m.ack(),
-                            Err(_) => m.retry_with_options(
-                                &QueueRetryOptionsBuilder::new()
-                                    .with_delay_seconds(delay_sec)
-                                    .build(),
-                            ),
+                    (settle, None)
+                } else {
+                    match config {
+                        Ok(cfg) => {
+                            let (settle, log) = process(&msg, cfg, platform, cache).await;
+                            (settle, Some(log))
+                        }
+                        Err(_) => {
+                            let (settle, line) = waiting_for_config(&msg, platform).await;
+                            console_error!("{line}");
+                            (settle, None)
                         }
                     }
+                };
+                if let Some(log) = line {
+                    console_log!("{log}");
                 }
+                settle_message(m, settle, Some((platform, &msg))).await;
             }
         });
         futures::future::join_all(work).await;
