@@ -120,6 +120,8 @@ pub struct World {
     block_reject: Cell<u8>,
     /// Gate calls that failed: (op, when).
     gate_faulted: RefCell<Vec<(String, u64)>>,
+    /// The invite each failed Withdraw or Fail call was for (the first id of a Withdraw).
+    faulted_for: RefCell<Vec<(String, String)>>,
     queue: RefCell<Vec<QMsg>>,
     dlq: RefCell<Vec<QueuedInvite>>,
     queue_fail: Cell<u8>,
@@ -528,6 +530,14 @@ impl Gate for World {
             self.gate_faulted
                 .borrow_mut()
                 .push((op.clone(), self.now()));
+            let for_id = match &call {
+                GateCall::Withdraw { ids, .. } => ids.first().cloned(),
+                GateCall::Fail { id, .. } => Some(id.clone()),
+                _ => None,
+            };
+            if let Some(id) = for_id {
+                self.faulted_for.borrow_mut().push((op.clone(), id));
+            }
             self.note(format!("gate: {op} FAILED once"));
             return Err(format!("gate: {op} failed once"));
         }
@@ -1187,18 +1197,18 @@ impl Run {
         // documented exception: a queue send failed and the gate then refused all three tries
         // of its Withdraw (or of a re-drive's re-fail), so the record stays `queued` with no
         // message, and the answer said so (an outage of the gate within a second of an
-        // accepted call; README "Noticed" in the closing notes).
-        let gave_up = |op: &str| {
-            w.gate_faulted
+        // accepted call, left as it is). Excused for that invite only.
+        let gave_up = |op: &str, id: &str| {
+            w.faulted_for
                 .borrow()
                 .iter()
-                .filter(|(o, _)| o == op)
+                .filter(|(o, i)| o == op && i == id)
                 .count()
                 >= 3
         };
-        let excused = gave_up("withdraw") || gave_up("fail");
         let ids: Vec<String> = w.invites.borrow().keys().cloned().collect();
         for id in &ids {
+            let excused = gave_up("withdraw", id) || gave_up("fail", id);
             if let Some(s) = w.status(id) {
                 if s["status"] != "completed" && s["status"] != "failed" && !excused {
                     w.violate(
