@@ -88,6 +88,11 @@ pub fn render(
     })
 }
 
+/// An address's email window: its key in the gate and its length (`EMAIL_COOLDOWN_SEC`).
+pub fn email_window(cfg: &Config, email: &str) -> (String, u64) {
+    (cooldown_key(email), cfg.webhooks.email_cooldown_sec * 1000)
+}
+
 /// The gate's key of an address's email window (hashed: no addresses in keys).
 pub fn cooldown_key(email: &str) -> String {
     let d = Sha256::digest(email.as_bytes());
@@ -106,9 +111,10 @@ async fn claim_email<P: Platform>(
     owner: &str,
     email: &str,
 ) -> Result<bool, InviteError> {
+    let (key, ttl_ms) = email_window(cx.cfg, email);
     let claim = GateCall::ClaimEmail {
-        key: cooldown_key(email),
-        ttl_ms: cx.cfg.webhooks.email_cooldown_sec * 1000,
+        key,
+        ttl_ms,
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
@@ -338,8 +344,8 @@ pub async fn invite_and_email<P: Platform>(
         .ticket_url
         .as_deref()
         .map(|u| (u, out.ticket_expires_at.as_str()));
-    let ttl_ms = cx.cfg.webhooks.email_cooldown_sec * 1000;
-    reclaim(cx, cooldown_key(&email), ttl_ms, owner).await?;
+    let (key, ttl_ms) = email_window(cx.cfg, &email);
+    reclaim(cx, key, ttl_ms, owner).await?;
     send_email(cx, &email, greeting, ticket, idempotency_key).await?;
     Ok(Delivered {
         user_id: out.user_id,

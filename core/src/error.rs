@@ -538,6 +538,16 @@ impl ApiError {
         )
     }
 
+    /// 503 `queue_unavailable` for an invitee route that needs the gate before it does
+    /// anything (a resend's email window, a revoke's hold); the reason goes to the log.
+    pub fn gate_unreachable(detail: impl Into<String>) -> Self {
+        Self::new(
+            ErrorCode::QueueUnavailable,
+            "the gate could not be reached; nothing was done, retrying is safe",
+        )
+        .logged(detail)
+    }
+
     /// 409 `invite_revoked`.
     pub fn invite_revoked() -> Self {
         Self::new(

@@ -581,13 +581,7 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
         Ok(_) => {}
         // Before any ticket, which would void the link the invitee has: the claim right before
         // the send needs the gate too, so going on without it only broke that link.
-        Err(e) => {
-            return Err(ApiError::new(
-                ErrorCode::QueueUnavailable,
-                "the gate could not be reached; nothing was sent, retrying is safe",
-            )
-            .logged(e))
-        }
+        Err(e) => return Err(ApiError::gate_unreachable(e)),
     }
     match deliver(cx, &invitee, &owner, (&claimed_key, ttl_ms)).await {
         Ok(body) => Ok(HttpResponse::json(200, &body)),
@@ -619,11 +613,7 @@ async fn deliver<P: Platform>(
             Err(InviteError::Revoked) => Err(ApiError::invite_revoked()),
             // Nothing was sent yet: without the gate's word, a revoke may be under way
             // (found in a review), so the resend stops here and the caller retries.
-            Err(e) => Err(ApiError::new(
-                ErrorCode::QueueUnavailable,
-                "the gate could not be reached; nothing was sent, retrying is safe",
-            )
-            .logged(e.to_string())),
+            Err(e) => Err(ApiError::gate_unreachable(e.to_string())),
             Ok(()) => Ok(()),
         }
     };
@@ -691,13 +681,7 @@ async fn revoke<P: Platform>(
                 key: key.clone(),
                 ttl_ms: (cx.cfg.webhooks.email_cooldown_sec * 1000).max(crate::gate::LEASE_MS),
             };
-            record(cx, hold).await.map_err(|e| {
-                ApiError::new(
-                    ErrorCode::QueueUnavailable,
-                    "the gate could not be reached; nothing was done, retrying is safe",
-                )
-                .logged(e)
-            })?;
+            record(cx, hold).await.map_err(ApiError::gate_unreachable)?;
             // Retire the links already sent first: a block does not (Auth0 documents no such
             // thing, and says a password reset through the Management API lifts the block),
             // but Auth0 keeps only an account's newest password-change ticket. This one is

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::auth0::{Ctx, RequestState};
 use crate::config::{Config, MAX_UPSTREAM_DEADLINE_MS};
-use crate::delivery::{cooldown_key, emailed_with_ticket, invite_and_email, Sent};
+use crate::delivery::{email_window, emailed_with_ticket, invite_and_email, Sent};
 use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
 use crate::gate::{Begin, GateCall, GateReply, QueuedInvite, LEASE_MS};
 use crate::invite::run_invite;
@@ -60,17 +60,15 @@ pub async fn accept<P: Platform>(
     event: Option<String>,
     cooldown: bool,
 ) -> Result<Acceptance, ApiError> {
-    let cooldown_key = cooldown
+    let window = cooldown
         .then(|| invites.first())
         .flatten()
-        .map(|i| cooldown_key(&i.input.email));
+        .map(|i| email_window(cx.cfg, &i.input.email));
     let call = GateCall::Accept {
         invites: invites.clone(),
         batch_id,
         event: event.clone(),
-        cooldown: cooldown_key
-            .clone()
-            .map(|k| (k, cx.cfg.webhooks.email_cooldown_sec * 1000)),
+        cooldown: window.clone(),
     };
     match cx.p.gate(call).await {
         Ok(GateReply::Accepted) => {}
@@ -93,7 +91,7 @@ pub async fn accept<P: Platform>(
         let withdraw = GateCall::Withdraw {
             ids: invites[queued..].iter().map(|i| i.id.clone()).collect(),
             event: event.filter(|_| queued == 0),
-            cooldown: cooldown_key.filter(|_| queued == 0),
+            cooldown: window.map(|(key, _)| key).filter(|_| queued == 0),
         };
         // Tried three times, as an outcome is: left undone, the email window stays with an
         // invite that was never queued, and the caller's retry is answered 202 with nothing

@@ -13,6 +13,21 @@ fn resend_vars() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The public form over a Resend-like email API whose answers are lost for emails holding
+/// `lost`, with `tickets` numbered tickets scripted.
+fn resend_like_svc(tickets: u32, lost: &str) -> Svc {
+    let mut vars = resend_vars();
+    vars.push(("UPSTREAM_DEADLINE_MS", "2000"));
+    let svc = public_svc(&vars);
+    svc.fake.resend_like.set(true);
+    svc.fake.script(
+        "POST /api/v2/tickets/password-change",
+        (1..=tickets).map(ticket).collect(),
+    );
+    *svc.fake.lose_email_answers_with.borrow_mut() = Some(lost.into());
+    svc
+}
+
 fn ticket(n: u32) -> Reply {
     Ok(json_resp(
         201,
@@ -28,15 +43,7 @@ fn ticket(n: u32) -> Reply {
 /// "sent", and the inbox kept only the dead link.
 #[test]
 fn a_redelivered_emailed_invite_never_leaves_a_dead_link_in_the_inbox() {
-    let mut vars = resend_vars();
-    vars.push(("UPSTREAM_DEADLINE_MS", "2000"));
-    let svc = public_svc(&vars);
-    svc.fake.resend_like.set(true);
-    svc.fake.script(
-        "POST /api/v2/tickets/password-change",
-        (1..=4).map(ticket).collect(),
-    );
-    *svc.fake.lose_email_answers_with.borrow_mut() = Some("SECRETTICKET-1#".into());
+    let svc = resend_like_svc(4, "SECRETTICKET-1#");
 
     let (h, _) = svc.run(public_req(&json!({"email": "ada@example.com"})));
     assert_eq!(h.response.status, 202);
@@ -71,16 +78,8 @@ fn a_redelivered_emailed_invite_never_leaves_a_dead_link_in_the_inbox() {
 /// email must not be dropped as a repeat of the first.
 #[test]
 fn a_re_driven_invite_whose_first_email_went_out_gets_a_working_link() {
-    let mut vars = resend_vars();
-    vars.push(("UPSTREAM_DEADLINE_MS", "2000"));
-    let svc = public_svc(&vars);
-    svc.fake.resend_like.set(true);
-    svc.fake.script(
-        "POST /api/v2/tickets/password-change",
-        (1..=8).map(ticket).collect(),
-    );
     // Every run's email is taken but never answered: the invite fails after its retries.
-    *svc.fake.lose_email_answers_with.borrow_mut() = Some("SECRETTICKET".into());
+    let svc = resend_like_svc(8, "SECRETTICKET");
     let (h, _) = svc.run(public_req(&json!({"email": "ada@example.com"})));
     assert_eq!(h.response.status, 202);
     let id = svc.fake.queue.borrow()[0].1.id.clone();
