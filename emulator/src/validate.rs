@@ -15,6 +15,8 @@ pub enum Format {
     AbsoluteUri,
     /// `^\+[0-9]{1,15}$`
     E164,
+    /// Auth0's `user-id` format: `provider|id` (see [`is_user_id`]).
+    UserId,
 }
 
 /// The type and constraints of one property.
@@ -134,6 +136,7 @@ fn check_string(s: &str, min: usize, max: Option<usize>, format: Option<Format>)
         Some(Format::E164) if !is_e164(s) => Some(format!(
             "String does not match pattern ^\\+[0-9]{{1,15}}$: {s}"
         )),
+        Some(Format::UserId) if !is_user_id(s) => Some(user_id_format_message(s)),
         _ => None,
     }
 }
@@ -412,6 +415,35 @@ pub fn is_absolute_uri(s: &str) -> bool {
             !matches!(u.scheme(), "http" | "https") || u.host_str().is_some_and(|h| !h.is_empty())
         }
         Err(_) => false,
+    }
+}
+
+/// Auth0's `user-id` format, as far as public evidence shows it: a provider
+/// and an id joined by `|` (`auth0|63d17c...`, `google-oauth2|1150...`). Ids
+/// without the provider (`nope`, `6560cd0f6caaac5b4692f454`) are refused
+/// with "Object didn't pass validation for format user-id: ...".
+pub fn is_user_id(s: &str) -> bool {
+    matches!(s.split_once('|'), Some((provider, id)) if !provider.is_empty() && !id.is_empty())
+}
+
+/// z-schema's message for a value failing the `user-id` format.
+pub fn user_id_format_message(s: &str) -> String {
+    format!("Object didn't pass validation for format user-id: {s}")
+}
+
+/// Metadata field names must not contain `.` or `$` at any depth (Auth0's
+/// "Metadata Field Names and Data Types"). Returns the first offending name.
+pub fn bad_metadata_key(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(m) => m.iter().find_map(|(k, v)| {
+            if k.contains('.') || k.contains('$') {
+                Some(k.as_str())
+            } else {
+                bad_metadata_key(v)
+            }
+        }),
+        Value::Array(a) => a.iter().find_map(bad_metadata_key),
+        _ => None,
     }
 }
 

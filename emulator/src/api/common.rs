@@ -18,6 +18,11 @@ pub(super) fn invalid_query(message: &str) -> Reply {
     Reply::mgmt_error(400, message, Some("invalid_query_string"))
 }
 
+/// A path parameter that fails its format (Auth0's `invalid_uri`).
+pub(super) fn invalid_uri(message: &str) -> Reply {
+    Reply::mgmt_error(400, message, Some("invalid_uri"))
+}
+
 pub(crate) fn user_not_found() -> Reply {
     Reply::mgmt_error(404, "The user does not exist.", Some("inexistent_user"))
 }
@@ -145,9 +150,25 @@ pub(super) const PAGING_QUERY: [(&str, QTy); 3] = [
             max: 1_000_000,
         },
     ),
-    ("per_page", QTy::Int { min: 0, max: 100 }),
+    // "Required range: 1 <= x <= 100" for GET /roles and GET /users/{id}/roles
+    // (GET /users, whose spec says 0..100, uses its own 1..100).
+    ("per_page", QTy::Int { min: 1, max: 100 }),
     ("include_totals", QTy::Bool),
 ];
+
+/// Refuses metadata whose field names hold `.` or `$` (at any depth), which
+/// Auth0's "Metadata Field Names and Data Types" forbids. The wording of
+/// Auth0's message is not public; this one names the field.
+pub(super) fn check_metadata_keys(body: &Map<String, Value>) -> Result<(), Reply> {
+    for prop in ["user_metadata", "app_metadata"] {
+        if let Some(key) = body.get(prop).and_then(crate::validate::bad_metadata_key) {
+            return Err(invalid_body(&format!(
+                "Payload validation error: 'Invalid field name: {key}. Metadata field names must not contain . or $' on property {prop}."
+            )));
+        }
+    }
+    Ok(())
+}
 
 pub(super) fn insufficient_scope(expected: &[&str]) -> Reply {
     Reply::mgmt_error(

@@ -8,7 +8,7 @@ use crate::server::{Incoming, Reply};
 use crate::state::State;
 use crate::util;
 
-use super::common::insufficient_scope;
+use super::common::{insufficient_scope, invalid_uri};
 use super::roles::{assign_user_roles, create_role, list_roles, list_user_roles};
 use super::search::list_users;
 use super::tickets::{
@@ -138,8 +138,29 @@ pub fn authenticate(state: &State, inc: &Incoming, now_ms: u64) -> Result<Vec<St
     Ok(info.scopes.clone())
 }
 
+impl Route {
+    /// The `{id}` of a `/users/{id}...` route.
+    fn path_user_id(&self) -> Option<&str> {
+        match self {
+            Route::GetUser(id)
+            | Route::PatchUser(id)
+            | Route::DeleteUser(id)
+            | Route::ListUserRoles(id)
+            | Route::AssignUserRoles(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the handler for a route that passed authentication and scope checks.
 pub fn handle(state: &mut State, route: Route, inc: &Incoming) -> Reply {
+    // Auth0 validates the path's user id (`format: user-id`) before anything
+    // else: `nope` is a 400 `invalid_uri`, not a 404 (nor a 204 on DELETE).
+    if let Some(id) = route.path_user_id() {
+        if !crate::validate::is_user_id(id) {
+            return invalid_uri(&crate::validate::user_id_format_message(id));
+        }
+    }
     let result = match route {
         Route::CreateUser => create_user(state, inc),
         Route::ListUsers => list_users(state, inc),

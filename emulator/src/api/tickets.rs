@@ -22,6 +22,12 @@ const URL_TY: Ty = Ty::Str {
     max: None,
     format: Some(Format::AbsoluteUri),
 };
+/// `format: user-id` in Auth0's ticket and job schemas.
+const USER_ID: Ty = Ty::Str {
+    min: 1,
+    max: None,
+    format: Some(Format::UserId),
+};
 const TTL: Ty = Ty::Int {
     min: Some(0),
     max: None,
@@ -34,7 +40,11 @@ const PASSWORD_TICKET: Schema = Schema {
             URL_TY,
             "URL the user will be redirected to once ticket is used.",
         ),
-        prop("user_id", NONEMPTY),
+        prop_d(
+            "user_id",
+            USER_ID,
+            "user_id of for whom the ticket should be created.",
+        ),
         prop("client_id", NONEMPTY),
         prop("organization_id", NONEMPTY),
         prop("connection_id", NONEMPTY),
@@ -62,7 +72,11 @@ const EMAIL_TICKET: Schema = Schema {
             URL_TY,
             "URL the user will be redirected to once ticket is used.",
         ),
-        prop("user_id", NONEMPTY),
+        prop_d(
+            "user_id",
+            USER_ID,
+            "user_id of for whom the ticket should be created.",
+        ),
         prop("client_id", NONEMPTY),
         prop("organization_id", NONEMPTY),
         prop("ttl_sec", TTL),
@@ -75,7 +89,11 @@ const EMAIL_TICKET: Schema = Schema {
 
 const VERIFICATION_JOB: Schema = Schema {
     props: &[
-        prop("user_id", NONEMPTY),
+        prop_d(
+            "user_id",
+            USER_ID,
+            "user_id of the user to send the verification email to.",
+        ),
         prop("client_id", NONEMPTY),
         prop("identity", Ty::Identity),
         prop("organization_id", NONEMPTY),
@@ -164,6 +182,18 @@ fn issue_ticket(
 pub(super) fn password_change_ticket(state: &mut State, inc: &Incoming) -> HResult {
     let body = validated(inc, &PASSWORD_TICKET)?;
     check_exclusive(&body)?;
+    // "email: Cannot be specified when using user_id"; "You cannot send
+    // user_id when specifying a connection_id" (Auth0's schema). The wording
+    // of Auth0's 400 is not public.
+    if body.contains_key("user_id") {
+        for other in ["email", "connection_id"] {
+            if body.contains_key(other) {
+                return Err(invalid_body(&format!(
+                    "The user_id and {other} parameters are mutually exclusive."
+                )));
+            }
+        }
+    }
     let user_id = if let Some(id) = get_str(&body, "user_id") {
         state.user(id).ok_or_else(user_not_found)?.user_id.clone()
     } else {

@@ -10,8 +10,9 @@ use crate::util;
 use crate::validate::{check_query, password_ok, prop, prop_d, Format, QTy, Schema, Ty, NONEMPTY};
 
 use super::common::{
-    connection_not_found, get_bool, get_obj, get_str, invalid_body, invalid_query, project, s,
-    user_exists, user_not_found, validated, weak_password, HResult, EMAIL_DESC, FIELDS_QUERY,
+    check_metadata_keys, connection_not_found, get_bool, get_obj, get_str, invalid_body,
+    invalid_query, project, s, user_exists, user_not_found, validated, weak_password, HResult,
+    EMAIL_DESC, FIELDS_QUERY,
 };
 
 const EMAIL: Ty = Ty::Str {
@@ -77,6 +78,7 @@ const USER_PATCH: Schema = Schema {
 
 pub(super) fn create_user(state: &mut State, inc: &Incoming) -> HResult {
     let body = validated(inc, &USER_CREATE)?;
+    check_metadata_keys(&body)?;
     let connection = get_str(&body, "connection").unwrap_or_default();
     if connection != state.settings.connection_name {
         return Err(connection_not_found());
@@ -198,6 +200,7 @@ fn merge_metadata(target: &mut Option<Map<String, Value>>, patch: Map<String, Va
 
 pub(super) fn patch_user(state: &mut State, inc: &Incoming, id: &str) -> HResult {
     let body = validated(inc, &USER_PATCH)?;
+    check_metadata_keys(&body)?;
     let connection_name = state.settings.connection_name.clone();
     let existing = state.user(id).ok_or_else(user_not_found)?;
     if let Some(c) = get_str(&body, "connection") {
