@@ -672,6 +672,10 @@ impl Config {
                 r.problems.push(format!(
                     "APP_METADATA_KEYS lists '{key}', which the service sets itself"
                 ));
+            } else if crate::invite::bad_field_name(key) {
+                r.problems.push(format!(
+                    "APP_METADATA_KEYS lists '{key}': Auth0 refuses field names with '.' or '$'"
+                ));
             }
         }
         let existing_account_tickets = r.boolean("EXISTING_ACCOUNT_TICKETS", false);
@@ -1027,6 +1031,15 @@ mod tests {
         assert!(problems(&[("APP_METADATA_KEYS", "plan,company,invitee_tier")]).is_empty());
         let p = problems(&[("APP_METADATA_KEYS", "plan,invited_by")]);
         assert!(p.contains("APP_METADATA_KEYS lists 'invited_by'"), "{p}");
+        let p = problems(&[("APP_METADATA_KEYS", "plan,tier.level,$set")]);
+        assert!(
+            p.contains("APP_METADATA_KEYS lists 'tier.level': Auth0 refuses"),
+            "{p}"
+        );
+        assert!(
+            p.contains("APP_METADATA_KEYS lists '$set': Auth0 refuses"),
+            "{p}"
+        );
         // The README reserves `invited*` and `invite_*` (found in an audit: only the names
         // in use were refused).
         for key in ["invite_channel", "invitedness", "revoked_reason"] {

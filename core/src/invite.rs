@@ -207,24 +207,60 @@ fn bad(code: ErrorCode, field: &str, message: impl Into<String>) -> ValidationEr
 /// safe" for ever (found by fuzzing). Auth0 sets no depth; 32 is far past any real use.
 pub const MAX_METADATA_DEPTH: usize = 32;
 
-/// `metadata`, unless it nests deeper than [`MAX_METADATA_DEPTH`].
-fn shallow(
+/// Auth0 refuses a metadata field name holding `.` or `$`, at any depth ("Metadata field
+/// names and data types", auth0.com/docs). Sent on, such an invite failed at user creation,
+/// or, queued, only when it ran; the emulator now refuses them too (it had stored them, so no
+/// test could see it).
+pub(crate) fn bad_field_name(name: &str) -> bool {
+    name.contains(['.', '$'])
+}
+
+/// `metadata`, unless it nests deeper than [`MAX_METADATA_DEPTH`] or names a field Auth0
+/// refuses ([`bad_field_name`]); both are reported at once, by name.
+fn checked_metadata(
     field: &str,
     metadata: Map<String, Value>,
 ) -> Result<Map<String, Value>, ValidationError> {
-    fn depth(v: &Value) -> usize {
+    /// The depth of an object of `fields`, and the first field name in it Auth0 refuses.
+    fn object(fields: &Map<String, Value>) -> (usize, Option<&str>) {
+        let mut bad = fields
+            .keys()
+            .map(String::as_str)
+            .find(|n| bad_field_name(n));
+        let mut deepest = 0;
+        for v in fields.values() {
+            let (d, b) = value(v);
+            deepest = deepest.max(d);
+            bad = bad.or(b);
+        }
+        (1 + deepest, bad)
+    }
+    fn value(v: &Value) -> (usize, Option<&str>) {
         match v {
-            Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
-            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-            _ => 0,
+            Value::Object(m) => object(m),
+            Value::Array(a) => a
+                .iter()
+                .map(value)
+                .fold((1, None), |(d, b), (vd, vb)| (d.max(1 + vd), b.or(vb))),
+            _ => (0, None),
         }
     }
     // The object itself is the first level.
-    if 1 + metadata.values().map(depth).max().unwrap_or(0) > MAX_METADATA_DEPTH {
+    let (depth, bad) = object(&metadata);
+    if depth > MAX_METADATA_DEPTH {
         return Err(ValidationError::field(
             ErrorCode::InvalidField,
             field,
             format!("{field} nests deeper than {MAX_METADATA_DEPTH} levels"),
+        ));
+    }
+    if let Some(name) = bad {
+        return Err(ValidationError::field(
+            ErrorCode::InvalidField,
+            field,
+            format!(
+                "{field} has a field named '{name}': Auth0 refuses field names with '.' or '$'"
+            ),
         ));
     }
     Ok(metadata)
@@ -328,12 +364,12 @@ pub fn parse_invite(body: &[u8], cfg: &Config) -> Result<InviteInput, Validation
 
     let user_metadata = match obj.remove("user_metadata") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => Some(shallow("user_metadata", m)?),
+        Some(Value::Object(m)) => Some(checked_metadata("user_metadata", m)?),
         Some(_) => return Err(type_error("user_metadata", "an object")),
     };
     let app_metadata = match obj.remove("app_metadata") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => shallow("app_metadata", m)?,
+        Some(Value::Object(m)) => checked_metadata("app_metadata", m)?,
         Some(_) => return Err(type_error("app_metadata", "an object")),
     };
     let mut reserved: Vec<&str> = RESERVED_APP_METADATA.to_vec();

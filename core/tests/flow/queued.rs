@@ -654,3 +654,50 @@ fn metadata_nested_too_deep_is_refused_by_name() {
     let (h, body) = svc.run(async_req(&nested(32)));
     assert_eq!(h.response.status, 202, "{body}");
 }
+
+/// Auth0 refuses a metadata field name holding `.` or `$`, at any depth (its "Metadata field
+/// names and data types"). Such an invite is refused where it arrives, by name, before any
+/// Auth0 call: sent on, it failed at user creation, and queued, only when it ran. (The
+/// emulator had stored such names, so no test could see it.) The characters in a value are
+/// Auth0's business, not a field name's.
+#[test]
+fn metadata_field_names_auth0_refuses_are_refused_by_name() {
+    let svc = Svc::new(&[("APP_METADATA_KEYS", "plan")]);
+    let cases = [
+        (
+            "user_metadata",
+            json!({"user_metadata": {"preference.color": "pink"}}),
+        ),
+        (
+            "user_metadata",
+            json!({"user_metadata": {"a": [{"b": {"$set": 1}}]}}),
+        ),
+        (
+            "app_metadata",
+            json!({"app_metadata": {"plan": {"tier.level": 2}}}),
+        ),
+    ];
+    for (field, extra) in cases {
+        let mut body = json!({"email": "dots@example.com"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        for req in [invite_req(&body), async_req(&body)] {
+            let (h, out) = svc.run(req);
+            assert_eq!(error_code(&h, &out), (422, "invalid_field".into()), "{out}");
+            assert_eq!(out["error"]["field"], field);
+            assert!(
+                out["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("'.' or '$'"),
+                "{out}"
+            );
+        }
+    }
+    assert_eq!(svc.fake.management_calls(), 0);
+    let fine = json!({"email": "dots@example.com",
+        "user_metadata": {"note": "costs $5. Really."}, "app_metadata": {"plan": "pro.max"}});
+    let (h, out) = svc.run(async_req(&fine));
+    assert_eq!(h.response.status, 202, "{out}");
+}
