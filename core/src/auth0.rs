@@ -807,12 +807,19 @@ impl<'a, P: Platform> Auth0<'a, P> {
         })
     }
 
-    /// `POST /api/v2/users/{id}/roles`. `Ok(false)`: Auth0 answered 404, meaning a role id
-    /// (from a cache) no longer exists; the role caches are cleared.
+    /// `POST /api/v2/users/{id}/roles`. `Ok(false)`: a role id (from a cache) may no longer
+    /// exist, and the role caches are cleared, for the caller to look the roles up again and
+    /// make its `last_try`. Auth0's answer for a deleted role's id is recorded nowhere: the
+    /// emulator answers 404, but Auth0's API specification lists no 404 for this call, only
+    /// 204, 400, 401, 403 and 429 (found by an audit of the emulator). So a 400 before the
+    /// last try is taken as stale ids too; had it meant the request, the last try gets the
+    /// same 400, reported as such. Without that, a role deleted and recreated in Auth0 would
+    /// have failed every invite with its role until the cached id expired.
     pub async fn assign_roles(
         &self,
         user_id: &str,
         role_ids: &[String],
+        last_try: bool,
     ) -> Result<bool, UpstreamError> {
         let path = format!("/api/v2/users/{}/roles", encode_segment(user_id));
         let resp = self
@@ -821,12 +828,11 @@ impl<'a, P: Platform> Auth0<'a, P> {
         match resp.status {
             // 204 carries `Content-Type: application/json` and no body: never parse it.
             200..=299 => Ok(true),
-            404 => {
-                // A cached role id may be stale (role deleted and recreated): forget them all.
+            400 if last_try => Err(rejected(&resp)),
+            400 | 404 => {
                 self.cache.clear_roles();
                 Ok(false)
             }
-            400 => Err(rejected(&resp)),
             _ => Err(unexpected(&resp, "POST /api/v2/users/{id}/roles")),
         }
     }

@@ -600,7 +600,7 @@ pub async fn run_invite<P: Platform>(
     let roles_step = async {
         match (cfg.role_mode, existing_meta) {
             (RoleMode::Rbac, _) if !role_ids.is_empty() => {
-                if client.assign_roles(&user_id, &role_ids).await? {
+                if client.assign_roles(&user_id, &role_ids, false).await? {
                     return Ok(());
                 }
                 // A cached role id was stale: look every role up again, then retry once.
@@ -611,7 +611,7 @@ pub async fn run_invite<P: Platform>(
                         None => return Err(InviteError::RoleNotFound(name.clone(), true)),
                     }
                 }
-                if client.assign_roles(&user_id, &fresh).await? {
+                if client.assign_roles(&user_id, &fresh, true).await? {
                     Ok(())
                 } else {
                     Err(UpstreamError::Unexpected {
