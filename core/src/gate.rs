@@ -181,6 +181,11 @@ pub struct StatusView {
 }
 
 impl InviteRecord {
+    /// Queued, and no delivery has started it (a re-drive sets `attempts` back to 0 too).
+    pub fn never_started(&self) -> bool {
+        self.status == Status::Queued && self.attempts == 0
+    }
+
     /// The view of this record at `now_ms`: a trusted invite's link only while it lives, and
     /// never one of an emailed invite (they never store it in the first place).
     fn view(&self, ledger: &impl Ledger, now_ms: u64) -> StatusView {
@@ -544,6 +549,13 @@ pub enum GateReply {
     Duplicate {
         /// The invite it made.
         invite_id: Option<String>,
+        /// That invite's message, when no delivery has started it yet: the caller sends it
+        /// again. A message may be missing (the first delivery's send failed and its
+        /// `Withdraw` got no answer, or the isolate died between `Accept` and the send), and
+        /// a second copy of one that is not does nothing (`Begin` answers `Held` or
+        /// `Settled`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requeue: Option<QueuedInvite>,
     },
     /// The address got an email within its window: nothing queued.
     Cooldown,
@@ -579,8 +591,13 @@ pub enum GateReply {
     },
     /// The message to send again.
     Redrive {
-        /// `None`: unknown, or not failed.
+        /// `None`: unknown, or neither failed nor waiting.
         message: Option<QueuedInvite>,
+        /// The invite was queued and no delivery had started it: its status is unchanged,
+        /// and its message may never have reached the queue (a send that failed while the
+        /// gate could not take the invite back, or an isolate that died between the two).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        waiting: bool,
     },
 }
 
@@ -701,8 +718,15 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             if let Some(event) = &event {
                 let key = format!("evt:{event}");
                 if let Some(id) = ledger.claim(&key, first, now_ms + EVENT_TTL_MS) {
+                    // Never started: its message may never have reached the queue, and the
+                    // sender's retries would all be answered `duplicate` (found by the chaos
+                    // soak's review). Sent again, it runs once (`Begin` dedupes).
+                    let requeue = load(ledger, &id)
+                        .filter(InviteRecord::never_started)
+                        .map(|r| r.message);
                     return GateReply::Duplicate {
                         invite_id: Some(id).filter(|s| !s.is_empty()),
+                        requeue,
                     };
                 }
             }
@@ -934,9 +958,19 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 store(ledger, &rec);
                 GateReply::Redrive {
                     message: Some(rec.message),
+                    waiting: false,
                 }
             }
-            _ => GateReply::Redrive { message: None },
+            // Sent again as it is: a copy of a message still in the queue runs nothing
+            // twice (`Begin` answers `Held`, then `Settled`).
+            Some(rec) if rec.never_started() => GateReply::Redrive {
+                message: Some(rec.message),
+                waiting: true,
+            },
+            _ => GateReply::Redrive {
+                message: None,
+                waiting: false,
+            },
         },
     }
 }
@@ -1221,12 +1255,10 @@ mod tests {
             accept(&l, "inv_a", Kind::Stripe, Some("stripe:evt_1"), 0),
             GateReply::Accepted
         );
-        assert_eq!(
+        assert!(matches!(
             accept(&l, "inv_b", Kind::Stripe, Some("stripe:evt_1"), 5),
-            GateReply::Duplicate {
-                invite_id: Some("inv_a".into())
-            }
-        );
+            GateReply::Duplicate { invite_id: Some(id), requeue: Some(m) } if id == "inv_a" && m.id == "inv_a"
+        ));
         let claim = |owner: &str, now| {
             handle(
                 GateCall::ClaimEmail {

@@ -72,7 +72,18 @@ pub async fn accept<P: Platform>(
     };
     match cx.p.gate(call).await {
         Ok(GateReply::Accepted) => {}
-        Ok(GateReply::Duplicate { invite_id }) => return Ok(Acceptance::Duplicate(invite_id)),
+        Ok(GateReply::Duplicate { invite_id, requeue }) => {
+            // The event's invite never started: its message may be lost (see
+            // `GateReply::Duplicate`), so it goes out again; when that send fails the answer is
+            // 503, for the sender to retry once more.
+            if let Some(m) = requeue {
+                if let Err(e) = cx.p.enqueue(std::slice::from_ref(&m), 0).await {
+                    return Err(unavailable(format!("duplicate's requeue failed: {e}")));
+                }
+                cx.note(format!("duplicate: {} sent again (not started)", m.id));
+            }
+            return Ok(Acceptance::Duplicate(invite_id));
+        }
         Ok(GateReply::Cooldown) => return Ok(Acceptance::Cooldown),
         Ok(other) => return Err(unavailable(format!("gate answered {}", other.kind()))),
         Err(e) => return Err(unavailable(format!("gate unreachable: {e}"))),
@@ -98,7 +109,9 @@ pub async fn accept<P: Platform>(
         // queued (found in an audit).
         let withdrawn = match record(cx, withdraw).await {
             Ok(()) => String::new(),
-            Err(g) => format!("; not withdrawn ({g}), a retry may be refused"),
+            Err(g) => format!(
+                "; not withdrawn ({g}): a duplicate delivery sends it again, as does POST /v1/invites/{{id}}/retry"
+            ),
         };
         let detail = format!("queue send failed after {queued} queued: {e}{withdrawn}");
         if queued == 0 {

@@ -247,14 +247,24 @@ pub async fn batch_status<P: Platform>(
     ))
 }
 
-/// `POST /v1/invites/{id}/retry`: queues a failed invite again.
+/// `POST /v1/invites/{id}/retry`: queues a failed invite again, or sends again the message of
+/// a queued one that no delivery has started (it may never have reached the queue: its
+/// status said `queued` for good, and this route refused it; found by a chaos soak).
 pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpResponse, ApiError> {
     let id = id_in(path, "/v1/invites/", "/retry").ok_or_else(|| unknown("invite"))?;
     match ask(cx, GateCall::Redrive { id: id.clone() }).await? {
         GateReply::Redrive {
             message: Some(message),
+            waiting,
         } => {
             if let Err(e) = cx.p.enqueue(std::slice::from_ref(&message), 0).await {
+                if waiting {
+                    return Err(ApiError::new(
+                        ErrorCode::QueueUnavailable,
+                        "the invite could not be queued; it is unchanged, retrying is safe",
+                    )
+                    .logged(e));
+                }
                 // The gate marked it queued before the send: mark it failed again, or the
                 // retry this answer invites would be refused (409) with nothing queued.
                 let refail = GateCall::Fail {
@@ -269,7 +279,7 @@ pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpRespo
                         e,
                     ),
                     Err(g) => (
-                        "the invite could not be queued, nor marked failed again: its status says queued, but nothing will run it",
+                        "the invite could not be queued, nor marked failed again: its status says queued, and retrying is safe",
                         format!("{e}; not marked failed again: {g}"),
                     ),
                 };
@@ -284,7 +294,7 @@ pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpRespo
             GateReply::Status { invite: Some(v) } => Err(ApiError::new(
                 ErrorCode::InviteNotFailed,
                 format!(
-                    "only a failed invite can be retried; this one is {}",
+                    "only a failed invite, or a queued one no delivery has started, can be retried; this one is {}",
                     json!(v.status).as_str().unwrap_or("")
                 ),
             )),

@@ -701,3 +701,55 @@ fn metadata_field_names_auth0_refuses_are_refused_by_name() {
     let (h, out) = svc.run(async_req(&fine));
     assert_eq!(h.response.status, 202, "{out}");
 }
+
+/// A queued invite that no delivery has started can be retried: its message is sent again.
+/// Its message may never have reached the queue (the send failed while the gate could not take
+/// the invite back, or the isolate died between the two), and its status said `queued` for
+/// good while this route refused it (found by a chaos soak). A copy of a message still in the
+/// queue runs nothing twice; an invite a delivery has started is refused as before.
+#[test]
+fn a_queued_invite_no_delivery_started_can_be_retried() {
+    let svc = Svc::new(&[]);
+    let (h, body) = svc.run(async_req(&ada()));
+    assert_eq!(h.response.status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let retry = || authed("POST", format!("/v1/invites/{id}/retry"));
+
+    // Lost: the queue never got it. The retry's own send fails first: nothing changes.
+    svc.fake.queue.borrow_mut().clear();
+    svc.fake.queue_sends_left.set(Some(0));
+    let (h, body) = svc.run(retry());
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unchanged"),
+        "{body}"
+    );
+    assert_eq!(svc.status(&id)["status"], "queued");
+    svc.fake.queue_sends_left.set(None);
+    let (h, body) = svc.run(retry());
+    assert_eq!(h.response.status, 202, "{body}");
+    assert_eq!(svc.fake.queue.borrow().len(), 1, "the gate's copy is sent");
+
+    // Still in the queue: a second copy. The invite runs once.
+    let (h, _) = svc.run(retry());
+    assert_eq!(h.response.status, 202);
+    assert_eq!(svc.fake.queue.borrow().len(), 2);
+    svc.drain();
+    assert_eq!(svc.status(&id)["status"], "completed");
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 1, "run once");
+    assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
+
+    // Completed: refused, by its status.
+    let (h, body) = svc.run(retry());
+    assert_eq!(error_code(&h, &body), (409, "invite_not_failed".into()));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("completed"),
+        "{body}"
+    );
+}

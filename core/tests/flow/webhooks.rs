@@ -662,3 +662,42 @@ fn a_payment_for_a_blocked_account_fails_visibly() {
         "{routes:?}"
     );
 }
+
+/// Found by the chaos soak (FINDINGS.md, F1): a delivery whose queue send failed while the
+/// gate could not take the invite back (`Withdraw` got no answer, three times) leaves the
+/// event id claimed by an invite that no queue message carries; so does an isolate that dies
+/// between the gate's `Accept` and the queue send. Every retry of the sender was then answered
+/// `duplicate`, the invite stayed `queued` for good, and `POST /v1/invites/{id}/retry`
+/// refused it (not failed): a paid customer never got an account.
+#[test]
+fn a_redelivered_event_whose_invite_was_never_queued_runs_it() {
+    let svc = webhook_svc(&[]);
+    svc.fake.queue_sends_left.set(Some(0));
+    svc.fake.gate_fails.borrow_mut().push("withdraw");
+    let event = checkout("evt_never_queued", "ada@example.com");
+    let (h, body) = svc.run(stripe_req(&event, NOW));
+    assert_eq!(error_code(&h, &body), (503, "queue_unavailable".into()));
+    assert!(svc.fake.queue.borrow().is_empty(), "nothing was queued");
+
+    // The queue and the gate are back; Stripe delivers the event again.
+    svc.fake.queue_sends_left.set(None);
+    svc.fake.gate_fails.borrow_mut().clear();
+    let (h, body) = svc.run(stripe_req(&event, NOW + 60_000));
+    assert_eq!(h.response.status, 200, "{body}");
+    svc.drain();
+    assert_eq!(
+        svc.fake.count("POST /api/v2/users"),
+        1,
+        "the paid invite ran after the sender's retry (answered {body})"
+    );
+    assert_eq!(
+        svc.fake.count("POST /dbconnections/change_password"),
+        1,
+        "and its email went out"
+    );
+    // Another delivery of the same event after that is a plain duplicate: nothing runs again.
+    let (_, again) = svc.run(stripe_req(&event, NOW + 120_000));
+    assert_eq!(status_of(&again), "duplicate");
+    svc.drain();
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 1, "exactly once");
+}
