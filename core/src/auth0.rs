@@ -266,6 +266,12 @@ impl TicketTarget {
     }
 }
 
+/// How long a caller's invite may wait for its last Management slot, out of `budget_ms` left
+/// before its deadline: the rest is for the calls themselves after it.
+pub fn caller_wait_ms(budget_ms: u64) -> u64 {
+    budget_ms.saturating_sub((budget_ms / 3).min(2_000))
+}
+
 /// Everything a route handler works with, passed first: the configuration, the platform,
 /// the isolate's caches and this request's state.
 pub struct Ctx<'a, P: Platform> {
@@ -394,9 +400,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
     pub async fn admit(&self, input: &InviteInput) -> Result<(), UpstreamError> {
         let now = self.p.now_ms();
         let budget = self.ctx.deadline_ms.get().saturating_sub(now);
-        // Leave room for the calls themselves after the last slot.
-        let max_wait_ms = budget.saturating_sub((budget / 3).min(2_000));
-        self.admit_within(input, max_wait_ms).await
+        self.admit_within(input, caller_wait_ms(budget)).await
     }
 
     /// [`Auth0::admit`] with an explicit longest wait for the last slot (the queue consumer
@@ -407,11 +411,22 @@ impl<'a, P: Platform> Auth0<'a, P> {
         input: &InviteInput,
         max_wait_ms: u64,
     ) -> Result<(), UpstreamError> {
+        self.admit_starting_within(input, max_wait_ms, None).await
+    }
+
+    /// [`Auth0::admit_within`], refused as well when the tenant's schedule is booked more
+    /// than `start_within_ms` ahead (`None`: no such bound). An idle schedule always admits.
+    pub async fn admit_starting_within(
+        &self,
+        input: &InviteInput,
+        max_wait_ms: u64,
+        start_within_ms: Option<u64>,
+    ) -> Result<(), UpstreamError> {
         let calls = input.management_calls() + self.uncached_roles(&input.roles).await;
         if self.use_lease(calls) {
             return Ok(());
         }
-        match self.reserve(calls, max_wait_ms).await {
+        match self.reserve(calls, max_wait_ms, start_within_ms).await {
             Some(GateReply::Busy { retry_after_ms }) => Err(UpstreamError::RateLimited {
                 service: Service::Auth0,
                 retry_after_sec: retry_after_ms.div_ceil(1000).max(1),
@@ -434,12 +449,18 @@ impl<'a, P: Platform> Auth0<'a, P> {
 
     /// Reserves slots, and asks for a lease for later calls; `None` when the gate can't be
     /// reached (fail open: Auth0's own 429s are still handled).
-    async fn reserve(&self, calls: u32, max_wait_ms: u64) -> Option<GateReply> {
+    async fn reserve(
+        &self,
+        calls: u32,
+        max_wait_ms: u64,
+        start_within_ms: Option<u64>,
+    ) -> Option<GateReply> {
         let call = GateCall::Reserve {
             calls,
             max_wait_ms,
             rate: self.cfg.mgmt_rate,
             lease: true,
+            start_within_ms,
         };
         match self.p.gate(call).await {
             Ok(GateReply::Reserved { slots, lease }) => {
@@ -466,7 +487,9 @@ impl<'a, P: Platform> Auth0<'a, P> {
         if self.ctx.slots.borrow().is_empty() && !self.use_lease(1) {
             let now = self.p.now_ms();
             let max_wait_ms = self.ctx.deadline_ms.get().saturating_sub(now + 500);
-            if let Some(GateReply::Busy { retry_after_ms }) = self.reserve(1, max_wait_ms).await {
+            if let Some(GateReply::Busy { retry_after_ms }) =
+                self.reserve(1, max_wait_ms, None).await
+            {
                 if !self.ctx.started.get() {
                     return Err(UpstreamError::RateLimited {
                         service: Service::Auth0,

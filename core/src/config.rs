@@ -158,6 +158,12 @@ pub const TICKET_TTL_RANGE: (u64, u64) = (60, 2_592_000);
 pub const MAX_UPSTREAM_DEADLINE_MS: u64 = 60_000;
 const DEFAULT_CONNECTION: &str = "Username-Password-Authentication";
 const MIN_API_KEY_LEN: usize = 16;
+/// The API key in the README's examples and `.dev.vars.example`.
+const PUBLISHED_API_KEY: &str = "dev-invite-key-change-me";
+/// The Stripe secret in `.dev.vars.example`.
+const PUBLISHED_STRIPE_SECRET: &str = "whsec_dev_stripe_secret";
+/// The Standard Webhooks spec's test-vector secret, used in the README and `.dev.vars.example`.
+const PUBLISHED_STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Shortest Stripe signing secret accepted after `whsec_` (Stripe's are 32).
 pub const MIN_STRIPE_SECRET_CHARS: usize = 16;
 /// Shortest Standard Webhooks key accepted, in bytes (the spec's minimum).
@@ -692,6 +698,30 @@ impl Config {
 
         let webhooks = read_webhooks(&mut r, &allowed_roles, &client_id);
         let public = read_public(&mut r, &allowed_roles);
+        // The repository publishes a few working secrets (README, .dev.vars.example, the
+        // Standard Webhooks spec's test vector). Against a real tenant they would let anyone
+        // use the API or forge a webhook, so a deploy that carried them over is refused
+        // (found in a security review); the local emulator (a loopback AUTH0_BASE_URL) keeps
+        // them.
+        let real_tenant = parse_url(&base_url).is_none_or(|u| !is_loopback(&u.host));
+        if real_tenant {
+            if crate::secret::match_api_key(&api_keys, PUBLISHED_API_KEY).is_some() {
+                r.problems.push(
+                    "INVITE_API_KEYS holds the example key published in the README: generate your own (openssl rand -hex 24)".into(),
+                );
+            }
+            let published = |list: &[Secret], value: &str| list.iter().any(|s| s.expose() == value);
+            if published(&webhooks.stripe_secrets, PUBLISHED_STRIPE_SECRET) {
+                r.problems.push(
+                    "STRIPE_WEBHOOK_SECRETS holds the example secret from .dev.vars.example: use your endpoint's signing secret".into(),
+                );
+            }
+            if published(&webhooks.standard_secrets, PUBLISHED_STANDARD_SECRET) {
+                r.problems.push(
+                    "STANDARD_WEBHOOK_SECRETS holds the Standard Webhooks spec's published test secret (also in the README): generate your own".into(),
+                );
+            }
+        }
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -960,7 +990,7 @@ mod tests {
             ("STANDARD_WEBHOOK_SECRETS", "whsec_!!!", false),
             (
                 "STANDARD_WEBHOOK_SECRETS",
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "whsec_c2VjcmV0LW9mLWF0LWxlYXN0LTI0LWJ5dGVz",
                 true,
             ),
         ] {

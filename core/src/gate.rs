@@ -273,6 +273,15 @@ impl Pacer {
         Ok(slots)
     }
 
+    /// How long from `now_ms` until a call booked now could go: 0 when the bucket has room,
+    /// else how far ahead the schedule is booked (or paused).
+    pub fn first_wait_ms(&self, rate: Rate, now_ms: u64) -> u64 {
+        let interval = PACE_MARGIN * 1000.0 / rate.rps.max(0.01);
+        let tolerance = f64::from(self.usable_burst(rate) - 1) * interval;
+        let first = (now_ms.max(self.paused_until_ms) as f64).max(self.tat_ms - tolerance);
+        (first.ceil() as u64).saturating_sub(now_ms)
+    }
+
     /// The burst the schedule may use: one less than the tenant's. Slots assume calls leave
     /// on time; a burst's calls leave a little late, and Auth0's full bucket does not refill
     /// while it waits for them, so the call right after a burst would find it one short (the
@@ -380,6 +389,11 @@ pub enum GateCall {
         /// The caller can hold a [`SlotLease`] for later calls.
         #[serde(default)]
         lease: bool,
+        /// Only if the first call can go within this many ms (`None`: any, within
+        /// `max_wait_ms`): an anonymous sign-up may not book the pacer far ahead of the
+        /// callers who hold an API key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_within_ms: Option<u64>,
     },
     /// Auth0 answered 429: pause everyone until `reset_ms`.
     RateLimited {
@@ -680,8 +694,17 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             max_wait_ms,
             rate,
             lease,
+            start_within_ms,
         } => {
             let mut p = pacer(ledger);
+            // Nothing is booked when the schedule is further ahead than the caller may start.
+            let late =
+                start_within_ms.map_or(0, |w| p.first_wait_ms(rate, now_ms).saturating_sub(w));
+            if late > 0 {
+                return GateReply::Busy {
+                    retry_after_ms: late,
+                };
+            }
             match p.reserve(rate, now_ms, calls, max_wait_ms) {
                 Ok(slots) => {
                     // Only while nobody waits: this invite's own calls can all go now.
@@ -1134,6 +1157,7 @@ mod tests {
                     max_wait_ms: 60_000,
                     rate: PAID,
                     lease,
+                    start_within_ms: None,
                 },
                 now,
                 &l,

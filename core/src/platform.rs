@@ -81,8 +81,9 @@ pub trait InviteQueue {
 pub trait Platform: Transport + Store + Clock + Rng + RateLimit + Gate + InviteQueue {}
 impl<T: Transport + Store + Clock + Rng + RateLimit + Gate + InviteQueue> Platform for T {}
 
-/// A key-value write the core asks for, to be run after the response (`wait_until`).
-#[derive(Clone, Debug, PartialEq)]
+/// A key-value write the core asks for, to be run after the response (`wait_until`). `Debug`
+/// leaves the value out: it may be the Management API token.
+#[derive(Clone, PartialEq)]
 pub enum KvOp {
     /// Store `value` under `key`, expiring after `ttl_sec` (at least 60, as KV requires).
     Put {
@@ -93,6 +94,19 @@ pub enum KvOp {
         /// Seconds until KV drops it.
         ttl_sec: u64,
     },
+}
+
+impl std::fmt::Debug for KvOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvOp::Put { key, ttl_sec, .. } => f
+                .debug_struct("Put")
+                .field("key", key)
+                .field("value", &"[redacted]")
+                .field("ttl_sec", ttl_sec)
+                .finish(),
+        }
+    }
 }
 
 impl KvOp {

@@ -8,11 +8,11 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use crate::auth0::{Ctx, RequestState};
+use crate::auth0::{caller_wait_ms, Ctx, RequestState};
 use crate::config::{Config, MAX_UPSTREAM_DEADLINE_MS};
 use crate::delivery::{email_window, emailed_with_ticket, invite_and_email, Sent};
 use crate::error::{ApiError, ErrorCode, InviteError, Service, UpstreamError};
-use crate::gate::{Begin, GateCall, GateReply, QueuedInvite, LEASE_MS};
+use crate::gate::{Begin, GateCall, GateReply, Kind, QueuedInvite, LEASE_MS};
 use crate::invite::run_invite;
 use crate::platform::{random_hex, Platform};
 use crate::time::rfc3339;
@@ -21,6 +21,20 @@ use crate::token::IsolateCache;
 /// Longest a consumer waits for the pacer to admit an invite before it defers the message (a
 /// consumer invocation may run for minutes; a caller would not wait this long).
 pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
+
+/// How far ahead of now an invite of `kind` may find the tenant's pacer booked and still be
+/// admitted (`None`: up to [`CONSUMER_ADMIT_WAIT_MS`]). Invites nobody holding an API key
+/// asked for (the public form, payment webhooks: the emailed kinds) get a quarter of what a
+/// synchronous invite waits for its last slot (2 s by default). The consumer admits a whole
+/// batch of messages at once, and with the long wait ten anonymous sign-ups booked a free
+/// tenant about ten seconds ahead: every `POST /v1/invites` and invitee call, which wait less,
+/// was refused 503 until they drained, and a few sign-ups a minute kept the API-key holders
+/// out for good (found in a security review). An invite that finds the pacer further ahead
+/// is deferred, not failed, and an idle pacer always admits it.
+pub fn start_within_ms(cfg: &Config, kind: Kind) -> Option<u64> {
+    kind.emailed()
+        .then(|| caller_wait_ms(cfg.upstream_deadline_ms) / 4)
+}
 
 // A run must end before its lease does (see `gate::LEASE_MS`), outcome recorded included.
 const _: () = assert!(LEASE_MS >= CONSUMER_ADMIT_WAIT_MS + MAX_UPSTREAM_DEADLINE_MS + 10_000);
@@ -270,10 +284,33 @@ async fn run<P: Platform>(
     if msg.kind.emailed() {
         input.want_ticket = emailed_with_ticket(cx.cfg);
     }
-    if let Err(UpstreamError::RateLimited {
-        retry_after_sec, ..
-    }) = client.admit_within(&input, CONSUMER_ADMIT_WAIT_MS).await
-    {
+    let start_within = start_within_ms(cx.cfg, msg.kind);
+    let admit_from = cx.p.now_ms();
+    let refused = loop {
+        let budget =
+            CONSUMER_ADMIT_WAIT_MS.saturating_sub(cx.p.now_ms().saturating_sub(admit_from));
+        match client
+            .admit_starting_within(&input, budget, start_within)
+            .await
+        {
+            Err(UpstreamError::RateLimited {
+                retry_after_sec, ..
+            }) => {
+                // An emailed invite waits here, while its admission budget lasts, for the
+                // schedule to come within its bound: deferred through the queue, each wait
+                // cost a queue send (a burst of sign-ups made hundreds) and a second's
+                // rounding. Sleeping costs no CPU.
+                let wait_ms = retry_after_sec.saturating_mul(1000);
+                if start_within.is_some() && wait_ms < budget {
+                    cx.p.sleep(wait_ms).await;
+                    continue;
+                }
+                break Some(retry_after_sec);
+            }
+            _ => break None,
+        }
+    };
+    if let Some(retry_after_sec) = refused {
         // Waiting for the pacer is no error: the status keeps the last one, if any (it said
         // `paced`, a code no document lists, and a dead letter then ended with it).
         release(cx, msg, None).await;

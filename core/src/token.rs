@@ -18,8 +18,8 @@ pub const KV_MIN_TTL_SEC: u64 = 60;
 /// How long role ids stay cached.
 pub const ROLE_CACHE_TTL_SEC: u64 = 3_600;
 
-/// A Management API access token and when to stop using it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A Management API access token and when to stop using it. `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedToken {
     /// The bearer token.
     #[serde(rename = "t")]
@@ -33,6 +33,17 @@ pub struct CachedToken {
     /// When it was fetched (Unix ms; 0 in entries written before it was kept).
     #[serde(rename = "i", default)]
     pub issued_at_ms: u64,
+}
+
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("access_token", &"[redacted]")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("refresh_at_ms", &self.refresh_at_ms)
+            .field("issued_at_ms", &self.issued_at_ms)
+            .finish()
+    }
 }
 
 /// How old a token refused with 403 must be to be replaced ([`CachedToken::may_be_stale`]).

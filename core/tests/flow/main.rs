@@ -11,6 +11,7 @@ mod invites;
 mod openapi;
 mod public;
 mod queued;
+mod security;
 mod signups;
 mod support;
 mod upstream;

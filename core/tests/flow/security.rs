@@ -1,0 +1,167 @@
+//! Security properties a third review found broken (each test failed before its fix):
+//! anonymous sign-ups can't book Auth0's rate away from API-key holders, no debug output
+//! holds the Management token, and the example secrets the repository publishes are refused
+//! against a real tenant.
+
+use crate::public::{public_req, public_svc};
+use crate::support::*;
+
+/// Polls `fut` once with a waker that does nothing: as far as it gets without waiting.
+fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    fut.poll(&mut cx)
+}
+
+/// Finding 1: anonymous sign-ups must not lock API-key holders out of Auth0. The consumer
+/// admits an invite if its last Management call fits within 60 s, and runs a batch of
+/// messages at once (`max_batch_size = 10`, `max_concurrency = 2`): ten queued public
+/// sign-ups booked the tenant's pacer about ten seconds ahead on a free tenant (2 calls a
+/// second), and every synchronous `POST /v1/invites` (which waits at most 8 s for its last
+/// slot) was refused 503 `upstream_rate_limited` until they drained. A few sign-ups a minute
+/// from a handful of addresses kept the trusted API down for good.
+#[test]
+fn queued_public_signups_do_not_lock_the_trusted_api_out_of_the_pacer() {
+    let svc = public_svc(&[("AUTH0_MGMT_RPS", "2"), ("AUTH0_MGMT_BURST", "2")]);
+    for i in 0..10 {
+        let mut r = public_req(&json!({"email": format!("anon{i}@example.com")}));
+        r.headers.retain(|(k, _)| k != "cf-connecting-ip");
+        let (h, _) = svc.run(r);
+        assert_eq!(h.response.status, 202);
+    }
+    // One consumer invocation takes the batch of ten and runs them at once, as the shell does.
+    let batch: Vec<QueuedInvite> = svc
+        .fake
+        .queue
+        .borrow_mut()
+        .drain(..)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(batch.len(), 10);
+    let cfg = svc.cfg.as_ref().unwrap();
+    let mut consumer = Box::pin(futures::future::join_all(
+        batch.iter().map(|m| process(m, cfg, &svc.fake, &svc.cache)),
+    ));
+    // Each message is admitted (its slots booked) and then waits for its first slot.
+    assert!(poll_once(consumer.as_mut()).is_pending());
+
+    // Meanwhile the operator's backend invites someone, synchronously.
+    let (h, body) = svc.invite(json!({"email": "vip@example.com"}));
+    let outcome = (h.response.status, body["error"]["code"].clone());
+    // The consumer finishes its batch (and the messages it deferred, if any).
+    let settles = block_on(consumer);
+    assert_eq!(
+        outcome,
+        (201, Value::Null),
+        "a trusted invite was refused while anonymous sign-ups held the pacer: {}",
+        h.log
+    );
+    // The sign-ups the pacer had no room for waited in the consumer, within its admission
+    // budget, instead of going back to the queue (a queue send each time): all ten complete.
+    for (settle, log) in &settles {
+        assert_eq!(*settle, Settle::Ack, "{log}");
+    }
+    for msg in &batch {
+        assert_eq!(svc.status(&msg.id)["status"], "completed", "{}", msg.id);
+    }
+    assert_eq!(svc.fake.count("POST /dbconnections/change_password"), 10);
+}
+
+/// Finding 3 (hardening): the house style's secret types print as `[redacted]`, but the cached
+/// Management token (`CachedToken`, and the `KvOp::Put` that writes it to KV, which
+/// `Handled.deferred` carries) derived `Debug` with the bearer token in clear: any `{:?}` of a
+/// handler's result, a token cache state or a KV write (a debug log line, a test's failure
+/// message, a panic payload) printed a live Management API token.
+#[test]
+fn debug_output_of_a_cold_invite_holds_no_token() {
+    let svc = Svc::new(&[]);
+    let handled = svc.serve(invite_req(&json!({"email": "cold@example.com"})));
+    assert_eq!(handled.response.status, 201);
+    assert!(
+        !handled.deferred.is_empty(),
+        "a cold invite writes its token to KV"
+    );
+    let printed = format!("{:?}", handled.deferred);
+    assert!(
+        !printed.contains("tok-1"),
+        "token in Debug output: {printed}"
+    );
+    let token = invite_core::token::CachedToken::new("tok-secret".into(), 86_400, NOW, 300);
+    assert!(!format!("{token:?}").contains("tok-secret"));
+}
+
+/// The gate's side of finding 1: `start_within_ms` admits on an idle schedule (however many
+/// calls the invite needs) and refuses, with how long until it would fit, one booked further
+/// ahead; without it a reservation may still wait up to its `max_wait_ms`.
+#[test]
+fn a_reservation_may_be_bounded_by_how_far_ahead_the_schedule_is_booked() {
+    let ledger = MemoryLedger::default();
+    let rate = gate::Rate { rps: 2.0, burst: 2 };
+    let reserve = |calls: u32, start_within_ms: Option<u64>| {
+        gate::handle(
+            GateCall::Reserve {
+                calls,
+                max_wait_ms: 60_000,
+                rate,
+                lease: false,
+                start_within_ms,
+            },
+            NOW,
+            &ledger,
+        )
+    };
+    // Idle: admitted even when its own calls span longer than the bound.
+    assert!(matches!(reserve(6, Some(0)), GateReply::Reserved { .. }));
+    // Now booked about 3 s ahead: refused under a 1 s bound, with the wait left.
+    match reserve(3, Some(1_000)) {
+        GateReply::Busy { retry_after_ms } => {
+            assert!(
+                (1_000..=3_000).contains(&retry_after_ms),
+                "{retry_after_ms}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Within a generous bound, or with none, it is booked as before.
+    assert!(matches!(
+        reserve(1, Some(10_000)),
+        GateReply::Reserved { .. }
+    ));
+    assert!(matches!(reserve(1, None), GateReply::Reserved { .. }));
+}
+
+/// Finding 4: the secrets this repository publishes (README's curl lines and signing snippet,
+/// `.dev.vars.example`, the Standard Webhooks spec's test vector) were valid configuration
+/// against a real tenant: all pass the length checks. A deploy that carried them over (say,
+/// `wrangler secret bulk` of a `.dev.vars` file) gave everyone the trusted API (links for
+/// unaccepted invites, revokes) and forged payment webhooks, which grant roles to any existing
+/// account. Such a configuration is now refused by name; the emulator (loopback) keeps them.
+#[test]
+fn published_example_secrets_are_refused_against_a_real_tenant() {
+    for (var, value) in [
+        ("INVITE_API_KEYS", "dev:dev-invite-key-change-me"),
+        ("STRIPE_WEBHOOK_SECRETS", "whsec_dev_stripe_secret"),
+        (
+            "STANDARD_WEBHOOK_SECRETS",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+    ] {
+        let svc = Svc::new(&[(var, value)]);
+        let (h, body) = svc.run(HttpRequest::new("GET", "/healthz"));
+        assert_eq!(h.response.status, 503, "{var}: {body}");
+        let problems = body["problems"].to_string();
+        assert!(problems.contains(var), "{problems}");
+        assert!(
+            !problems.contains(value.trim_start_matches("dev:")),
+            "{problems}"
+        );
+        let (h, body) = svc.run(
+            HttpRequest::new("GET", "/v1/invitees")
+                .header("authorization", "Bearer dev-invite-key-change-me"),
+        );
+        assert_eq!(error_code(&h, &body), (503, "config_invalid".into()));
+        // Against the local emulator they are what they are for.
+        let local = Svc::new(&[(var, value), ("AUTH0_BASE_URL", "http://127.0.0.1:8788")]);
+        let (h, body) = local.run(HttpRequest::new("GET", "/healthz"));
+        assert_eq!(h.response.status, 200, "{var}: {body}");
+    }
+}
