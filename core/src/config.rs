@@ -164,6 +164,13 @@ const PUBLISHED_API_KEY: &str = "dev-invite-key-change-me";
 const PUBLISHED_STRIPE_SECRET: &str = "whsec_dev_stripe_secret";
 /// The Standard Webhooks spec's test-vector secret, used in the README and `.dev.vars.example`.
 const PUBLISHED_STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Cloudflare's dummy Turnstile secrets (developers.cloudflare.com/turnstile/troubleshooting/
+/// testing): always passes, always fails, "token already spent".
+const TURNSTILE_TEST_SECRETS: [&str; 3] = [
+    "1x0000000000000000000000000000000AA",
+    "2x0000000000000000000000000000000AA",
+    "3x0000000000000000000000000000000AA",
+];
 /// Shortest Stripe signing secret accepted after `whsec_` (Stripe's are 32).
 pub const MIN_STRIPE_SECRET_CHARS: usize = 16;
 /// Shortest Standard Webhooks key accepted, in bytes (the spec's minimum).
@@ -763,6 +770,22 @@ impl Config {
         if self.public.turnstile_secret.is_none() {
             out.push(
                 "TURNSTILE_SECRET_KEY is not set: the public sign-up form accepts any script that stays under the per-IP limit"
+                    .to_string(),
+            );
+        }
+        // Cloudflare's dummy secrets pass (or fail) every token: against a real tenant, the
+        // form is as open as without one, or refuses every sign-up. A warning, like no secret
+        // at all: a development tenant may use them on purpose.
+        let real_tenant = (self.parse_url)(&self.base_url).is_none_or(|u| !is_loopback(&u.host));
+        if real_tenant
+            && self
+                .public
+                .turnstile_secret
+                .as_ref()
+                .is_some_and(|s| TURNSTILE_TEST_SECRETS.contains(&s.expose()))
+        {
+            out.push(
+                "TURNSTILE_SECRET_KEY is one of Cloudflare's test secrets, which pass (or fail) every token: use your widget's secret key"
                     .to_string(),
             );
         }

@@ -165,3 +165,30 @@ fn published_example_secrets_are_refused_against_a_real_tenant() {
         assert_eq!(h.response.status, 200, "{var}: {body}");
     }
 }
+
+/// Cloudflare's dummy Turnstile secrets pass (or fail) every token: against a real tenant
+/// `/healthz` warns (still 200, like no secret at all: a development tenant may use them on
+/// purpose); against the local emulator they are what they are for.
+#[test]
+fn turnstile_test_secrets_are_warned_about_against_a_real_tenant() {
+    let secret = (
+        "TURNSTILE_SECRET_KEY",
+        "1x0000000000000000000000000000000AA",
+    );
+    let warned = |extra: &[(&str, &str)]| {
+        let (h, body) = Svc::new(extra).run(HttpRequest::new("GET", "/healthz"));
+        assert_eq!(h.response.status, 200, "{body}");
+        body["warnings"]
+            .to_string()
+            .contains("one of Cloudflare's test secrets")
+    };
+    assert!(warned(&[secret]));
+    assert!(!warned(&[
+        secret,
+        ("AUTH0_BASE_URL", "http://127.0.0.1:8788")
+    ]));
+    assert!(!warned(&[(
+        "TURNSTILE_SECRET_KEY",
+        "0x4AAAAAAAreal-secret-key"
+    )]));
+}

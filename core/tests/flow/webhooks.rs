@@ -293,6 +293,36 @@ fn resend_delivery_emails_the_ticket_with_the_template() {
     assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
 }
 
+/// A buyer types both the address and the name, so a name that doesn't read as one (a
+/// URL, a phone number, a paragraph) greets neutrally: a $0 Checkout made our domain send any
+/// address its text at the top of a genuine email (found in a security review). The account
+/// keeps the name as given.
+#[test]
+fn a_buyers_name_that_is_no_name_greets_neutrally() {
+    let svc = webhook_svc(&[
+        ("EMAIL_DELIVERY", "resend"),
+        ("EMAIL_API_KEY", "re_test_key"),
+        ("FROM_EMAIL", "Acme <hello@acme.example>"),
+        ("EMAIL_API_BASE_URL", "https://email.example"),
+    ]);
+    let pitch = "Your refund is waiting: call +1 555 0100 or visit refunds.example";
+    let mut event = checkout("evt_greet", "victim@example.com");
+    event["data"]["object"]["customer_details"]["name"] = json!(pitch);
+    let (_, _, status) = deliver(&svc, stripe_req(&event, NOW));
+    assert_eq!(status["status"], "completed", "{status}");
+    let sent = svc.fake.sent.borrow();
+    let email = sent
+        .iter()
+        .find(|r| r.url == "https://email.example/emails")
+        .expect("email sent");
+    let msg: Value = serde_json::from_slice(&email.body).unwrap();
+    let text = msg["text"].as_str().unwrap();
+    assert!(text.contains("Hi there,"), "{text}");
+    assert!(!text.contains("refund") && !msg["html"].as_str().unwrap().contains("refund"));
+    drop(sent);
+    assert_eq!(svc.fake.body_of("POST /api/v2/users")["name"], pitch);
+}
+
 #[test]
 fn one_email_per_address_within_the_cooldown() {
     let svc = webhook_svc(&[]);
