@@ -43,8 +43,15 @@ import { gzipSync } from "node:zlib";
  * every sender claims its window again before it sends; a withdrawn invite's tombstone; a
  * re-drive's re-fail tried three times; no send without a claim), measured from 288,172 to
  * 290,297 B.
+ * +3,000 B: what a third round of audits found (an invite the gate recorded but no queue
+ * message carries is sent again by a duplicate delivery or a retry; anonymous invites book the
+ * pacer at most 2 s ahead and wait in the consumer; the repository's example secrets refused
+ * against a real tenant; metadata field names Auth0 refuses; a role assignment's 400 taken
+ * as stale ids once; a buyer's greeting only when it reads as a name), measured from 290,681
+ * to 293,802 B. A greeting check with Unicode's `is_alphanumeric` cost 2,000 B more; it is
+ * ASCII.
  */
-export const BUDGET_GZIP_BYTES = 292_000;
+export const BUDGET_GZIP_BYTES = 295_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
