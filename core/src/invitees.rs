@@ -5,7 +5,7 @@
 //! kept here, so it can't disagree with the dashboard.
 //!
 //! Status, in this order: `revoked` (the account is blocked: by a revoke here or by an
-//! admin), `accepted` (it has logged in: `logins_count` ≥ 1), else `pending`.
+//! admin), `accepted` (it has logged in: `logins_count` ≥ 1 or a `last_login`), else `pending`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -124,9 +124,14 @@ pub fn invitee_from(user: &Value, connection: &str) -> Option<Invitee> {
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let blocked = user.get("blocked").and_then(Value::as_bool) == Some(true);
+    // A login on record either way, as `POST /v1/invites` reads it
+    // (`UserSummary::is_unaccepted_invite`): an imported account may carry `last_login` with
+    // no count, and resend took it for pending while an invite refused it as used (found in
+    // a security review).
+    let logged_in = logins_count > 0 || text(user, "last_login").is_some();
     let status = if blocked {
         InviteeStatus::Revoked
-    } else if logins_count > 0 {
+    } else if logged_in {
         InviteeStatus::Accepted
     } else {
         InviteeStatus::Pending
@@ -298,11 +303,11 @@ pub fn search_query(
     let mut q = format!("app_metadata.invited:true AND identities.connection:\"{connection}\"");
     match status {
         None => {}
-        Some(InviteeStatus::Pending) => {
-            q.push_str(" AND NOT blocked:true AND NOT logins_count:[1 TO *]")
-        }
+        Some(InviteeStatus::Pending) => q.push_str(
+            " AND NOT blocked:true AND NOT logins_count:[1 TO *] AND NOT _exists_:last_login",
+        ),
         Some(InviteeStatus::Accepted) => {
-            q.push_str(" AND NOT blocked:true AND logins_count:[1 TO *]")
+            q.push_str(" AND NOT blocked:true AND (logins_count:[1 TO *] OR _exists_:last_login)")
         }
         Some(InviteeStatus::Revoked) => q.push_str(" AND blocked:true"),
     }
@@ -811,6 +816,15 @@ mod tests {
         check(json!({}), Some(InviteeStatus::Pending));
         check(json!({"logins_count": 0}), Some(InviteeStatus::Pending));
         check(
+            json!({"logins_count": 0, "last_login": null}),
+            Some(InviteeStatus::Pending),
+        );
+        // An imported account: a login on record without a count.
+        check(
+            json!({"last_login": "2026-01-05T10:00:00.000Z"}),
+            Some(InviteeStatus::Accepted),
+        );
+        check(
             json!({"logins_count": 2, "last_login": "x"}),
             Some(InviteeStatus::Accepted),
         );
@@ -1030,12 +1044,12 @@ mod tests {
         check(
             Some(InviteeStatus::Pending),
             None,
-            " AND NOT blocked:true AND NOT logins_count:[1 TO *]",
+            " AND NOT blocked:true AND NOT logins_count:[1 TO *] AND NOT _exists_:last_login",
         );
         check(
             Some(InviteeStatus::Accepted),
             None,
-            " AND NOT blocked:true AND logins_count:[1 TO *]",
+            " AND NOT blocked:true AND (logins_count:[1 TO *] OR _exists_:last_login)",
         );
         check(Some(InviteeStatus::Revoked), None, " AND blocked:true");
         check(

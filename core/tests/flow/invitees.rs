@@ -211,7 +211,7 @@ fn the_list_pages_newest_first_with_a_keyset_cursor() {
     assert_eq!(query_param(&url, "sort").as_deref(), Some("created_at:-1"));
     assert_eq!(
         query_param(&url, "q").unwrap(),
-        format!("app_metadata.invited:true AND identities.connection:\"{CONN}\" AND NOT blocked:true AND NOT logins_count:[1 TO *]")
+        format!("app_metadata.invited:true AND identities.connection:\"{CONN}\" AND NOT blocked:true AND NOT logins_count:[1 TO *] AND NOT _exists_:last_login")
     );
 
     let cursor = body["next_cursor"]
