@@ -5,8 +5,10 @@
 
 use crate::error::ValidationError;
 
-/// An HTTP request as the core sees it, inbound or outbound.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// An HTTP request as the core sees it, inbound or outbound. `Debug` shows the method, the
+/// URL, the header names and the body's length: an outbound request carries the Management
+/// token, the client secret or the email API key, and an inbound one an API key.
+#[derive(Clone, Default, PartialEq)]
 pub struct HttpRequest {
     /// Upper-case method, e.g. `POST`.
     pub method: String,
@@ -16,6 +18,18 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Raw body bytes (empty when there is none).
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl HttpRequest {

@@ -192,3 +192,23 @@ fn turnstile_test_secrets_are_warned_about_against_a_real_tenant() {
         "0x4AAAAAAAreal-secret-key"
     )]));
 }
+
+/// Nor does the debug output of the requests a cold invite sends, which carry the client
+/// secret (the token request's body), the Management token (`Authorization`) and the API key
+/// the invite came with.
+#[test]
+fn debug_output_of_requests_holds_no_secret() {
+    let svc = Svc::new(&[]);
+    let mut inbound = invite_req(&json!({"email": "cold@example.com"}));
+    let (h, _) = svc.run(inbound.clone());
+    assert_eq!(h.response.status, 201);
+    inbound.body = b"{}".to_vec();
+    let printed = format!("{inbound:?} {:?}", svc.fake.sent.borrow());
+    for secret in [KEY, "client-secret-value", "tok-1"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(
+        printed.contains("authorization"),
+        "header names stay: {printed}"
+    );
+}
