@@ -723,7 +723,15 @@ impl Config {
                     "STRIPE_WEBHOOK_SECRETS holds the example secret from .dev.vars.example: use your endpoint's signing secret".into(),
                 );
             }
-            if published(&webhooks.standard_secrets, PUBLISHED_STANDARD_SECRET) {
+            // By key, not by text: the `whsec_` prefix is optional (`webhook::standard_key`),
+            // so the published secret without it is the same key.
+            let published_key =
+                crate::webhook::standard_key(&Secret::new(PUBLISHED_STANDARD_SECRET.to_string()));
+            if webhooks
+                .standard_secrets
+                .iter()
+                .any(|s| crate::webhook::standard_key(s) == published_key)
+            {
                 r.problems.push(
                     "STANDARD_WEBHOOK_SECRETS holds the Standard Webhooks spec's published test secret (also in the README): generate your own".into(),
                 );

@@ -877,6 +877,17 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
         }
         GateCall::Fail { id, code } => {
             if let Some(mut rec) = load(ledger, &id) {
+                // A dead letter (no code) while a delivery holds the invite is another copy's
+                // (a retry or a duplicate delivery sends copies, each with its own retries):
+                // failed under the holder's lease, the retry its log asks for ran the invite
+                // twice at once (found in a review). The holder settles it; the dead letter
+                // looks again when the lease ends.
+                if code.is_none() && rec.status == Status::Processing && rec.lease_until_ms > now_ms
+                {
+                    return GateReply::Begin(Begin::Held {
+                        retry_after_ms: rec.lease_until_ms - now_ms,
+                    });
+                }
                 if rec.status != Status::Completed {
                     rec.status = Status::Failed;
                     rec.error_code = code

@@ -512,7 +512,26 @@ async fn mark_failed<P: Platform>(id: &str, kind: &str, p: &P) -> (Settle, Strin
         id: id.to_string(),
         code: None,
     };
-    let recorded = matches!(p.gate(call).await, Ok(GateReply::Done));
+    let reply = p.gate(call).await;
+    // Another delivery holds the invite (a copy of this message): it settles it, and this
+    // dead letter looks again once its lease has ended.
+    if let Ok(GateReply::Begin(Begin::Held { retry_after_ms })) = reply {
+        let line = json!({
+            "level": "warn",
+            "event": "dead_letter_held",
+            "invite_id": id,
+            "kind": kind,
+            "retry_after_ms": retry_after_ms,
+        })
+        .to_string();
+        return (
+            Settle::Retry {
+                delay_sec: secs(retry_after_ms) + 1,
+            },
+            line,
+        );
+    }
+    let recorded = matches!(reply, Ok(GateReply::Done));
     let code = match p.gate(GateCall::Status { id: id.to_string() }).await {
         Ok(GateReply::Status { invite: Some(view) }) => view.error_code,
         _ => None,

@@ -753,3 +753,60 @@ fn a_queued_invite_no_delivery_started_can_be_retried() {
         "{body}"
     );
 }
+
+/// Review of the retry of a queued invite (F1): the route sends a second copy of a message
+/// that is merely waiting in the queue, and each copy has its own `max_retries`. When one
+/// copy's retries run out (an Auth0 outage, a gate restarting under its `Begin`) while the
+/// other copy runs, the dead-letter consumer marked the invite `failed` under the running
+/// delivery's lease (and cleared the lease): its log line says to retry it, and that retry
+/// ran the invite a second time alongside the first (a second account run, a second link
+/// that voids the first). A dead letter of an invite another delivery holds waits for the
+/// lease instead.
+#[test]
+fn a_dead_letter_of_one_copy_leaves_alone_an_invite_another_copy_runs() {
+    let svc = Svc::new(&[]);
+    let (h, body) = svc.run(async_req(&ada()));
+    assert_eq!(h.response.status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let retry = || authed("POST", format!("/v1/invites/{id}/retry"));
+    // The operator retries it while its message waits in the queue: a second copy.
+    let (h, _) = svc.run(retry());
+    assert_eq!(h.response.status, 202);
+    let copies: Vec<QueuedInvite> = svc
+        .fake
+        .queue
+        .borrow_mut()
+        .drain(..)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(copies.len(), 2);
+    // One copy is taken up by a delivery, which holds the invite while it runs.
+    let begin = GateCall::Begin {
+        id: id.clone(),
+        message: Some(copies[1].clone()),
+    };
+    let now = svc.fake.now.get();
+    assert!(matches!(
+        gate::handle(begin, now, &svc.fake.ledger),
+        GateReply::Begin(gate::Begin::Run { .. })
+    ));
+    // The other copy, out of retries, reaches the dead-letter consumer meanwhile.
+    let (settle, log) = block_on(dead_letter(&copies[0], &svc.fake));
+    assert_eq!(
+        svc.status(&id)["status"],
+        "processing",
+        "a running invite was marked failed by another copy's dead letter: {log}"
+    );
+    assert!(
+        matches!(settle, Settle::Retry { delay_sec } if u64::from(delay_sec) * 1000 >= LEASE_MS),
+        "the dead letter waits for the lease: {settle:?}"
+    );
+    // So the retry its log line asks for does not run the invite twice at once.
+    let (h, body) = svc.run(retry());
+    assert_eq!(error_code(&h, &body), (409, "invite_not_failed".into()));
+    // Once the lease has lapsed with nobody settling it (the holder died), it is failed.
+    svc.fake.now.set(now + LEASE_MS + 1);
+    let (settle, _) = block_on(dead_letter(&copies[0], &svc.fake));
+    assert_eq!(settle, Settle::Ack);
+    assert_eq!(svc.status(&id)["status"], "failed");
+}

@@ -212,3 +212,23 @@ fn debug_output_of_requests_holds_no_secret() {
         "header names stay: {printed}"
     );
 }
+
+/// `STANDARD_WEBHOOK_SECRETS` takes a key with or without its `whsec_` prefix
+/// (`webhook::standard_key`), so the published test secret without it is the same key, and
+/// it was accepted against a real tenant: anyone could sign Standard Webhooks with it (found
+/// in a review of the check).
+#[test]
+fn the_published_standard_secret_is_refused_without_its_prefix_too() {
+    let svc = Svc::new(&[(
+        "STANDARD_WEBHOOK_SECRETS",
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )]);
+    let (h, body) = svc.run(HttpRequest::new("GET", "/healthz"));
+    assert_eq!(h.response.status, 503, "{body}");
+    assert!(
+        body["problems"].to_string().contains(
+            "STANDARD_WEBHOOK_SECRETS holds the Standard Webhooks spec's published test secret"
+        ),
+        "{body}"
+    );
+}
