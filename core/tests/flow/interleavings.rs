@@ -144,6 +144,8 @@ pub struct World {
     outcomes: RefCell<HashMap<String, u16>>,
     /// When delete-mode revokes gave the windows back.
     deletes: RefCell<Vec<u64>>,
+    /// When a revoke answered 5xx (it gave the windows it held back).
+    failed_revokes: RefCell<Vec<u64>>,
     pub violations: RefCell<Vec<String>>,
     pub trace: RefCell<Vec<String>>,
     /// A trusted status showing a ticket that is no longer the account's live one.
@@ -857,9 +859,12 @@ impl Run {
                 (
                     tag,
                     Box::pin(async move {
-                        let (_, body) = self.serve(t, req, false).await;
+                        let (status, body) = self.serve(t, req, false).await;
                         if body["action"] == "deleted" {
                             self.w.deletes.borrow_mut().push(self.w.now());
+                        }
+                        if status >= 500 {
+                            self.w.failed_revokes.borrow_mut().push(self.w.now());
                         }
                     }),
                 )
@@ -1273,6 +1278,14 @@ impl Run {
                 .is_some_and(|t| t <= b.at);
             let resend_failed = w.outcomes.borrow().get(&a.tag).is_some_and(|s| *s >= 300);
             let deleted = w.deletes.borrow().iter().any(|t| *t >= a.at && *t <= b.at);
+            // Documented: a revoke that fails after taking the windows gives them back (its
+            // throwaway ticket may have voided the emailed link, and a new sign-up must get a
+            // working one).
+            let revoke_failed = w
+                .failed_revokes
+                .borrow()
+                .iter()
+                .any(|t| *t >= a.at && *t <= b.at);
             let unclaimed = w
                 .gate_faulted
                 .borrow()
@@ -1302,7 +1315,7 @@ impl Run {
             // account's email.
             let dead_first = a.ticket.is_none_or(|n| w.newest().map(|t| t.n) != Some(n));
             let deleted = deleted || (after_delete && dead_first);
-            if !(same || holder_failed || resend_failed || deleted || unclaimed) {
+            if !(same || holder_failed || resend_failed || deleted || revoke_failed || unclaimed) {
                 w.violate(
                     class,
                     format!(
