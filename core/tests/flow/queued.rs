@@ -772,13 +772,7 @@ fn a_dead_letter_of_one_copy_leaves_alone_an_invite_another_copy_runs() {
     // The operator retries it while its message waits in the queue: a second copy.
     let (h, _) = svc.run(retry());
     assert_eq!(h.response.status, 202);
-    let copies: Vec<QueuedInvite> = svc
-        .fake
-        .queue
-        .borrow_mut()
-        .drain(..)
-        .map(|(_, m)| m)
-        .collect();
+    let copies = svc.fake.take_queued();
     assert_eq!(copies.len(), 2);
     // One copy is taken up by a delivery, which holds the invite while it runs.
     let begin = GateCall::Begin {

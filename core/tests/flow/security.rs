@@ -29,13 +29,7 @@ fn queued_public_signups_do_not_lock_the_trusted_api_out_of_the_pacer() {
         assert_eq!(h.response.status, 202);
     }
     // One consumer invocation takes the batch of ten and runs them at once, as the shell does.
-    let batch: Vec<QueuedInvite> = svc
-        .fake
-        .queue
-        .borrow_mut()
-        .drain(..)
-        .map(|(_, m)| m)
-        .collect();
+    let batch = svc.fake.take_queued();
     assert_eq!(batch.len(), 10);
     let cfg = svc.cfg.as_ref().unwrap();
     let mut consumer = Box::pin(futures::future::join_all(

@@ -234,6 +234,11 @@ impl Fake {
         self.routes().iter().filter(|r| *r == route).count()
     }
 
+    /// Takes every queued message, as one consumer invocation would a batch.
+    pub fn take_queued(&self) -> Vec<QueuedInvite> {
+        self.queue.borrow_mut().drain(..).map(|(_, m)| m).collect()
+    }
+
     pub fn management_calls(&self) -> usize {
         self.routes()
             .iter()
