@@ -155,7 +155,12 @@ pub(crate) async fn reclaim<P: Platform>(
             cx.note("email window taken meanwhile; sent anyway");
             Ok(())
         }
-        Ok(_) => Ok(()),
+        Ok(GateReply::Claimed { .. }) => Ok(()),
+        // Another answer is no claim (a version-skew review: any reply but `Claimed` sent).
+        Ok(other) => Err(InviteError::Internal(format!(
+            "gate answered {} to the claim before the send",
+            other.kind()
+        ))),
         Err(e) => Err(InviteError::Internal(format!(
             "gate unreachable before the send: {e}"
         ))),

@@ -365,7 +365,7 @@ pub trait Ledger {
 pub fn answer(body: &str, now_ms: u64, ledger: &impl Ledger) -> Result<String, String> {
     let call: GateCall =
         serde_json::from_slice(body.as_bytes()).map_err(|e| format!("bad gate call: {e}"))?;
-    let reply = handle(call, now_ms, ledger);
+    let reply = try_handle(call, now_ms, ledger)?;
     if let Some(fault) = ledger.fault() {
         return Err(format!("gate storage: {fault}"));
     }
@@ -605,13 +605,17 @@ pub enum GateReply {
     },
     /// The message to send again.
     Redrive {
-        /// `None`: unknown, or neither failed nor waiting.
+        /// A failed invite, queued again. `None`: unknown, or not failed.
         message: Option<QueuedInvite>,
-        /// The invite was queued and no delivery had started it: its status is unchanged,
-        /// and its message may never have reached the queue (a send that failed while the
-        /// gate could not take the invite back, or an isolate that died between the two).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        waiting: bool,
+        /// The message of an invite that was queued and no delivery had started: its status
+        /// is unchanged, and its message may never have reached the queue (a send that failed
+        /// while the gate could not take the invite back, or an isolate that died between the
+        /// two). A field of its own, not `message`: the previous release's retry route reads
+        /// `message` as a failed invite queued again, and when its send failed marked the
+        /// invite failed, whose message still queued then ran nothing (a version-skew
+        /// review).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting: Option<Box<QueuedInvite>>,
     },
 }
 
@@ -686,7 +690,35 @@ fn new_record(message: QueuedInvite, batch_id: Option<String>, now_ms: u64) -> I
     }
 }
 
-/// Runs one gate call at `now_ms`.
+/// [`handle`], unless the call works on an invite whose record this version can't read (a
+/// later version's during a rollback, a new `Status` or `Kind` say, or a damaged row): then
+/// an error, which every caller takes for an unreachable gate and retries within its bounds
+/// (the message after 5 s, then its dead letter after 30 s), until a version that reads it
+/// answers. Read as missing, `Begin` made a new record from the message and ran it again over
+/// the later version's, and `Fail` answered `done` having recorded nothing, so the
+/// dead-letter consumer acknowledged (found in a version-skew review). A withdrawn invite's
+/// tombstone (an empty value) is readable.
+pub fn try_handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> Result<GateReply, String> {
+    let ids = match &call {
+        GateCall::Begin { id, .. }
+        | GateCall::Complete { id, .. }
+        | GateCall::Release { id, .. }
+        | GateCall::Fail { id, .. }
+        | GateCall::Redrive { id } => std::slice::from_ref(id),
+        GateCall::Withdraw { ids, .. } => ids.as_slice(),
+        _ => &[],
+    };
+    for id in ids {
+        if let Some(v) = ledger.get(&invite_key(id)).filter(|v| !v.is_empty()) {
+            if let Err(e) = serde_json::from_slice::<InviteRecord>(v.as_bytes()) {
+                return Err(format!("unreadable record {id}: {e}"));
+            }
+        }
+    }
+    Ok(handle(call, now_ms, ledger))
+}
+
+/// Runs one gate call at `now_ms` (an unreadable record reads as none: see [`try_handle`]).
 pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
     match call {
         GateCall::Reserve {
@@ -992,18 +1024,18 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 store(ledger, &rec);
                 GateReply::Redrive {
                     message: Some(rec.message),
-                    waiting: false,
+                    waiting: None,
                 }
             }
             // Sent again as it is: a copy of a message still in the queue runs nothing
             // twice (`Begin` answers `Held`, then `Settled`).
             Some(rec) if rec.never_started() => GateReply::Redrive {
-                message: Some(rec.message),
-                waiting: true,
+                message: None,
+                waiting: Some(Box::new(rec.message)),
             },
             _ => GateReply::Redrive {
                 message: None,
-                waiting: false,
+                waiting: None,
             },
         },
     }

@@ -583,7 +583,14 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
             let left = retry_after_ms.unwrap_or(ttl_ms);
             return Err(ApiError::resend_too_soon(left.div_ceil(1000)));
         }
-        Ok(_) => {}
+        Ok(GateReply::Claimed { .. }) => {}
+        // Another answer is no claim (a version-skew review: any reply but `Claimed` sent).
+        Ok(other) => {
+            return Err(ApiError::gate_unreachable(format!(
+                "gate answered {} to the resend's claim",
+                other.kind()
+            )))
+        }
         // Before any ticket, which would void the link the invitee has: the claim right before
         // the send needs the gate too, so going on without it only broke that link.
         Err(e) => return Err(ApiError::gate_unreachable(e)),

@@ -331,7 +331,12 @@ async fn run<P: Platform>(
             cx,
             &msg.id,
             msg.input.clone(),
-            msg.greeting.as_deref(),
+            // Not a payment's: the previous release queued the buyer's name there (a
+            // stranger's text), and its messages, like the ledger's copies that a re-drive or
+            // a duplicate's requeue sends for a week, still carry it (a version-skew review).
+            msg.greeting
+                .as_deref()
+                .filter(|_| !matches!(msg.kind, Kind::Stripe | Kind::Standard)),
             &msg.invited_by,
             &msg.idempotency_key,
         )

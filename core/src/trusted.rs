@@ -252,11 +252,17 @@ pub async fn batch_status<P: Platform>(
 /// status said `queued` for good, and this route refused it; found by a chaos soak).
 pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpResponse, ApiError> {
     let id = id_in(path, "/v1/invites/", "/retry").ok_or_else(|| unknown("invite"))?;
-    match ask(cx, GateCall::Redrive { id: id.clone() }).await? {
+    let found = match ask(cx, GateCall::Redrive { id: id.clone() }).await? {
         GateReply::Redrive {
-            message: Some(message),
-            waiting,
-        } => {
+            message: Some(m), ..
+        } => Some((m, false)),
+        GateReply::Redrive {
+            waiting: Some(m), ..
+        } => Some((*m, true)),
+        _ => None,
+    };
+    match found {
+        Some((message, waiting)) => {
             if let Err(e) = cx.p.enqueue(std::slice::from_ref(&message), 0).await {
                 if waiting {
                     return Err(ApiError::new(
@@ -290,7 +296,7 @@ pub async fn retry<P: Platform>(cx: &Ctx<'_, P>, path: &str) -> Result<HttpRespo
                     .with_header("location", format!("/v1/invites/{id}")),
             )
         }
-        _ => match ask(cx, GateCall::Status { id }).await? {
+        None => match ask(cx, GateCall::Status { id }).await? {
             GateReply::Status { invite: Some(v) } => Err(ApiError::new(
                 ErrorCode::InviteNotFailed,
                 format!(

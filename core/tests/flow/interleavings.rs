@@ -610,7 +610,9 @@ fn short_reply(r: &GateReply) -> String {
     match r {
         GateReply::Begin(b) => format!("{b:?}"),
         GateReply::Claimed { claimed, .. } => format!("claimed={claimed}"),
-        GateReply::Redrive { message, .. } => format!("redrive {}", message.is_some()),
+        GateReply::Redrive { message, waiting } => {
+            format!("redrive {}", message.is_some() || waiting.is_some())
+        }
         other => other.kind().to_string(),
     }
 }

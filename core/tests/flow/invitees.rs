@@ -461,6 +461,41 @@ fn a_resend_of_an_emailed_invite_goes_to_the_inbox_never_to_the_caller() {
     assert_eq!(svc.fake.count("POST /api/v2/tickets/password-change"), 1);
 }
 
+/// A claim of the email window answered with anything but `Claimed` (another version's
+/// answer, say) is no claim: the resend stops, before its ticket or before its email, with
+/// 503, and nothing is sent (found in a version-skew review: any other reply went on).
+#[test]
+fn a_claim_answered_otherwise_than_claimed_sends_nothing() {
+    // The resend's own claim (skip 0), then the claim right before the send (skip 1).
+    for (skip, tickets) in [(0, 0), (1, 1)] {
+        let svc = Svc::new(&[
+            ("EMAIL_DELIVERY", "resend"),
+            ("EMAIL_API_KEY", "re_test_key"),
+            ("EMAIL_API_BASE_URL", "https://email.example"),
+            ("FROM_EMAIL", "a@acme.example"),
+        ]);
+        let grace = user(
+            "auth0|g",
+            "grace@example.com",
+            json!({"app_metadata": {"invite_source": "public_form", "invited_by": "public_form"}}),
+        );
+        by_email(&svc, vec![grace]);
+        *svc.fake.gate_odd_reply.borrow_mut() = Some(("claim_email", skip, GateReply::Done));
+        let (h, body) = svc.run(post("/v1/invitees/grace%40example.com/resend"));
+        assert_eq!(
+            error_code(&h, &body),
+            (503, "queue_unavailable".into()),
+            "{skip}: {body}"
+        );
+        assert_eq!(svc.fake.count("POST /emails"), 0, "{skip}");
+        assert_eq!(
+            svc.fake.count("POST /api/v2/tickets/password-change"),
+            tickets,
+            "{skip}"
+        );
+    }
+}
+
 #[test]
 fn accepted_and_revoked_invites_get_no_new_link() {
     let svc = Svc::new(&[]);

@@ -13,6 +13,7 @@ mod public;
 mod queued;
 mod security;
 mod signups;
+mod skew;
 mod support;
 mod upstream;
 mod webhooks;

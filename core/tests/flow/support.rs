@@ -73,6 +73,9 @@ pub struct Fake {
     pub gate_fails: RefCell<Vec<&'static str>>,
     /// Gate calls (by op) that fail once each, as a Durable Object restarting under a call.
     pub gate_fails_once: RefCell<Vec<&'static str>>,
+    /// Calls of this kind to let through before the gate answers one of them with this reply
+    /// instead of its own (another version's answer, say).
+    pub gate_odd_reply: RefCell<Option<(&'static str, usize, GateReply)>>,
     /// Queue sends that succeed before every later one fails (`None`: none fail), as when the
     /// account's daily queue operations are used up.
     pub queue_sends_left: Cell<Option<u32>>,
@@ -390,8 +393,18 @@ impl Gate for Fake {
             self.gate_fails_once.borrow_mut().remove(i);
             return Err(format!("gate: {op} failed once"));
         }
+        let mut odd = self.gate_odd_reply.borrow_mut();
+        if let Some((_, skip, _)) = odd.as_mut().filter(|(o, ..)| *o == op) {
+            if *skip == 0 {
+                let (o, _, reply) = odd.take().unwrap();
+                self.gate_calls.borrow_mut().push(o.to_string());
+                return Ok(reply);
+            }
+            *skip -= 1;
+        }
+        drop(odd);
         self.gate_calls.borrow_mut().push(op);
-        Ok(gate::handle(call, self.now.get(), &self.ledger))
+        gate::try_handle(call, self.now.get(), &self.ledger)
     }
 }
 
