@@ -33,7 +33,18 @@ done
 
 (
   for _ in $(seq 1 300); do
-    if curl -fsS http://127.0.0.1:8787/healthz >/dev/null 2>&1; then
+    # Any answer means wrangler serves; a 503 lists the configuration's problems by name.
+    status=$(curl -sS -o /tmp/auth0-invite-dev-healthz.json -w '%{http_code}' \
+      http://127.0.0.1:8787/healthz 2>/dev/null || true)
+    if [ "$status" = 503 ]; then
+      echo "" >&2
+      echo "The Worker is up, but its configuration is invalid (.dev.vars, wrangler.toml [vars]):" >&2
+      cat /tmp/auth0-invite-dev-healthz.json >&2
+      echo "" >&2
+      echo "Fix them, then restart scripts/dev.sh (.dev.vars is read at start)." >&2
+      exit 0
+    fi
+    if [ "$status" = 200 ]; then
       cat <<MSG
 
 Ready. Create an invite:

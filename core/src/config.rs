@@ -667,6 +667,13 @@ impl Config {
                         r.problems.push(format!(
                             "INVITE_API_KEYS entry {n} has a key shorter than {MIN_API_KEY_LEN} characters"
                         ));
+                    } else if key.contains("$(") || key.contains('`') {
+                        // `backend:$(openssl rand -hex 24)` typed at `wrangler secret put`'s
+                        // prompt is stored as it is: a key anyone can read in the README
+                        // (found by running the docs' deploy steps).
+                        r.problems.push(format!(
+                            "INVITE_API_KEYS entry {n} holds an unexpanded shell command: pipe the generated key in (see the README's deploy steps)"
+                        ));
                     }
                     api_keys.push(ApiKey::new(label, key));
                 }
@@ -1092,6 +1099,12 @@ mod tests {
         assert!(problems(&[("APP_METADATA_KEYS", "plan,company,invitee_tier")]).is_empty());
         let p = problems(&[("APP_METADATA_KEYS", "plan,invited_by")]);
         assert!(p.contains("APP_METADATA_KEYS lists 'invited_by'"), "{p}");
+        let p = problems(&[("INVITE_API_KEYS", "backend:$(openssl rand -hex 24)")]);
+        assert!(
+            p.contains("entry 1 holds an unexpanded shell command"),
+            "{p}"
+        );
+        assert!(!p.contains("openssl"), "never the value: {p}");
         let p = problems(&[("APP_METADATA_KEYS", "plan,tier.level,$set")]);
         assert!(
             p.contains("APP_METADATA_KEYS lists 'tier.level': Auth0 refuses"),

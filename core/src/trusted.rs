@@ -172,6 +172,14 @@ pub async fn batch<P: Platform>(
             queued = sent;
         }
     }
+    if queued == 0 {
+        // Every item refused: nothing was recorded, so there is no batch to follow (a 202
+        // named one whose `Location` answered 404; found by running the docs' examples).
+        return Ok(HttpResponse::json(
+            200,
+            &json!({"queued": 0, "rejected": items.len(), "items": answers}),
+        ));
+    }
     Ok(HttpResponse::json(
         202,
         &json!({"batch_id": batch_id, "queued": queued, "rejected": items.len() - queued, "items": answers}),

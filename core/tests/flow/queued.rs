@@ -415,6 +415,31 @@ fn a_batch_whose_later_send_fails_says_which_items_to_send_again() {
     );
 }
 
+/// A batch whose every item is refused queues nothing and records no batch, so it names none:
+/// 200 with the items answered in place, no `batch_id`, no `Location` (a 202 named a batch
+/// whose `Location` answered 404; found by running the docs' examples).
+#[test]
+fn a_batch_whose_every_item_is_refused_names_no_batch() {
+    let svc = Svc::new(&[]);
+    let mut req =
+        authed("POST", "/v1/invites/batch".into()).header("content-type", "application/json");
+    req.body =
+        json!({"invites": [{"email": "nope"}, {"email": "a@example.com", "roles": ["root"]}]})
+            .to_string()
+            .into_bytes();
+    let (h, body) = svc.run(req);
+    assert_eq!(h.response.status, 200, "{body}");
+    assert_eq!(h.response.header_value("location"), None);
+    assert!(body.get("batch_id").is_none(), "{body}");
+    assert_eq!(
+        (body["queued"].as_u64(), body["rejected"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(body["items"][0]["error"]["code"], "invalid_email");
+    assert!(svc.fake.queue.borrow().is_empty());
+    assert!(!svc.fake.gate_calls.borrow().iter().any(|c| c == "accept"));
+}
+
 /// A batch whose first send fails: nothing was queued, and the answer says so.
 #[test]
 fn a_batch_whose_first_send_fails_is_refused_whole() {
