@@ -50,8 +50,12 @@ import { gzipSync } from "node:zlib";
  * as stale ids once), measured from 290,681 to 293,802 B; with what a review of them found
  * (a dead letter waits for another copy's lease; a neutral greeting for payments), 294,221 B.
  * (A check of buyers' names with Unicode's `is_alphanumeric` had cost 2,000 B more.)
+ * +1,000 B: what a review of version skew and a run of the docs' examples found (a record the
+ * gate can't read is an error, not a missing one; only `Claimed` claims a window; a batch of
+ * refused items names no batch; an unexpanded shell command as an API key), measured from
+ * 294,221 to 295,266 B.
  */
-export const BUDGET_GZIP_BYTES = 295_000;
+export const BUDGET_GZIP_BYTES = 296_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
