@@ -100,17 +100,28 @@ pub fn cooldown_key(email: &str) -> String {
     format!("email-cooldown:v1:{short}")
 }
 
+/// What a claim of an address's email window found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    /// This invite holds the window: it makes the link and sends it.
+    Mine,
+    /// Another invite emailed the address within the window: no link, no email.
+    Held,
+    /// Another invite holds the window and is still queued or running: it may yet fail
+    /// without sending, so this one waits for it.
+    HolderRunning,
+}
+
 /// Claims the address's email window in the gate (strongly consistent) for the invite
-/// `owner`; false when another invite emailed the address within the cooldown. Claiming
-/// again for the same owner succeeds (a retry). Without an answer from the gate the invite
-/// fails, to be retried by the queue: sending unclaimed made a ticket that voided the link
-/// in the inbox, and when that email then failed, the inbox kept only the dead link (found
-/// by an interleaving test).
+/// `owner` ([`Claim`]). Claiming again for the same owner succeeds (a retry). Without an
+/// answer from the gate the invite fails, to be retried by the queue: sending unclaimed made
+/// a ticket that voided the link in the inbox, and when that email then failed, the inbox
+/// kept only the dead link (found by an interleaving test).
 async fn claim_email<P: Platform>(
     cx: &Ctx<'_, P>,
     owner: &str,
     email: &str,
-) -> Result<bool, InviteError> {
+) -> Result<Claim, InviteError> {
     let (key, ttl_ms) = email_window(cx.cfg, email);
     let claim = GateCall::ClaimEmail {
         key,
@@ -121,7 +132,16 @@ async fn claim_email<P: Platform>(
         // A revoke holds the window (found in a review: a re-drive then completed as if
         // inside a cooldown).
         Ok(GateReply::Claimed { revoked: true, .. }) => Err(InviteError::Revoked),
-        Ok(GateReply::Claimed { claimed, .. }) => Ok(claimed),
+        Ok(GateReply::Claimed { claimed: true, .. }) => Ok(Claim::Mine),
+        // Not yet sent: relying on it, this invite completed without its email, and when the
+        // holder then failed nobody had a working link (found by an interleaving test: an
+        // invite whose email failed retried after its window ended, found a newer sign-up
+        // holding it, and completed; the newer one then failed).
+        Ok(GateReply::Claimed {
+            holder_running: true,
+            ..
+        }) => Ok(Claim::HolderRunning),
+        Ok(GateReply::Claimed { .. }) => Ok(Claim::Held),
         Ok(other) => Err(InviteError::Internal(format!(
             "gate answered {} to the email window's claim",
             other.kind()
@@ -298,7 +318,9 @@ pub struct Delivered {
 /// an account's newest password-change ticket, so a second invite inside the window (Stripe
 /// sends `checkout.session.completed` and `invoice.paid` for one subscription) that made a
 /// ticket and then skipped its email would void the link already in the inbox. Inside the
-/// window the account and its roles are still brought up to date, with no ticket and no email.
+/// window the account and its roles are still brought up to date, with no ticket and no email,
+/// once the invite holding the window has settled: while it is queued or running this
+/// returns `None`, for the consumer to wait (it may yet fail without sending).
 pub async fn invite_and_email<P: Platform>(
     cx: &Ctx<'_, P>,
     owner: &str,
@@ -306,8 +328,11 @@ pub async fn invite_and_email<P: Platform>(
     greeting: Option<&str>,
     invited_by: &str,
     idempotency_key: &str,
-) -> Result<Delivered, InviteError> {
-    let claimed = claim_email(cx, owner, &input.email).await?;
+) -> Result<Option<Delivered>, InviteError> {
+    let claimed = match claim_email(cx, owner, &input.email).await? {
+        Claim::HolderRunning => return Ok(None),
+        claim => claim == Claim::Mine,
+    };
     input.want_ticket = claimed && emailed_with_ticket(cx.cfg);
     input.email_verified = false;
     let email = input.email.clone();
@@ -339,11 +364,11 @@ pub async fn invite_and_email<P: Platform>(
         }
     };
     if !claimed {
-        return Ok(Delivered {
+        return Ok(Some(Delivered {
             user_id: out.user_id,
             created: out.created,
             sent: Sent::Cooldown,
-        });
+        }));
     }
     let ticket = out
         .ticket_url
@@ -352,11 +377,11 @@ pub async fn invite_and_email<P: Platform>(
     let (key, ttl_ms) = email_window(cx.cfg, &email);
     reclaim(cx, key, ttl_ms, owner).await?;
     send_email(cx, &email, greeting, ticket, idempotency_key).await?;
-    Ok(Delivered {
+    Ok(Some(Delivered {
         user_id: out.user_id,
         created: out.created,
         sent: Sent::Sent,
-    })
+    }))
 }
 
 #[cfg(test)]

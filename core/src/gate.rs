@@ -587,6 +587,10 @@ pub enum GateReply {
         /// Refused because a revoke holds the window ([`GateCall::HoldWindows`]).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         revoked: bool,
+        /// Refused, and the invite holding the window is still queued or running: it may yet
+        /// fail without sending, so an invite that would rely on its email waits for it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        holder_running: bool,
     },
     /// An invite's status.
     Status {
@@ -940,11 +944,14 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                     claimed: false,
                     retry_after_ms: ledger.expiry(&key).map(|e| e.saturating_sub(now_ms)),
                     revoked: holder == REVOKED_HOLDER,
+                    holder_running: load(ledger, &holder)
+                        .is_some_and(|r| matches!(r.status, Status::Queued | Status::Processing)),
                 },
                 None => GateReply::Claimed {
                     claimed: true,
                     retry_after_ms: None,
                     revoked: false,
+                    holder_running: false,
                 },
             }
         }
@@ -1341,6 +1348,7 @@ mod tests {
             claimed: true,
             retry_after_ms: None,
             revoked: false,
+            holder_running: false,
         };
         assert_eq!(claim("inv_1", 0), taken);
         assert_eq!(
@@ -1354,6 +1362,7 @@ mod tests {
                 claimed: false,
                 retry_after_ms: Some(600_000),
                 revoked: false,
+                holder_running: false,
             },
             "held, for the rest of the window"
         );
@@ -1375,6 +1384,7 @@ mod tests {
                 claimed: false,
                 retry_after_ms: Some(149_999),
                 revoked: true,
+                holder_running: false,
             }
         );
         let resend = handle(

@@ -342,10 +342,12 @@ async fn run<P: Platform>(
         )
         .await
         .map(|d| {
-            if d.sent == Sent::Cooldown {
-                cx.note("email cooldown: no email");
-            }
-            (d.user_id, d.created, None)
+            d.map(|d| {
+                if d.sent == Sent::Cooldown {
+                    cx.note("email cooldown: no email");
+                }
+                (d.user_id, d.created, None)
+            })
         })
     } else {
         run_invite(&client, cx.cfg, cx.p, msg.input.clone(), &msg.invited_by)
@@ -353,12 +355,26 @@ async fn run<P: Platform>(
             .map(|o| {
                 let expires_ms = cx.p.now_ms() + msg.input.ticket_ttl_sec * 1000;
                 let ticket = o.ticket_url.map(|u| (u, rfc3339(expires_ms), expires_ms));
-                (o.user_id, o.created, ticket)
+                Some((o.user_id, o.created, ticket))
             })
     };
 
     match result {
-        Ok((user_id, created, ticket)) => {
+        // Another invite holds the address's email window and has not settled: it may yet
+        // fail without sending, and then this one takes the window over and sends. A wait,
+        // not a failed attempt, like the pacer's.
+        Ok(None) => {
+            cx.note("email window held by an invite still running: waiting for it");
+            release(cx, msg, None).await;
+            (
+                Settle::Defer {
+                    delay_sec: HOLDER_WAIT_SEC,
+                },
+                "deferred",
+                None,
+            )
+        }
+        Ok(Some((user_id, created, ticket))) => {
             let complete = GateCall::Complete {
                 id: msg.id.clone(),
                 user_id,
@@ -404,6 +420,10 @@ async fn run<P: Platform>(
         }
     }
 }
+
+/// How long an emailed invite waits before it looks again at an email window another invite,
+/// still queued or running, holds.
+const HOLDER_WAIT_SEC: u32 = 10;
 
 /// Deliver it again once this run's lease has lapsed, so that the redelivery runs it.
 fn after_lease() -> Settle {

@@ -1931,3 +1931,40 @@ fn an_invite_sent_nowhere_and_not_withdrawn_is_run_by_a_retry() {
     let users = run.w.fake.count("POST /api/v2/users");
     assert_eq!(users, 1, "the paid invite ran once");
 }
+
+/// An invite that finds the address's email window held by another invite still queued or
+/// running waits for it, rather than complete without its email: here a sign-up whose email
+/// failed retries after its window has ended, a newer sign-up holds it and then fails (Auth0
+/// refuses it), and the paid invite before them had deferred to the first. Nobody had a
+/// working link (seed 4242 at 15,000 cases found it); now the waiting invite takes the
+/// failed holder's window over and sends.
+#[test]
+fn an_invite_waits_for_a_window_holder_that_may_yet_fail() {
+    let deliver = || {
+        Op::Group(
+            vec![Act::Deliver {
+                pick: 0,
+                dup: false,
+            }],
+            vec![0],
+        )
+    };
+    let run = scenario(
+        false,
+        &[
+            Op::QueueFail(true),
+            Op::Group(vec![Act::Public], vec![0]),
+            Op::Email(EmailFault::Reject),
+            Op::Group(vec![Act::Stripe(0), Act::Public], vec![0]),
+            deliver(),
+            deliver(),
+            deliver(),
+            Op::Advance(601),
+            Op::Group(vec![Act::Public], vec![0]),
+            deliver(),
+            Op::Auth0Reject,
+            deliver(),
+        ],
+    );
+    assert_no(&run, "dead-link-only");
+}
