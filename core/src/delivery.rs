@@ -112,44 +112,79 @@ enum Claim {
     HolderRunning,
 }
 
-/// Claims the address's email window in the gate (strongly consistent) for the invite
-/// `owner` ([`Claim`]). Claiming again for the same owner succeeds (a retry). Without an
-/// answer from the gate the invite fails, to be retried by the queue: sending unclaimed made
-/// a ticket that voided the link in the inbox, and when that email then failed, the inbox
-/// kept only the dead link (found by an interleaving test).
-async fn claim_email<P: Platform>(
+/// The gate's answer to a claim of an email window that is a claim at all.
+pub(crate) struct WindowClaim {
+    /// This owner holds the window now.
+    pub claimed: bool,
+    /// When refused: how long the window still holds.
+    pub retry_after_ms: Option<u64>,
+    /// When refused: the invite holding it is still queued or running.
+    pub holder_running: bool,
+}
+
+/// Claims `owner`'s window `key` for `ttl_ms` (`what` names the claim in errors).
+/// `Err(Revoked)` when a revoke holds the window ([`GateCall::HoldWindows`]); without an
+/// answer from the gate, or with another answer than `Claimed`, an error: no claim, nothing
+/// to send (a version-skew review found the resend and the claim before a send going on with
+/// any other reply).
+pub(crate) async fn claim_window<P: Platform>(
     cx: &Ctx<'_, P>,
+    key: String,
+    ttl_ms: u64,
     owner: &str,
-    email: &str,
-) -> Result<Claim, InviteError> {
-    let (key, ttl_ms) = email_window(cx.cfg, email);
+    what: &str,
+) -> Result<WindowClaim, InviteError> {
     let claim = GateCall::ClaimEmail {
         key,
         ttl_ms,
         owner: owner.to_string(),
     };
     match cx.p.gate(claim).await {
-        // A revoke holds the window (found in a review: a re-drive then completed as if
-        // inside a cooldown).
         Ok(GateReply::Claimed { revoked: true, .. }) => Err(InviteError::Revoked),
-        Ok(GateReply::Claimed { claimed: true, .. }) => Ok(Claim::Mine),
+        Ok(GateReply::Claimed {
+            claimed,
+            retry_after_ms,
+            holder_running,
+            ..
+        }) => Ok(WindowClaim {
+            claimed,
+            retry_after_ms,
+            holder_running,
+        }),
+        Ok(other) => Err(InviteError::Internal(format!(
+            "gate answered {} to {what}",
+            other.kind()
+        ))),
+        Err(e) => Err(InviteError::Internal(format!(
+            "gate unreachable for {what}: {e}"
+        ))),
+    }
+}
+
+/// Claims the address's email window in the gate (strongly consistent) for the invite
+/// `owner` ([`Claim`]). Claiming again for the same owner succeeds (a retry). A revoke that
+/// holds the window is `Err(Revoked)` (found in a review: a re-drive then completed as if
+/// inside a cooldown). Without an answer from the gate the invite fails, to be retried by
+/// the queue: sending unclaimed made a ticket that voided the link in the inbox, and when
+/// that email then failed, the inbox kept only the dead link (found by an interleaving test).
+async fn claim_email<P: Platform>(
+    cx: &Ctx<'_, P>,
+    owner: &str,
+    email: &str,
+) -> Result<Claim, InviteError> {
+    let (key, ttl_ms) = email_window(cx.cfg, email);
+    let c = claim_window(cx, key, ttl_ms, owner, "the email window's claim").await?;
+    Ok(if c.claimed {
+        Claim::Mine
+    } else if c.holder_running {
         // Not yet sent: relying on it, this invite completed without its email, and when the
         // holder then failed nobody had a working link (found by an interleaving test: an
         // invite whose email failed retried after its window ended, found a newer sign-up
         // holding it, and completed; the newer one then failed).
-        Ok(GateReply::Claimed {
-            holder_running: true,
-            ..
-        }) => Ok(Claim::HolderRunning),
-        Ok(GateReply::Claimed { .. }) => Ok(Claim::Held),
-        Ok(other) => Err(InviteError::Internal(format!(
-            "gate answered {} to the email window's claim",
-            other.kind()
-        ))),
-        Err(e) => Err(InviteError::Internal(format!(
-            "gate unreachable for the email window's claim: {e}"
-        ))),
-    }
+        Claim::HolderRunning
+    } else {
+        Claim::Held
+    })
 }
 
 /// Claims `owner`'s window `key` again right before its link goes out, which also restarts the
@@ -164,27 +199,11 @@ pub(crate) async fn reclaim<P: Platform>(
     ttl_ms: u64,
     owner: &str,
 ) -> Result<(), InviteError> {
-    let claim = GateCall::ClaimEmail {
-        key,
-        ttl_ms,
-        owner: owner.to_string(),
-    };
-    match cx.p.gate(claim).await {
-        Ok(GateReply::Claimed { revoked: true, .. }) => Err(InviteError::Revoked),
-        Ok(GateReply::Claimed { claimed: false, .. }) => {
-            cx.note("email window taken meanwhile; sent anyway");
-            Ok(())
-        }
-        Ok(GateReply::Claimed { .. }) => Ok(()),
-        // Another answer is no claim (a version-skew review: any reply but `Claimed` sent).
-        Ok(other) => Err(InviteError::Internal(format!(
-            "gate answered {} to the claim before the send",
-            other.kind()
-        ))),
-        Err(e) => Err(InviteError::Internal(format!(
-            "gate unreachable before the send: {e}"
-        ))),
+    let c = claim_window(cx, key, ttl_ms, owner, "the claim before the send").await?;
+    if !c.claimed {
+        cx.note("email window taken meanwhile; sent anyway");
     }
+    Ok(())
 }
 
 /// Gives the address's window back after a failed invite: nothing was sent in it.

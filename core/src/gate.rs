@@ -181,6 +181,11 @@ pub struct StatusView {
 }
 
 impl InviteRecord {
+    /// Queued or running: it may yet send its link, or fail without sending.
+    pub fn in_flight(&self) -> bool {
+        matches!(self.status, Status::Queued | Status::Processing)
+    }
+
     /// Queued, and no delivery has started it (a re-drive sets `attempts` back to 0 too).
     pub fn never_started(&self) -> bool {
         self.status == Status::Queued && self.attempts == 0
@@ -944,8 +949,7 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                     claimed: false,
                     retry_after_ms: ledger.expiry(&key).map(|e| e.saturating_sub(now_ms)),
                     revoked: holder == REVOKED_HOLDER,
-                    holder_running: load(ledger, &holder)
-                        .is_some_and(|r| matches!(r.status, Status::Queued | Status::Processing)),
+                    holder_running: load(ledger, &holder).is_some_and(|r| r.in_flight()),
                 },
                 None => GateReply::Claimed {
                     claimed: true,
@@ -971,10 +975,7 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
                 // Not a window an invite still queued or running holds: it will send its
                 // own link, and the next sign-up would send another at once (found by an
                 // interleaving test).
-                let running = |h: &str| {
-                    load(ledger, h)
-                        .is_some_and(|r| matches!(r.status, Status::Queued | Status::Processing))
-                };
+                let running = |h: &str| load(ledger, h).is_some_and(|r| r.in_flight());
                 if let Some(holder) = ledger.get(&key).filter(|h| !running(h)) {
                     // Expired at once, as ReleaseEmail does.
                     ledger.put(&key, &holder, None, now_ms);

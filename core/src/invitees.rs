@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::auth0::Ctx;
 use crate::config::{RevokeMode, TICKET_TTL_RANGE};
-use crate::delivery::{cooldown_key, emailed_with_ticket, reclaim, send_email};
+use crate::delivery::{claim_window, cooldown_key, emailed_with_ticket, reclaim, send_email};
 use crate::error::{ApiError, ErrorCode, InviteError, UpstreamError, ValidationError};
 use crate::gate::{GateCall, GateReply, Kind, REVOKED_HOLDER};
 use crate::http::HttpRequest;
@@ -568,32 +568,16 @@ async fn resend<P: Platform>(cx: &Ctx<'_, P>, segment: &str) -> Result<HttpRespo
         ),
     };
     let claimed_key = key.clone();
-    let claim = GateCall::ClaimEmail {
-        key,
-        ttl_ms,
-        owner: owner.clone(),
-    };
-    match cx.p.gate(claim).await {
-        Ok(GateReply::Claimed { revoked: true, .. }) => return Err(ApiError::invite_revoked()),
-        Ok(GateReply::Claimed {
-            claimed: false,
-            retry_after_ms,
-            ..
-        }) => {
-            let left = retry_after_ms.unwrap_or(ttl_ms);
+    // Before any ticket, which would void the link the invitee has: the claim right before
+    // the send needs the gate too, so going on without it only broke that link.
+    match claim_window(cx, key, ttl_ms, &owner, "the resend's claim").await {
+        Err(InviteError::Revoked) => return Err(ApiError::invite_revoked()),
+        Err(e) => return Err(ApiError::gate_unreachable(e.to_string())),
+        Ok(c) if !c.claimed => {
+            let left = c.retry_after_ms.unwrap_or(ttl_ms);
             return Err(ApiError::resend_too_soon(left.div_ceil(1000)));
         }
-        Ok(GateReply::Claimed { .. }) => {}
-        // Another answer is no claim (a version-skew review: any reply but `Claimed` sent).
-        Ok(other) => {
-            return Err(ApiError::gate_unreachable(format!(
-                "gate answered {} to the resend's claim",
-                other.kind()
-            )))
-        }
-        // Before any ticket, which would void the link the invitee has: the claim right before
-        // the send needs the gate too, so going on without it only broke that link.
-        Err(e) => return Err(ApiError::gate_unreachable(e)),
+        Ok(_) => {}
     }
     match deliver(cx, &invitee, &owner, (&claimed_key, ttl_ms)).await {
         Ok(body) => Ok(HttpResponse::json(200, &body)),
