@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createHmac } from "node:crypto";
 import { Miniflare } from "miniflare";
 import { checkResponse } from "./openapi.mjs";
@@ -89,11 +89,39 @@ export function baseBindings(emulatorUrl) {
 }
 
 /**
+ * The queue consumers of wrangler.toml as Miniflare options, by queue name: every
+ * `[[queues.consumers]]` table's `max_batch_size`, `max_batch_timeout`, `max_retries` and
+ * `dead_letter_queue` (Miniflare runs one batch at a time, so `max_concurrency` is left out).
+ */
+export function wranglerConsumers() {
+  const toml = readFileSync(path.join(root, "wrangler.toml"), "utf8");
+  const names = { max_batch_size: "maxBatchSize", max_batch_timeout: "maxBatchTimeout",
+    max_retries: "maxRetries", dead_letter_queue: "deadLetterQueue" };
+  const consumers = {};
+  for (const table of toml.split(/^\[\[queues\.consumers\]\]\s*$/m).slice(1)) {
+    const body = table.split(/^\[/m)[0];
+    const value = (key) => body.match(new RegExp(`^${key}\\s*=\\s*(.+?)\\s*$`, "m"))?.[1];
+    const queue = JSON.parse(value("queue"));
+    consumers[queue] = {};
+    for (const [key, name] of Object.entries(names)) {
+      const v = value(key);
+      if (v !== undefined) consumers[queue][name] = JSON.parse(v);
+    }
+  }
+  return consumers;
+}
+
+/** `consumers` with the `invites` queue's batch size set to `size` (when given). */
+const withBatchSize = (consumers, size) => (size === undefined ? consumers
+  : { ...consumers, invites: { ...consumers.invites, maxBatchSize: size } });
+
+/**
  * Miniflare options for the built Worker: its bindings (`baseBindings` plus `overrides`;
  * `undefined` removes one), KV, and the `PUBLIC_RATE_LIMITER` binding (`rateLimit` per minute).
- * With `http`, it is also served on a free port of 127.0.0.1.
+ * With `http`, it is also served on a free port of 127.0.0.1; `batchSize` replaces the
+ * `invites` consumer's batch size.
  */
-export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimit = 1000, http = false } = {}) {
+export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimit = 1000, http = false, batchSize } = {}) {
   const bindings = { ...baseBindings(emulatorUrl), ...overrides };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   return {
@@ -107,12 +135,9 @@ export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimi
     ],
     compatibilityDate: "2026-04-01",
     kvNamespaces: kv ? ["TOKEN_CACHE"] : [],
-    // The same queues and Durable Object as wrangler.toml.
+    // The same queues and Durable Object as wrangler.toml (its consumers read from it).
     queueProducers: { INVITE_QUEUE: { queueName: "invites" } },
-    queueConsumers: {
-      invites: { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3, deadLetterQueue: "invites-dlq" },
-      "invites-dlq": { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 5 },
-    },
+    queueConsumers: withBatchSize(wranglerConsumers(), batchSize),
     durableObjects: { AUTH0_GATE: { className: "Auth0Gate", useSQLite: true } },
     ratelimits: { PUBLIC_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
     bindings,
@@ -126,8 +151,8 @@ export function workerOptions(emulatorUrl, overrides = {}, { kv = true, rateLimi
  * (tests/e2e/openapi.mjs): one the document does not describe rejects the call. `check: false`
  * turns that off, for the benchmarks (whose timings would include it).
  */
-export async function startWorker(emulatorUrl, overrides = {}, { kv = true, check = true } = {}) {
-  const mf = new Miniflare(workerOptions(emulatorUrl, overrides, { kv }));
+export async function startWorker(emulatorUrl, overrides = {}, { kv = true, check = true, batchSize } = {}) {
+  const mf = new Miniflare(workerOptions(emulatorUrl, overrides, { kv, batchSize }));
   await mf.ready;
   const fetchWorker = async (p, init = {}) => {
     const r = await mf.dispatchFetch("http://worker.test" + p, init);

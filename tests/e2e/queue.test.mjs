@@ -33,9 +33,9 @@ beforeEach(async () => {
   await emu.config({ rate_limit: "free" });
 });
 
-/** Starts a Worker, runs `fn` with it, and always stops it. */
-async function withWorker(overrides, fn) {
-  const w = await startWorker(emu.url, overrides);
+/** Starts a Worker (`options` as `startWorker`'s), runs `fn` with it, and always stops it. */
+async function withWorker(overrides, fn, options = {}) {
+  const w = await startWorker(emu.url, overrides, options);
   try {
     return await fn(w);
   } finally {
@@ -139,7 +139,7 @@ test("b: public answers for a new and an existing address are sent before any Au
     // What this measures: the emulator's counters (every arrival, any endpoint) read right
     // after both answers came back. A call on the request path would have arrived before its
     // answer, so zero counts mean none was made. The consumer only starts after the queue's 1 s
-    // batch timeout (2 messages < batch size 10), so it can't blur the reading; the elapsed time
+    // batch timeout (2 messages < a batch size of 10, set below), so it can't blur the reading; the elapsed time
     // is checked so that a late reading can't pass for a clean one either.
     const started = Date.now();
     const [existing, fresh] = await Promise.all([
@@ -167,7 +167,7 @@ test("b: public answers for a new and an existing address are sent before any Au
     assert.ok((await emu.stats()).management_requests > 0, "the calls came from the consumer");
     assert.deepEqual((await emu.users("brand.new@example.com"))[0].roles, ["beta-tester"]);
     assert.equal((await emu.users("existing@example.com")).length, 1, "no second account");
-  });
+  }, { batchSize: 10 }); // more than the 2 messages, so the consumer waits for the batch timeout
 });
 
 test("c: 60 synchronous trusted invites at once: each is a complete 201 or a 503 that did nothing", async (t) => {
