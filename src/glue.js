@@ -113,3 +113,16 @@ export function parseUrl(raw) {
   }
   return `${u.protocol.slice(0, -1)}\n${u.hostname}\n${u.origin}\n${u.href}`;
 }
+
+/**
+ * Sends the messages in `joined` to `queue` in one `sendBatch`, each as text (the consumer
+ * parses exactly what was sent; as `json`, the default, Queues would count every quote and
+ * backslash twice against its 256 KB a send). `joined` is the messages' JSON texts separated
+ * by "\n", which compact JSON never holds raw: one string across the boundary for the whole
+ * send, where building each message from Rust took several crossings (and worker's
+ * `Queue::send_batch` converts through serde-wasm-bindgen).
+ */
+export function sendTexts(queue, joined, delaySeconds) {
+  const messages = joined.split("\n").map((body) => ({ body, contentType: "text" }));
+  return queue.sendBatch(messages, delaySeconds > 0 ? { delaySeconds } : undefined);
+}

@@ -14,7 +14,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::kv::KvStore;
 use worker::worker_sys::web_sys;
-use worker::{BatchMessageBuilder, Env, MessageBuilder, Queue, QueueContentType, Stub};
+use worker::{Env, Stub};
 
 /// The Workers implementation of every port. Bindings are looked up when first used, so a
 /// request that needs none (a health check, a 404) pays for none.
@@ -73,10 +73,6 @@ impl WorkerPlatform {
         self.rpc
             .get_or_init(|| self.gate_stub_new().map(|s| s.into_rpc::<GateRpc>()))
             .as_ref()
-    }
-
-    fn queue(&self) -> Option<Queue> {
-        self.env.as_ref()?.queue("INVITE_QUEUE").ok()
     }
 }
 
@@ -146,6 +142,10 @@ extern "C" {
     /// src/glue.js).
     #[wasm_bindgen(js_name = parseUrl)]
     fn parse_url_parts(raw: &str) -> String;
+
+    /// One `sendBatch` of text messages, their JSON texts joined by "\n" (see src/glue.js).
+    #[wasm_bindgen(catch, js_name = sendTexts)]
+    fn send_texts(queue: &RawQueue, joined: &str, delay_seconds: u32) -> Result<Promise, JsValue>;
 }
 
 /// [`invite_core::http::ParseUrl`] with the runtime's own URL parser, which implements the
@@ -379,29 +379,24 @@ impl InviteQueue for WorkerPlatform {
             settled(queue.send(&body, &options).map_err(|e| js_error_text(&e))?).await?;
             return Ok(());
         }
-        let queue = self.queue().ok_or("INVITE_QUEUE binding is missing")?;
-        // Sent as JSON text: the consumer parses exactly what was sent (maps included). The
-        // content type is `text`: as `json` (the default), Queues counts the string's JSON
-        // form, every quote and backslash twice, against its 256 KB a send, and the core's
-        // pieces (`queue::send_size`) count the text (found in a review).
-        let mut bodies = Vec::with_capacity(messages.len());
-        for m in messages {
-            bodies.push(serde_json::to_string(m).map_err(|e| e.to_string())?);
-        }
-        for chunk in bodies.chunks(100) {
-            let text = |b: &String| {
-                MessageBuilder::new(b.clone())
-                    .content_type(QueueContentType::Text)
-                    .build()
-            };
-            let mut batch = BatchMessageBuilder::new().messages(chunk.iter().map(text));
-            if delay_sec > 0 {
-                batch = batch.delay_seconds(delay_sec);
+        let queue: RawQueue = self
+            .raw_binding("INVITE_QUEUE")
+            .ok_or("INVITE_QUEUE binding is missing")?;
+        // Sent as JSON text, `text` typed (see src/glue.js): the consumer parses exactly what
+        // was sent (maps included), and the core's pieces (`queue::send_size`) count the text.
+        // Compact JSON holds no raw newline, so the texts travel joined by one.
+        for chunk in messages.chunks(100) {
+            let mut joined = String::new();
+            for m in chunk {
+                if !joined.is_empty() {
+                    joined.push('\n');
+                }
+                let text = serde_json::to_string(m).map_err(|e| e.to_string())?;
+                debug_assert!(!text.contains('\n'), "compact JSON holds no raw newline");
+                joined.push_str(&text);
             }
-            queue
-                .send_batch(batch.build())
-                .await
-                .map_err(|e| e.to_string())?;
+            let promise = send_texts(&queue, &joined, delay_sec).map_err(|e| js_error_text(&e))?;
+            settled(promise).await?;
         }
         Ok(())
     }
