@@ -70,6 +70,8 @@ pub struct Config {
     /// The URL parser the configuration was checked with, for URLs that arrive in requests
     /// (`result_url`): the runtime's in the Worker (see [`ParseUrl`]).
     pub parse_url: ParseUrl,
+    /// What [`Config::warnings`] lists.
+    warnings: Vec<String>,
 }
 
 /// What `POST /v1/invitees/{ref}/revoke` does to a pending invitee's account.
@@ -776,11 +778,24 @@ impl Config {
             webhooks,
             public,
             parse_url,
-        })
+            warnings: Vec::new(),
+        }
+        .with_warnings())
     }
 
     /// Settings that work but weaken the service; `/healthz` lists them (status stays 200).
-    pub fn warnings(&self) -> Vec<String> {
+    /// Found once, with the rest of the configuration: a health check only reads them (it
+    /// parsed `AUTH0_BASE_URL` with the runtime's `URL` on every request).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn with_warnings(mut self) -> Self {
+        self.warnings = self.find_warnings();
+        self
+    }
+
+    fn find_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.public.turnstile_secret.is_none() {
             out.push(
