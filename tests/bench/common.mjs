@@ -47,7 +47,7 @@ export function dirOptions(emulatorUrl, dir) {
  * Starts a Worker from Miniflare `options` and finds the workerd processes it got. Its
  * `send(what, email)` sends an invite of `email` when `what` is "invite" (the request ours
  * takes; with `plain`, the plain baseline's bare POST /) and otherwise GETs the path `what`,
- * resolving once the answer is read.
+ * resolving once the answer is read; an invite answered with anything but 201 rejects.
  */
 export async function startSubject(name, options, { plain = false } = {}) {
   const before = workerdPids();
@@ -61,7 +61,12 @@ export async function startSubject(name, options, { plain = false } = {}) {
         method: "POST",
         headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
         body: JSON.stringify({ email }),
-      })).then((r) => r.text());
+      })).then(async (r) => {
+    const text = await r.text();
+    // An invite that failed did less work: its CPU would flatter whoever failed it.
+    if (what === "invite" && r.status !== 201) throw new Error(`${name}: invite answered ${r.status}: ${text.slice(0, 300)}`);
+    return text;
+  });
   return { name, mf, pids: workerdPids().filter((p) => !before.includes(p)), send };
 }
 
