@@ -42,8 +42,10 @@ fn pooled_random_bytes_are_never_handed_out_twice_or_zeroed() {
 fn passwords_from_the_platform_rng_meet_the_policy() {
     let p = WorkerPlatform::detached();
     for _ in 0..200 {
-        let pw = password::generate(&p).expect("password");
+        let pw = password::generate(&p, &["a", "jo"]).expect("password");
         assert!(password::meets_policy(&pw), "{pw}");
+        assert!(!pw.contains(['a', 'A']), "{pw}");
+        assert!(!pw.to_ascii_lowercase().contains("jo"), "{pw}");
     }
 }
 

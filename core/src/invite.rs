@@ -501,6 +501,28 @@ pub fn create_user_body(
     body
 }
 
+/// What Auth0's "Personal Data" password option checks a new account's password against:
+/// the part of the email before the @, the profile fields sent (but the picture), and
+/// `user_metadata`'s `name`, `first` and `last` (see [`password::generate`]).
+fn personal_data(input: &InviteInput) -> Vec<&str> {
+    let mut out: Vec<&str> = input.email.split('@').take(1).collect();
+    out.extend(
+        input
+            .profile
+            .iter()
+            .filter(|(field, _)| field != "picture")
+            .map(|(_, value)| value.as_str()),
+    );
+    if let Some(m) = &input.user_metadata {
+        out.extend(
+            ["name", "first", "last"]
+                .iter()
+                .filter_map(|k| m.get(*k)?.as_str()),
+        );
+    }
+    out
+}
+
 /// Creates (or finds) the user, gives the roles and creates the ticket.
 ///
 /// With warm caches the critical path is two round trips: create the user, then assign
@@ -512,7 +534,7 @@ pub async fn run_invite<P: Platform>(
     input: InviteInput,
     invited_by: &str,
 ) -> Result<InviteOutcome, InviteError> {
-    let password = password::generate(p).map_err(InviteError::Internal)?;
+    let password = password::generate(p, &personal_data(&input)).map_err(InviteError::Internal)?;
 
     // The token and the role ids are read at the same time.
     let rbac_roles = cfg.role_mode == RoleMode::Rbac && !input.roles.is_empty();

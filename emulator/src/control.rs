@@ -176,6 +176,7 @@ pub fn config_json(state: &State) -> Value {
         "storm_429_ms": storm_left,
         "scopes": state.config.scopes,
         "search_lag_ms": state.config.search_lag_ms,
+        "password_no_personal_info": state.config.password_no_personal_info,
     })
 }
 
@@ -242,6 +243,7 @@ struct ConfigChange {
     storm_429_ms: Option<u64>,
     scopes: Option<Vec<String>>,
     search_lag_ms: Option<u64>,
+    password_no_personal_info: Option<bool>,
 }
 
 fn parse_change(body: &Map<String, Value>) -> Result<ConfigChange, String> {
@@ -279,6 +281,12 @@ fn parse_change(body: &Map<String, Value>) -> Result<ConfigChange, String> {
                     return Err(format!("search_lag_ms must be at most {MAX_SEARCH_LAG_MS}"));
                 }
                 c.search_lag_ms = Some(n);
+            }
+            "password_no_personal_info" => {
+                c.password_no_personal_info = Some(
+                    v.as_bool()
+                        .ok_or("password_no_personal_info must be true or false")?,
+                )
             }
             other => return Err(format!("unknown config key '{other}'")),
         }
@@ -326,6 +334,9 @@ fn update_config(state: &mut State, inc: &Incoming) -> Reply {
     }
     if let Some(v) = change.scopes {
         state.config.scopes = v;
+    }
+    if let Some(v) = change.password_no_personal_info {
+        state.config.password_no_personal_info = v;
     }
     if let Some(v) = change.search_lag_ms {
         state.config.search_lag_ms = v;

@@ -19,7 +19,7 @@
 use crate::server::{Incoming, Reply};
 use crate::state::{State, TicketKind};
 use crate::util;
-use crate::validate::password_ok;
+use crate::validate::{password_has_personal_info, password_ok};
 
 /// Content type of the hosted pages.
 pub const HTML_CT: &str = "text/html; charset=utf-8";
@@ -121,6 +121,20 @@ fn redeem(state: &mut State, inc: &Incoming, kind: TicketKind) -> Reply {
                 title(kind),
                 "valid",
                 "PasswordStrengthError: Password is too weak",
+                "",
+            );
+        }
+        let user_id = &state.tickets[index].user_id;
+        if state.config.password_no_personal_info
+            && state
+                .user(user_id)
+                .is_some_and(|u| password_has_personal_info(&password, &u.personal_data()))
+        {
+            return page(
+                400,
+                title(kind),
+                "valid",
+                "PasswordNoUserInfoError: Password contains user information",
                 "",
             );
         }

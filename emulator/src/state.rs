@@ -95,6 +95,10 @@ pub struct RuntimeConfig {
     /// Users created less than this many ms ago are left out of
     /// `GET /api/v2/users` (Auth0's user search is eventually consistent).
     pub search_lag_ms: u64,
+    /// The connection's "Personal Data" password option (off by default, as in Auth0): a
+    /// password may not contain the user's name, nickname, username, `user_metadata`'s
+    /// `name`, `first` or `last`, or the part of the email before the @.
+    pub password_no_personal_info: bool,
 }
 
 impl RuntimeConfig {
@@ -107,6 +111,7 @@ impl RuntimeConfig {
             storm_until_ms: 0,
             scopes: opts.scopes.clone(),
             search_lag_ms: opts.search_lag_ms,
+            password_no_personal_info: false,
         }
     }
 }
@@ -173,6 +178,28 @@ pub struct User {
 }
 
 impl User {
+    /// What Auth0's "Personal Data" password option keeps out of a password: the name,
+    /// nickname and username, `user_metadata`'s `name`, `first` and `last`, and the part of
+    /// the email before the @ (whole: Auth0 does not split it at dots).
+    pub fn personal_data(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = [&self.name, &self.nickname, &self.username]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if let Some(local) = self.email.as_deref().and_then(|e| e.split('@').next()) {
+            out.push(local);
+        }
+        if let Some(m) = &self.user_metadata {
+            out.extend(
+                ["name", "first", "last"]
+                    .iter()
+                    .filter_map(|k| m.get(*k)?.as_str()),
+            );
+        }
+        out
+    }
+
     /// The user as the Management API returns it.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();

@@ -476,6 +476,16 @@ pub fn password_ok(pw: &str) -> bool {
     !chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2])
 }
 
+/// Auth0's "Personal Data" password option: whether `pw` contains any of `personal` (see
+/// `User::personal_data`), compared without regard to case; empty values are skipped.
+pub fn password_has_personal_info(pw: &str, personal: &[&str]) -> bool {
+    let pw = pw.to_lowercase();
+    personal
+        .iter()
+        .filter(|v| !v.is_empty())
+        .any(|v| pw.contains(&v.to_lowercase()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,6 +608,15 @@ mod tests {
         assert!(!password_ok("abcdefghij12")); // 2 classes
         assert!(!password_ok("Abcccdefg12")); // 3 identical in a row
         assert!(password_ok("Abccdefg12!"));
+        assert!(password_has_personal_info(
+            "xxJohn.Doe!1",
+            &["", "john.doe"]
+        ));
+        assert!(
+            !password_has_personal_info("xxJohnDoe!1", &["john.doe"]),
+            "the local part is taken whole"
+        );
+        assert!(!password_has_personal_info("Abccdefg12!", &["", "zed"]));
     }
 
     #[test]

@@ -239,3 +239,85 @@ fn password_ticket_user_id_excludes_email_and_connection_id() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+/// Auth0's "Personal Data" password option (Dashboard: Database → Password Policy; the
+/// connection's `password_no_personal_info`): off by default; when on, a password holding the
+/// user's name, nickname, username, `user_metadata`'s `name`/`first`/`last` or the whole part
+/// of the email before the @ is refused with 400 `invalid_password`. Evidence: Auth0's
+/// "Password Options in Auth0 Database Connections" ("passwords that contain any part of
+/// their personal data … The first part of the user's email will also be checked"), and its
+/// support article "Personal Data Password Policy Allows Parts of Email Address" (the string
+/// before the @ is checked whole: `john.doe` is refused, `johndoe` and `doe` are not).
+#[test]
+fn personal_data_password_option() {
+    let emu = Emu::start();
+    let token = emu.token();
+    let create = |email: &str, password: &str, extra: Value| {
+        let mut body = json!({
+            "connection": "Username-Password-Authentication",
+            "email": email,
+            "password": password,
+        });
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        emu.post("/api/v2/users", Some(&token), &body)
+    };
+    // Off by default: the local part in the password is accepted.
+    assert_eq!(
+        emu.get("/__emulator/config", None).json()["password_no_personal_info"],
+        json!(false)
+    );
+    assert_eq!(
+        create("john.doe@example.com", "Xy1!john.doe-Q", json!({})).status,
+        201
+    );
+
+    assert_eq!(
+        emu.config(json!({"password_no_personal_info": true}))
+            .status,
+        200
+    );
+    let refused = json!({
+        "statusCode": 400,
+        "error": "Bad Request",
+        "message": "PasswordNoUserInfoError: Password contains user information",
+        "errorCode": "invalid_password",
+    });
+    for (email, password, extra) in [
+        ("jane.roe@example.com", "Xy1!JANE.ROE-Q", json!({})),
+        (
+            "ann@example.com",
+            "Xy1!Stripes-Q9",
+            json!({"name": "stripes"}),
+        ),
+        (
+            "rob@example.com",
+            "Xy1!Bobby-Q9z",
+            json!({"nickname": "bobby"}),
+        ),
+        (
+            "cy@example.com",
+            "Xy1!Madame-Q9",
+            json!({"user_metadata": {"last": "madame"}}),
+        ),
+    ] {
+        let r = create(email, password, extra);
+        assert_eq!(r.status, 400, "{email}: {}", r.body);
+        assert_eq!(err_body(&r), refused, "{email}");
+    }
+    // Parts of the local part are not checked, nor is a given name.
+    assert_eq!(
+        create("ed.doe@example.com", "Xy1!eddoe-Q9z", json!({})).status,
+        201
+    );
+    assert_eq!(
+        create(
+            "fay@example.com",
+            "Xy1!Winifred-Q",
+            json!({"given_name": "winifred"})
+        )
+        .status,
+        201
+    );
+}

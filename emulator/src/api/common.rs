@@ -55,6 +55,16 @@ pub(super) fn user_exists() -> Reply {
     Reply::mgmt_error(409, "The user already exists.", Some("auth0_idp_error"))
 }
 
+/// A password holding the user's personal data, with the connection's "Personal Data" option
+/// on (`password_no_personal_info` in the control API's config).
+pub(super) fn personal_info_password() -> Reply {
+    Reply::mgmt_error(
+        400,
+        "PasswordNoUserInfoError: Password contains user information",
+        Some("invalid_password"),
+    )
+}
+
 pub(super) fn weak_password() -> Reply {
     Reply::mgmt_error(
         400,

@@ -7,12 +7,15 @@ use serde_json::{Map, Value};
 use crate::server::{Incoming, Reply};
 use crate::state::{State, User};
 use crate::util;
-use crate::validate::{check_query, password_ok, prop, prop_d, Format, QTy, Schema, Ty, NONEMPTY};
+use crate::validate::{
+    check_query, password_has_personal_info, password_ok, prop, prop_d, Format, QTy, Schema, Ty,
+    NONEMPTY,
+};
 
 use super::common::{
     check_metadata_keys, connection_not_found, get_bool, get_obj, get_str, invalid_body,
-    invalid_query, project, s, user_exists, user_not_found, validated, weak_password, HResult,
-    EMAIL_DESC, FIELDS_QUERY,
+    invalid_query, personal_info_password, project, s, user_exists, user_not_found, validated,
+    weak_password, HResult, EMAIL_DESC, FIELDS_QUERY,
 };
 
 const EMAIL: Ty = Ty::Str {
@@ -163,6 +166,11 @@ pub(super) fn create_user(state: &mut State, inc: &Incoming) -> HResult {
         last_ip: None,
         role_ids: Vec::new(),
     };
+    if state.config.password_no_personal_info
+        && password_has_personal_info(password, &user.personal_data())
+    {
+        return Err(personal_info_password());
+    }
     let out = user.to_json();
     state.users.push(user);
     if verify_email {
@@ -211,6 +219,11 @@ pub(super) fn patch_user(state: &mut State, inc: &Incoming, id: &str) -> HResult
     if let Some(pw) = get_str(&body, "password") {
         if !password_ok(pw) {
             return Err(weak_password());
+        }
+        if state.config.password_no_personal_info
+            && password_has_personal_info(pw, &existing.personal_data())
+        {
+            return Err(personal_info_password());
         }
     }
     let new_email = get_str(&body, "email").map(str::to_lowercase);
