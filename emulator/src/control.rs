@@ -177,6 +177,8 @@ pub fn config_json(state: &State) -> Value {
         "scopes": state.config.scopes,
         "search_lag_ms": state.config.search_lag_ms,
         "password_no_personal_info": state.config.password_no_personal_info,
+        "password_min_length": state.config.password_min_length,
+        "password_block_sequential": state.config.password_block_sequential,
     })
 }
 
@@ -244,6 +246,8 @@ struct ConfigChange {
     scopes: Option<Vec<String>>,
     search_lag_ms: Option<u64>,
     password_no_personal_info: Option<bool>,
+    password_min_length: Option<usize>,
+    password_block_sequential: Option<bool>,
 }
 
 fn parse_change(body: &Map<String, Value>) -> Result<ConfigChange, String> {
@@ -286,6 +290,19 @@ fn parse_change(body: &Map<String, Value>) -> Result<ConfigChange, String> {
                 c.password_no_personal_info = Some(
                     v.as_bool()
                         .ok_or("password_no_personal_info must be true or false")?,
+                )
+            }
+            "password_min_length" => {
+                let n = as_u64(k, v)?;
+                if !(1..=128).contains(&n) {
+                    return Err("password_min_length must be 1 to 128".into());
+                }
+                c.password_min_length = Some(n as usize);
+            }
+            "password_block_sequential" => {
+                c.password_block_sequential = Some(
+                    v.as_bool()
+                        .ok_or("password_block_sequential must be true or false")?,
                 )
             }
             other => return Err(format!("unknown config key '{other}'")),
@@ -337,6 +354,12 @@ fn update_config(state: &mut State, inc: &Incoming) -> Reply {
     }
     if let Some(v) = change.password_no_personal_info {
         state.config.password_no_personal_info = v;
+    }
+    if let Some(v) = change.password_min_length {
+        state.config.password_min_length = v;
+    }
+    if let Some(v) = change.password_block_sequential {
+        state.config.password_block_sequential = v;
     }
     if let Some(v) = change.search_lag_ms {
         state.config.search_lag_ms = v;

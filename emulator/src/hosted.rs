@@ -19,7 +19,7 @@
 use crate::server::{Incoming, Reply};
 use crate::state::{State, TicketKind};
 use crate::util;
-use crate::validate::{password_has_personal_info, password_ok};
+use crate::validate::password_has_personal_info;
 
 /// Content type of the hosted pages.
 pub const HTML_CT: &str = "text/html; charset=utf-8";
@@ -115,7 +115,7 @@ fn redeem(state: &mut State, inc: &Incoming, kind: TicketKind) -> Reply {
         }
         // The ticket stays valid after a rejected password, as on Auth0's
         // page, which lets the user try again.
-        if !password_ok(&password) {
+        if !state.config.password_ok(&password) {
             return page(
                 400,
                 title(kind),

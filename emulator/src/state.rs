@@ -99,6 +99,18 @@ pub struct RuntimeConfig {
     /// password may not contain the user's name, nickname, username, `user_metadata`'s
     /// `name`, `first` or `last`, or the part of the email before the @.
     pub password_no_personal_info: bool,
+    /// The connection's minimum password length (10, the "excellent" level's, by default;
+    /// the Flexible Password Policy allows up to 72).
+    pub password_min_length: usize,
+    /// The Flexible Password Policy's "sequential characters: block" (off by default).
+    pub password_block_sequential: bool,
+}
+
+impl RuntimeConfig {
+    /// Whether `pw` passes the connection's strength policy as now configured.
+    pub fn password_ok(&self, pw: &str) -> bool {
+        crate::validate::password_ok(pw, self.password_min_length, self.password_block_sequential)
+    }
 }
 
 impl RuntimeConfig {
@@ -112,6 +124,8 @@ impl RuntimeConfig {
             scopes: opts.scopes.clone(),
             search_lag_ms: opts.search_lag_ms,
             password_no_personal_info: false,
+            password_min_length: 10,
+            password_block_sequential: false,
         }
     }
 }

@@ -455,10 +455,13 @@ fn is_e164(s: &str) -> bool {
 }
 
 /// The database connection's password policy (Auth0 "excellent"-like):
-/// at least 10 characters, at least 3 of lowercase / uppercase / digits /
-/// special characters, and no more than 2 identical characters in a row.
-pub fn password_ok(pw: &str) -> bool {
-    if pw.chars().count() < 10 {
+/// at least `min_len` characters (10 by default), at least 3 of lowercase / uppercase /
+/// digits / special characters, no more than 2 identical characters in a row and, with
+/// `block_sequential`, no three sequential letters or digits (`abc`, `CBA`, `789`, `321`,
+/// ignoring case: the emulator's reading of the Flexible Password Policy's setting, whose
+/// exact rule Auth0 does not publish).
+pub fn password_ok(pw: &str, min_len: usize, block_sequential: bool) -> bool {
+    if pw.chars().count() < min_len {
         return false;
     }
     let lower = pw.chars().any(|c| c.is_ascii_lowercase());
@@ -473,7 +476,16 @@ pub fn password_ok(pw: &str) -> bool {
         return false;
     }
     let chars: Vec<char> = pw.chars().collect();
-    !chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2])
+    !chars.windows(3).any(|w| {
+        (w[0] == w[1] && w[1] == w[2]) || (block_sequential && sequential(w[0], w[1], w[2]))
+    })
+}
+
+fn sequential(a: char, b: char, c: char) -> bool {
+    let [a, b, c] = [a, b, c].map(|x| x.to_ascii_lowercase());
+    [a, b, c].iter().all(char::is_ascii_alphanumeric)
+        && ((b as u32 == a as u32 + 1 && c as u32 == b as u32 + 1)
+            || (a as u32 == b as u32 + 1 && b as u32 == c as u32 + 1))
 }
 
 /// Auth0's "Personal Data" password option: whether `pw` contains any of `personal` (see
@@ -601,13 +613,23 @@ mod tests {
 
     #[test]
     fn passwords() {
-        assert!(password_ok("Passwords hide their chuck"));
-        assert!(password_ok("I have a password and its a secret"));
-        assert!(password_ok("Abcdefgh12"));
-        assert!(!password_ok("Abcdefg12")); // 9 chars
-        assert!(!password_ok("abcdefghij12")); // 2 classes
-        assert!(!password_ok("Abcccdefg12")); // 3 identical in a row
-        assert!(password_ok("Abccdefg12!"));
+        assert!(password_ok("Passwords hide their chuck", 10, false));
+        assert!(password_ok("I have a password and its a secret", 10, false));
+        assert!(password_ok("Abcdefgh12", 10, false));
+        assert!(!password_ok("Abcdefg12", 10, false)); // 9 chars
+        assert!(!password_ok("abcdefghij12", 10, false)); // 2 classes
+        assert!(!password_ok("Abcccdefg12", 10, false)); // 3 identical in a row
+        assert!(password_ok("Abccdefg12!", 10, false));
+        assert!(!password_ok("Abccdefg12!", 12, false), "a longer minimum");
+        assert!(password_ok("Abccdefg12!", 11, false));
+        assert!(
+            password_ok("xB3!abc9!qZ", 10, false),
+            "sequences pass unless blocked"
+        );
+        assert!(!password_ok("xB3!abc9!qZ", 10, true), "abc");
+        assert!(!password_ok("xB3!CbA9!qZ", 10, true), "CbA");
+        assert!(!password_ok("xB3!k321!qZ", 10, true), "321");
+        assert!(password_ok("xB3!ab!c9qZ", 10, true), "a symbol breaks it");
         assert!(password_has_personal_info(
             "xxJohn.Doe!1",
             &["", "john.doe"]

@@ -321,3 +321,53 @@ fn personal_data_password_option() {
         201
     );
 }
+
+/// The Flexible Password Policy's settings the emulator can apply (Auth0's "Configure Flexible
+/// Password Policy for Database Connections"; the connection's `password_options.complexity`
+/// with `min_length` 1 to 72 and `sequential_characters` `allow` or `block`): a longer minimum
+/// (`password_min_length`) and sequences blocked (`password_block_sequential`), both refused
+/// as too weak.
+#[test]
+fn flexible_policy_minimum_length_and_sequences() {
+    let emu = Emu::start();
+    let token = emu.token();
+    let create = |email: &str, password: &str| {
+        emu.post(
+            "/api/v2/users",
+            Some(&token),
+            &json!({"connection": "Username-Password-Authentication", "email": email, "password": password}),
+        )
+    };
+    let cfg = emu.get("/__emulator/config", None).json();
+    assert_eq!(cfg["password_min_length"], json!(10));
+    assert_eq!(cfg["password_block_sequential"], json!(false));
+    assert_eq!(create("seq1@example.com", "xB3!abc9!qZ").status, 201);
+
+    assert_eq!(
+        emu.config(json!({"password_min_length": 12, "password_block_sequential": true}))
+            .status,
+        200
+    );
+    for (email, password) in [
+        ("short@example.com", "xB3!ab!c9qZ"),
+        ("seq2@example.com", "xB3!k321!qZw"),
+    ] {
+        let r = create(email, password);
+        assert_eq!(r.status, 400, "{email}: {}", r.body);
+        assert_eq!(
+            err_body(&r)["message"],
+            json!("PasswordStrengthError: Password is too weak")
+        );
+    }
+    assert_eq!(create("ok@example.com", "xB3!ab!c9qZw").status, 201);
+    for bad in [
+        json!({"password_min_length": 0}),
+        json!({"password_min_length": 129}),
+    ] {
+        assert_eq!(
+            emu.post("/__emulator/config", None, &bad).status,
+            400,
+            "{bad}"
+        );
+    }
+}

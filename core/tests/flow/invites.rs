@@ -45,7 +45,8 @@ fn happy_path_creates_user_assigns_roles_and_returns_ticket() {
     assert_eq!(user["app_metadata"]["invited_by"], "backend");
     assert_eq!(user["app_metadata"]["invited_at"], "2026-11-26T21:39:43Z");
     let pw = user["password"].as_str().unwrap();
-    assert!(pw.len() >= 32 && invite_core::password::meets_policy(pw));
+    assert_eq!(pw.len(), invite_core::password::PASSWORD_LEN);
+    assert!(invite_core::password::meets_policy(pw));
 
     assert_eq!(
         svc.fake.body_of("POST /api/v2/users/auth0%7Cabc123/roles"),

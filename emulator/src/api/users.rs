@@ -8,8 +8,7 @@ use crate::server::{Incoming, Reply};
 use crate::state::{State, User};
 use crate::util;
 use crate::validate::{
-    check_query, password_has_personal_info, password_ok, prop, prop_d, Format, QTy, Schema, Ty,
-    NONEMPTY,
+    check_query, password_has_personal_info, prop, prop_d, Format, QTy, Schema, Ty, NONEMPTY,
 };
 
 use super::common::{
@@ -96,7 +95,7 @@ pub(super) fn create_user(state: &mut State, inc: &Incoming) -> HResult {
             "Payload validation error: 'Missing required property: password'.",
         ));
     };
-    if !password_ok(password) {
+    if !state.config.password_ok(password) {
         return Err(weak_password());
     }
     let email = email.to_lowercase();
@@ -217,7 +216,7 @@ pub(super) fn patch_user(state: &mut State, inc: &Incoming, id: &str) -> HResult
         }
     }
     if let Some(pw) = get_str(&body, "password") {
-        if !password_ok(pw) {
+        if !state.config.password_ok(pw) {
             return Err(weak_password());
         }
         if state.config.password_no_personal_info
