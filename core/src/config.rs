@@ -146,6 +146,29 @@ pub struct WebhookConfig {
     pub email_client_id: String,
 }
 
+/// Names Auth0's documentation says `app_metadata` must not contain ("App Metadata
+/// Restrictions", and its user import schema): they are the user's own attributes.
+const AUTH0_APP_METADATA_NAMES: &[&str] = &[
+    "__tenant",
+    "_id",
+    "blocked",
+    "clientID",
+    "created_at",
+    "email_verified",
+    "email",
+    "globalClientID",
+    "global_client_id",
+    "identities",
+    "lastIP",
+    "lastLogin",
+    "loginsCount",
+    "metadata",
+    "multifactor_last_modified",
+    "multifactor",
+    "updated_at",
+    "user_id",
+];
+
 /// Every problem found in the configuration.
 #[derive(Clone, Debug, Error, PartialEq)]
 #[error("invalid configuration: {}", .problems.join("; "))]
@@ -698,6 +721,10 @@ impl Config {
                 r.problems.push(format!(
                     "APP_METADATA_KEYS lists '{key}': Auth0 refuses field names with '.' or '$'"
                 ));
+            } else if AUTH0_APP_METADATA_NAMES.contains(&key.as_str()) {
+                r.problems.push(format!(
+                    "APP_METADATA_KEYS lists '{key}', a name Auth0 keeps out of app_metadata"
+                ));
             }
         }
         let existing_account_tickets = r.boolean("EXISTING_ACCOUNT_TICKETS", false);
@@ -1107,6 +1134,26 @@ mod tests {
         assert!(problems(&[("STRIPE_TOLERANCE_SEC", "0")])
             .contains("STRIPE_TOLERANCE_SEC must be a whole number from 1"));
         assert!(problems(&[("STRIPE_TOLERANCE_SEC", "1")]).is_empty());
+    }
+
+    #[test]
+    fn app_metadata_keys_leave_out_the_names_auth0_reserves() {
+        for (keys, key) in [
+            ("plan,blocked", "blocked"),
+            ("plan,email", "email"),
+            ("user_id", "user_id"),
+            ("loginsCount", "loginsCount"),
+            ("__tenant", "__tenant"),
+        ] {
+            let p = problems(&[("APP_METADATA_KEYS", keys)]);
+            assert!(
+                p.contains(&format!(
+                    "APP_METADATA_KEYS lists '{key}', a name Auth0 keeps out"
+                )),
+                "{key}: {p}"
+            );
+        }
+        assert!(problems(&[("APP_METADATA_KEYS", "plan,blocked_reason,emails")]).is_empty());
     }
 
     #[test]
