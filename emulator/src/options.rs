@@ -95,7 +95,7 @@ OPTIONS:
     --connection NAME        the database connection [default: Username-Password-Authentication]
     --token-lifetime SECS    access token lifetime [default: 86400]
     --latency-ms MS          delay added to every Auth0 API request [default: 0]
-    --rate-limit SPEC        none | free (2/s, burst 2) | RPS:BURST [default: none]
+    --rate-limit SPEC        none | free (2/s, burst 2) | essentials | RPS:BURST [default: none]
     --fail-rate RATE         share (0.0-1.0) of management, change-password and email API
                              requests answered 503 [default: 0.0]
     --search-lag-ms MS       new users stay out of GET /api/v2/users search results for this

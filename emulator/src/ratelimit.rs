@@ -16,6 +16,31 @@ pub enum RateLimitSetting {
     None,
     /// Token bucket refilled at `rps` tokens per second, holding at most `burst`.
     Bucket { rps: f64, burst: u32 },
+    /// Auth0's Essentials and Professional plans: a bucket per group of endpoints
+    /// ([`ESSENTIALS_GROUPS`], chosen by [`essentials_group`]), no global one.
+    Essentials,
+}
+
+/// The Essentials and Professional plans' Management API groups that an invite service
+/// reaches, as Auth0's "Rate Limit Configurations: Essentials and Professional" lists them
+/// (burst, sustained): Write Users (`POST`, `PATCH`, `DELETE` on users) 20, 200/minute; Read
+/// Users (`GET` users) 40, 500/minute; All other endpoints combined 10, 150/minute (tickets,
+/// role assignments, roles, jobs and the rest).
+pub const ESSENTIALS_GROUPS: [(&str, f64, u32); 3] = [
+    ("write users", 200.0 / 60.0, 20),
+    ("read users", 500.0 / 60.0, 40),
+    ("all other endpoints", 150.0 / 60.0, 10),
+];
+
+/// Which of [`ESSENTIALS_GROUPS`] a route template (`"POST /api/v2/users"`) counts against.
+/// `users-by-email` is left in "all other endpoints": Auth0's table names only the users
+/// endpoints themselves.
+pub fn essentials_group(template: Option<&str>) -> usize {
+    match template {
+        Some("POST /api/v2/users" | "PATCH /api/v2/users/{id}" | "DELETE /api/v2/users/{id}") => 0,
+        Some("GET /api/v2/users" | "GET /api/v2/users/{id}") => 1,
+        _ => 2,
+    }
 }
 
 /// Nominal values sent in the headers when rate limiting is off.
@@ -25,17 +50,18 @@ impl RateLimitSetting {
     /// Auth0 free tenants: 2 requests per second, burst 2.
     pub const FREE: RateLimitSetting = RateLimitSetting::Bucket { rps: 2.0, burst: 2 };
 
-    /// Parses `none`, `free` or `RPS:BURST` (e.g. `15:50`).
+    /// Parses `none`, `free`, `essentials` or `RPS:BURST` (e.g. `15:50`).
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         match s.to_ascii_lowercase().as_str() {
             "none" | "off" | "" => return Ok(RateLimitSetting::None),
             "free" => return Ok(Self::FREE),
+            "essentials" => return Ok(RateLimitSetting::Essentials),
             _ => {}
         }
-        let (rps, burst) = s
-            .split_once(':')
-            .ok_or_else(|| format!("invalid rate limit '{s}': expected none, free or RPS:BURST"))?;
+        let (rps, burst) = s.split_once(':').ok_or_else(|| {
+            format!("invalid rate limit '{s}': expected none, free, essentials or RPS:BURST")
+        })?;
         let rps: f64 = rps
             .trim()
             .parse()
@@ -64,6 +90,7 @@ impl RateLimitSetting {
             RateLimitSetting::Bucket { rps, burst } => {
                 serde_json::json!({"rps": rps, "burst": burst})
             }
+            RateLimitSetting::Essentials => serde_json::Value::String("essentials".into()),
         }
     }
 }
@@ -73,6 +100,7 @@ impl fmt::Display for RateLimitSetting {
         match self {
             RateLimitSetting::None => write!(f, "none"),
             RateLimitSetting::Bucket { rps, burst } => write!(f, "{rps}:{burst}"),
+            RateLimitSetting::Essentials => write!(f, "essentials"),
         }
     }
 }
@@ -96,12 +124,14 @@ impl RateHeaders {
     }
 }
 
-/// The limiter state.
+/// The limiter state. With [`RateLimitSetting::Essentials`] it holds one limiter per group
+/// and every call names its route's template.
 #[derive(Debug)]
 pub struct Limiter {
     setting: RateLimitSetting,
     tokens: f64,
     last: Instant,
+    groups: Vec<Limiter>,
 }
 
 fn ceil_secs(ms: f64) -> u64 {
@@ -112,13 +142,31 @@ impl Limiter {
     /// A limiter with a full bucket.
     pub fn new(setting: RateLimitSetting) -> Self {
         let tokens = match setting {
-            RateLimitSetting::None => 0.0,
+            RateLimitSetting::None | RateLimitSetting::Essentials => 0.0,
             RateLimitSetting::Bucket { burst, .. } => burst as f64,
+        };
+        let groups = match setting {
+            RateLimitSetting::Essentials => ESSENTIALS_GROUPS
+                .iter()
+                .map(|&(_, rps, burst)| Limiter::new(RateLimitSetting::Bucket { rps, burst }))
+                .collect(),
+            _ => Vec::new(),
         };
         Limiter {
             setting,
             tokens,
             last: Instant::now(),
+            groups,
+        }
+    }
+
+    /// The limiter a request to `template` counts against: its group's under
+    /// [`RateLimitSetting::Essentials`], else this one.
+    pub fn for_route(&mut self, template: Option<&str>) -> &mut Limiter {
+        if self.groups.is_empty() {
+            self
+        } else {
+            &mut self.groups[essentials_group(template)]
         }
     }
 
@@ -136,7 +184,7 @@ impl Limiter {
 
     fn headers(&self, now_ms: u64) -> RateHeaders {
         match self.setting {
-            RateLimitSetting::None => RateHeaders {
+            RateLimitSetting::None | RateLimitSetting::Essentials => RateHeaders {
                 limit: UNLIMITED_LIMIT,
                 remaining: UNLIMITED_LIMIT,
                 reset: now_ms / 1000 + 1,
@@ -162,7 +210,7 @@ impl Limiter {
     pub fn try_acquire(&mut self, now: Instant, now_ms: u64) -> (bool, RateHeaders) {
         self.refill(now);
         let allowed = match self.setting {
-            RateLimitSetting::None => true,
+            RateLimitSetting::None | RateLimitSetting::Essentials => true,
             RateLimitSetting::Bucket { .. } => {
                 if self.tokens >= 1.0 {
                     self.tokens -= 1.0;
@@ -184,7 +232,7 @@ impl Limiter {
     /// Headers for a response during a 429 storm that ends at `storm_end_ms`.
     pub fn storm_headers(&self, storm_end_ms: u64) -> RateHeaders {
         let limit = match self.setting {
-            RateLimitSetting::None => UNLIMITED_LIMIT,
+            RateLimitSetting::None | RateLimitSetting::Essentials => UNLIMITED_LIMIT,
             RateLimitSetting::Bucket { burst, .. } => burst as u64,
         };
         RateHeaders {
@@ -214,6 +262,42 @@ mod tests {
         assert!(RateLimitSetting::parse("0:5").is_err());
         assert!(RateLimitSetting::parse("5:0").is_err());
         assert!(RateLimitSetting::parse("fast").is_err());
+    }
+
+    #[test]
+    fn essentials_limits_groups_of_endpoints_apart() {
+        assert_eq!(
+            RateLimitSetting::parse("Essentials"),
+            Ok(RateLimitSetting::Essentials)
+        );
+        let mut l = Limiter::new(RateLimitSetting::Essentials);
+        let (t0, ms) = (Instant::now(), 1_000_000_000_000);
+        let ticket = Some("POST /api/v2/tickets/password-change");
+        let roles = Some("POST /api/v2/users/{id}/roles");
+        // Tickets and role assignments share "all other endpoints": a burst of 10.
+        for i in 0..10 {
+            let endpoint = if i % 2 == 0 { ticket } else { roles };
+            let (ok, h) = l.for_route(endpoint).try_acquire(t0, ms);
+            assert!(ok, "call {i}");
+            assert_eq!(h.limit, 10);
+        }
+        assert!(
+            !l.for_route(ticket).try_acquire(t0, ms).0,
+            "the 11th other call"
+        );
+        // Creating users has a bucket of its own, as does reading them.
+        let (ok, h) = l.for_route(Some("POST /api/v2/users")).try_acquire(t0, ms);
+        assert!(ok);
+        assert_eq!(h.limit, 20);
+        let (ok, h) = l.for_route(Some("GET /api/v2/users")).try_acquire(t0, ms);
+        assert!(ok);
+        assert_eq!(h.limit, 40);
+        // 150 a minute: one token back after 0.4 s.
+        assert!(
+            l.for_route(ticket)
+                .try_acquire(t0 + Duration::from_millis(400), ms + 400)
+                .0
+        );
     }
 
     #[test]

@@ -512,9 +512,11 @@ async fn management(shared: &Shared, inc: &Incoming) -> Reply {
     let now = Instant::now();
     let now_ms = util::now_ms();
 
+    let template = route.as_ref().map(|(_, t)| *t);
+
     // (2) fault injection
     if st.take_fault() {
-        let h = st.limiter.peek(now, now_ms);
+        let h = st.limiter.for_route(template).peek(now, now_ms);
         return Reply::mgmt_error(503, "The service is temporarily unavailable.", None)
             .with_headers(h.to_pairs());
     }
@@ -522,12 +524,13 @@ async fn management(shared: &Shared, inc: &Incoming) -> Reply {
     // (3) 429 storm
     if st.config.storm_until_ms > now_ms {
         st.stats.rate_limited += 1;
-        let h = st.limiter.storm_headers(st.config.storm_until_ms);
+        let storm_until_ms = st.config.storm_until_ms;
+        let h = st.limiter.for_route(template).storm_headers(storm_until_ms);
         return too_many().with_headers(h.to_pairs());
     }
 
     // (4) token bucket
-    let (allowed, rate) = st.limiter.try_acquire(now, now_ms);
+    let (allowed, rate) = st.limiter.for_route(template).try_acquire(now, now_ms);
     if !allowed {
         st.stats.rate_limited += 1;
         return too_many().with_headers(rate.to_pairs());

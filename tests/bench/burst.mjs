@@ -3,7 +3,10 @@
 // (burst LIMIT) and the Worker's pacer set to the same rate. Waits until every address has its
 // user, its role and one email, then prints what it took against the goals. A report, not a
 // test: it exits 0 whether or not the goals are met. Run with scripts/burst.sh [N] [LIMIT].
-// BURST_VERBOSE=1 also shows the Worker's log lines.
+// BURST_VERBOSE=1 also shows the Worker's log lines. EMULATOR_RATE=essentials limits the
+// emulator like an Essentials or Professional tenant (groups of endpoints; see its README)
+// instead of LIMIT:LIMIT, and PACER=RPS:BURST sets the Worker's pacer instead of LIMIT:LIMIT:
+// `EMULATOR_RATE=essentials PACER=2.5:10 scripts/burst.sh 60 2.5` tries the README's advice.
 import { Miniflare } from "miniflare";
 import {
   startEmulator, workerOptions, keepAliveClient, signupProgress, sleep, readyForBurst,
@@ -17,6 +20,8 @@ if (!Number.isInteger(N) || N < 1 || !(LIMIT > 0)) {
   process.exit(2);
 }
 const ROLE = "beta-tester";
+const EMULATOR_RATE = process.env.EMULATOR_RATE ?? `${LIMIT}:${LIMIT}`;
+const [PACER_RPS, PACER_BURST] = (process.env.PACER ?? `${LIMIT}:${LIMIT}`).split(":");
 const WAIT_MS = Math.ceil((N * 3) / LIMIT + 60) * 1000;
 const GOAL = { rate: 0.95, rateLimited: 0.01, answerMs: 100 };
 
@@ -48,10 +53,10 @@ const emu = await startEmulator(["--quiet"]);
 let mf;
 let client;
 try {
-  await emu.config({ rate_limit: `${LIMIT}:${LIMIT}` });
+  await emu.config({ rate_limit: EMULATOR_RATE });
   mf = new Miniflare({
     ...workerOptions(emu.url, {
-      PUBLIC_ROLES: ROLE, AUTH0_MGMT_RPS: String(LIMIT), AUTH0_MGMT_BURST: String(LIMIT),
+      PUBLIC_ROLES: ROLE, AUTH0_MGMT_RPS: PACER_RPS, AUTH0_MGMT_BURST: PACER_BURST,
     }, { http: true, rateLimit: Math.max(1000, N * 2) }),
     handleRuntimeStdio,
   });
@@ -111,7 +116,7 @@ try {
     ["consumer outcomes", Object.entries(outcomes).map(([k, v]) => `${k} ${v}`).join(", ") || "-", "", ""],
   ];
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
-  console.log(`\nburst: ${N} public sign-ups at once; Auth0 emulator ${LIMIT} rps (burst ${LIMIT}); Worker pacer ${LIMIT}/${LIMIT}\n`);
+  console.log(`\nburst: ${N} public sign-ups at once; Auth0 emulator ${EMULATOR_RATE}; Worker pacer ${PACER_RPS}/${PACER_BURST}\n`);
   console.log(`${"measure".padEnd(w[0])}  ${"value".padEnd(w[1])}  goal`);
   for (const [a, b, c, d] of rows) console.log(`${a.padEnd(w[0])}  ${b.padEnd(w[1])}  ${c.padEnd(w[2])}  ${d}`.trimEnd());
   if (!drained) console.log(`\nnot ready: ${progress.missing.slice(0, 10).join(", ")}${progress.missing.length > 10 ? ", …" : ""}`);
