@@ -372,6 +372,17 @@ impl<'a, P: Platform> Auth0<'a, P> {
                     self.report_rate_limited(r, now).await;
                 }
             }
+            // Auth0's user search gives up on a query after two seconds with a 503 ("Search
+            // queries time out (HTTP status code 503) if they're not completed in two
+            // seconds", User Search Best Practices): the same query will likely time out
+            // again, and every try takes a slot of the tenant's rate. It is tried twice.
+            if attempt >= 1 && is_user_search(&req) && matches!(&outcome, Ok(r) if r.status == 503)
+            {
+                return Err(UpstreamError::Unavailable {
+                    service,
+                    detail: "Auth0's user search timed out twice (503)".into(),
+                });
+            }
             match decide(
                 &failure,
                 attempt,
@@ -1028,6 +1039,15 @@ impl<'a, P: Platform> Auth0<'a, P> {
             _ => Err(unexpected(&resp, path)),
         }
     }
+}
+
+/// `GET /api/v2/users?…`: a user search, which Auth0 times out after two seconds.
+fn is_user_search(req: &HttpRequest) -> bool {
+    req.method == "GET"
+        && req
+            .url
+            .split_once("/api/v2/users?")
+            .is_some_and(|(_, q)| q.contains("q="))
 }
 
 #[cfg(test)]

@@ -777,3 +777,40 @@ fn conflict_reply() -> Reply {
         json!({"statusCode": 409, "error": "Conflict", "message": "The user already exists."}),
     ))
 }
+
+/// Auth0's user search answers 503 when a query takes more than two seconds ("Search queries
+/// time out (HTTP status code 503) if they're not completed in two seconds", User Search Best
+/// Practices). The list tries the same query twice, not until its deadline: every try takes
+/// one of the tenant's Management calls. Other calls keep their retries.
+#[test]
+fn a_user_search_that_times_out_is_tried_twice() {
+    let svc = Svc::new(&[]);
+    let timeout = || {
+        Ok(json_resp(
+            503,
+            json!({"statusCode": 503, "error": "Service Unavailable"}),
+        ))
+    };
+    svc.fake
+        .script("GET /api/v2/users", (0..5).map(|_| timeout()).collect());
+    let (h, body) = svc.run(get("/v1/invitees?status=pending"));
+    assert_eq!(
+        error_code(&h, &body),
+        (502, "upstream_unavailable".into()),
+        "{body}"
+    );
+    assert_eq!(svc.fake.count("GET /api/v2/users"), 2);
+
+    // A look-up by id is no search: a 503 there is retried as before.
+    svc.fake.script(
+        "GET /api/v2/users/auth0%7Ca",
+        vec![
+            timeout(),
+            timeout(),
+            Ok(json_resp(200, user("auth0|a", "a@example.com", json!({})))),
+        ],
+    );
+    let (h, body) = svc.run(get("/v1/invitees/auth0%7Ca"));
+    assert_eq!(h.response.status, 200, "{body}");
+    assert_eq!(svc.fake.count("GET /api/v2/users/auth0%7Ca"), 3);
+}
