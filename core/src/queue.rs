@@ -531,6 +531,15 @@ pub async fn waiting_for_config<P: Platform>(msg: &QueuedInvite, p: &P) -> (Sett
     (Settle::Retry { delay_sec: 60 }, line.to_string())
 }
 
+/// How long a dead letter waits before it tries the gate again, when the gate could not
+/// record its invite's failure. With the dead-letter queue's `max_retries = 100`
+/// (wrangler.toml) a dead letter outlasts about 8 hours of the gate being unreachable, inside
+/// Workers Free's 24 hours of retention. Past its last retry Queues deletes it ("Without a DLQ
+/// configured, messages that reach the retry limit are deleted permanently"), leaving its
+/// invite `queued` or `processing`: at 30 s and 5 retries that came after about 3 minutes
+/// (found by a review of Cloudflare's limits against the code).
+pub const DEAD_LETTER_RETRY_SEC: u32 = 300;
+
 /// Marks a dead letter's invite failed; retried when the gate can't record it.
 async fn mark_failed<P: Platform>(id: &str, kind: &str, p: &P) -> (Settle, String) {
     let call = GateCall::Fail {
@@ -574,7 +583,9 @@ async fn mark_failed<P: Platform>(id: &str, kind: &str, p: &P) -> (Settle, Strin
     let settle = if recorded {
         Settle::Ack
     } else {
-        Settle::Retry { delay_sec: 30 }
+        Settle::Retry {
+            delay_sec: DEAD_LETTER_RETRY_SEC,
+        }
     };
     (settle, line)
 }

@@ -519,7 +519,26 @@ fn a_dead_letter_is_retried_until_the_gate_records_it() {
     svc.fake.gate_down.set(true);
     let (settle, line) = block_on(dead_letter(&msg, &svc.fake));
     svc.fake.gate_down.set(false);
-    assert!(matches!(settle, Settle::Retry { .. }), "{line}");
+    // Every 5 minutes: with the dead-letter queue's 100 retries (wrangler.toml), about 8 hours
+    // of the gate being unreachable before Queues deletes the message.
+    assert_eq!(
+        settle,
+        Settle::Retry {
+            delay_sec: invite_core::queue::DEAD_LETTER_RETRY_SEC
+        },
+        "{line}"
+    );
+    assert_eq!(invite_core::queue::DEAD_LETTER_RETRY_SEC, 300);
+    let dlq_retries = include_str!("../../../wrangler.toml")
+        .split("\nqueue = \"invites-dlq\"")
+        .nth(1)
+        .and_then(|t| t.lines().find(|l| l.starts_with("max_retries")))
+        .map(|l| l.split('=').nth(1).unwrap().trim().to_string());
+    assert_eq!(
+        dlq_retries.as_deref(),
+        Some("100"),
+        "the dead-letter queue's max_retries"
+    );
     assert!(line.contains("\"recorded\":false"), "{line}");
     let (settle, line) = block_on(dead_letter(&msg, &svc.fake));
     assert_eq!(settle, Settle::Ack, "{line}");
