@@ -365,11 +365,11 @@ impl WorkerPlatform {
 
 impl InviteQueue for WorkerPlatform {
     async fn enqueue(&self, messages: &[QueuedInvite], delay_sec: u32) -> Result<(), String> {
+        let queue: RawQueue = self
+            .raw_binding("INVITE_QUEUE")
+            .ok_or("INVITE_QUEUE binding is missing")?;
         if let [message] = messages {
             // One message (a sign-up, a webhook, an async invite): one `send`.
-            let queue: RawQueue = self
-                .raw_binding("INVITE_QUEUE")
-                .ok_or("INVITE_QUEUE binding is missing")?;
             let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
             let options = if delay_sec > 0 {
                 Self::js_object(&[("delaySeconds", JsValue::from(delay_sec))])
@@ -379,9 +379,6 @@ impl InviteQueue for WorkerPlatform {
             settled(queue.send(&body, &options).map_err(|e| js_error_text(&e))?).await?;
             return Ok(());
         }
-        let queue: RawQueue = self
-            .raw_binding("INVITE_QUEUE")
-            .ok_or("INVITE_QUEUE binding is missing")?;
         // Sent as JSON text, `text` typed (see src/glue.js): the consumer parses exactly what
         // was sent (maps included), and the core's pieces (`queue::send_size`) count the text.
         // Compact JSON holds no raw newline, so the texts travel joined by one.

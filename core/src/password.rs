@@ -49,12 +49,18 @@ pub fn generate(rng: &impl Rng, personal: &[&str]) -> Result<String, String> {
         .chars()
         .filter(|c| !single.contains(&(*c as u8).to_ascii_lowercase()))
         .collect();
+    // The longer values, lowered once for every draw's check.
+    let longer: Vec<String> = personal
+        .iter()
+        .filter(|t| t.len() > 1)
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
     for _ in 0..MAX_DRAWS {
         let mut pw = String::with_capacity(PASSWORD_LEN);
         for _ in 0..PASSWORD_LEN {
             pw.push(alphabet[random_below(rng, alphabet.len() as u32)? as usize]);
         }
-        if meets_policy(&pw) && !holds_any(&pw, personal) {
+        if meets_policy(&pw) && !holds_any(&pw, &longer) {
             return Ok(pw);
         }
     }
@@ -84,14 +90,11 @@ impl<R: Rng> Rng for Buffered<'_, R> {
     }
 }
 
-/// Whether `pw` contains any non-empty `terms`, ignoring ASCII case (a password is ASCII, so a
-/// term with other characters can't be in it).
-fn holds_any(pw: &str, terms: &[&str]) -> bool {
+/// Whether `pw` contains any of `lowered` (non-empty, ASCII-lowercased terms), ignoring ASCII
+/// case (a password is ASCII, so a term with other characters can't be in it).
+fn holds_any(pw: &str, lowered: &[String]) -> bool {
     let pw = pw.to_ascii_lowercase();
-    terms
-        .iter()
-        .filter(|t| !t.is_empty())
-        .any(|t| pw.contains(&t.to_ascii_lowercase()))
+    lowered.iter().any(|t| pw.contains(t.as_str()))
 }
 
 /// Auth0's strictest settings, minus the dictionary check: at least 10 characters, all four
@@ -113,7 +116,7 @@ pub fn meets_policy(pw: &str) -> bool {
 /// Three letters or digits in a row, up or down, ignoring case (`abc`, `CbA`, `789`, `321`):
 /// what the Flexible Password Policy's "sequential characters" setting blocks, read broadly
 /// (Auth0 does not publish its exact rule).
-pub fn sequential(w: &[u8]) -> bool {
+fn sequential(w: &[u8]) -> bool {
     let [a, b, c] = [w[0], w[1], w[2]].map(|x| x.to_ascii_lowercase());
     [a, b, c].iter().all(u8::is_ascii_alphanumeric)
         && ((b == a.wrapping_add(1) && c == b.wrapping_add(1))
@@ -201,7 +204,7 @@ mod tests {
             with_b += usize::from(pw.contains(['b', 'B']));
         }
         assert!(with_b > 0, "the other letters are still drawn");
-        assert!(holds_any("xxJohn.Doe!1", &["john.doe"]));
-        assert!(!holds_any("xxJohnDoe!1", &["john.doe", ""]));
+        assert!(holds_any("xxJohn.Doe!1", &["john.doe".into()]));
+        assert!(!holds_any("xxJohnDoe!1", &["john.doe".into()]));
     }
 }

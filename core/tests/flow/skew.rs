@@ -5,7 +5,7 @@
 //! `StatusView`, `Pacer`) are unchanged since, so both versions share them.
 
 use crate::support::*;
-use crate::webhooks::{checkout, stripe_req, webhook_svc};
+use crate::webhooks::{checkout, stripe_req, webhook_svc, RESEND};
 use invite_core::gate::{Begin, InviteRecord, Kind, Ledger, Status, LEASE_MS};
 
 #[allow(dead_code)]
@@ -321,12 +321,7 @@ fn an_old_retry_route_never_sees_a_waiting_invites_message() {
 /// genuine email.
 #[test]
 fn a_payment_message_from_the_previous_release_greets_no_one() {
-    let svc = webhook_svc(&[
-        ("EMAIL_DELIVERY", "resend"),
-        ("EMAIL_API_KEY", "re_test_key"),
-        ("FROM_EMAIL", "Acme <hello@acme.example>"),
-        ("EMAIL_API_BASE_URL", "https://email.example"),
-    ]);
+    let svc = webhook_svc(&RESEND);
     let pitch = "Your refund is waiting: call +1 555 0100 or visit refunds.example";
     queued_payment(&svc, "evt_old_greeting");
     // As 8824eb1 queued it.

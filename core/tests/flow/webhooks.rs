@@ -5,6 +5,14 @@ use crate::support::*;
 pub(crate) const WHSEC: &str = "whsec_stripe_test_secret";
 pub(crate) const STD_SECRET: &str = "whsec_c2VjcmV0LW9mLWF0LWxlYXN0LTI0LWJ5dGVz";
 
+/// Email delivery through the Resend-compatible API, for the tests that read the email.
+pub(crate) const RESEND: [(&str, &str); 4] = [
+    ("EMAIL_DELIVERY", "resend"),
+    ("EMAIL_API_KEY", "re_test_key"),
+    ("FROM_EMAIL", "Acme <hello@acme.example>"),
+    ("EMAIL_API_BASE_URL", "https://email.example"),
+];
+
 pub(crate) fn webhook_svc(extra: &[(&str, &str)]) -> Svc {
     let mut vars = vec![
         (
@@ -300,12 +308,7 @@ fn resend_delivery_emails_the_ticket_with_the_template() {
 /// at the top of a genuine email (found in a security review). The account keeps the name.
 #[test]
 fn a_buyers_name_never_opens_the_email() {
-    let svc = webhook_svc(&[
-        ("EMAIL_DELIVERY", "resend"),
-        ("EMAIL_API_KEY", "re_test_key"),
-        ("FROM_EMAIL", "Acme <hello@acme.example>"),
-        ("EMAIL_API_BASE_URL", "https://email.example"),
-    ]);
+    let svc = webhook_svc(&RESEND);
     let pitch = "Your refund is waiting: call +1 555 0100 or visit refunds.example";
     let mut event = checkout("evt_greet", "victim@example.com");
     event["data"]["object"]["customer_details"]["name"] = json!(pitch);
@@ -554,12 +557,7 @@ fn a_refused_email_api_key_is_reported_as_the_email_api() {
 /// in an audit: the ticket came first, so the customer's only link died.)
 #[test]
 fn a_second_emailed_invite_inside_the_window_leaves_the_emailed_link_alive() {
-    let svc = webhook_svc(&[
-        ("EMAIL_DELIVERY", "resend"),
-        ("EMAIL_API_KEY", "re_test_key"),
-        ("FROM_EMAIL", "Acme <hello@acme.example>"),
-        ("EMAIL_API_BASE_URL", "https://email.example"),
-    ]);
+    let svc = webhook_svc(&RESEND);
     let ticket = |t: &str| {
         Ok(json_resp(
             201,
