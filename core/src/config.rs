@@ -63,6 +63,8 @@ pub struct Config {
     pub revoke_mode: RevokeMode,
     /// At most one resent link per address in this many seconds (`RESEND_INTERVAL_SEC`).
     pub resend_interval_sec: u64,
+    /// Most invites one `POST /v1/invites/batch` may hold (`BATCH_MAX_INVITES`).
+    pub batch_max_invites: usize,
     /// Payment webhooks and email delivery.
     pub webhooks: WebhookConfig,
     /// The public landing-page form.
@@ -181,6 +183,8 @@ pub struct ConfigError {
 pub const TICKET_TTL_RANGE: (u64, u64) = (60, 2_592_000);
 /// Largest `UPSTREAM_DEADLINE_MS` (a consumer's lease, `gate::LEASE_MS`, must outlast it).
 pub const MAX_UPSTREAM_DEADLINE_MS: u64 = 60_000;
+/// `BATCH_MAX_INVITES` when unset (see where it is read).
+pub const DEFAULT_BATCH_MAX_INVITES: usize = 100;
 const DEFAULT_CONNECTION: &str = "Username-Password-Authentication";
 const MIN_API_KEY_LEN: usize = 16;
 /// The API key in the README's examples and `.dev.vars.example`.
@@ -738,6 +742,16 @@ impl Config {
             }
         };
         let resend_interval_sec = r.number("RESEND_INTERVAL_SEC", 300, (1, 86_400));
+        // 100 by default, not the 1,000 the route can take: Workers Free gives a request 10 ms
+        // of CPU, and a batch of 1,000 took 30 to 33 ms locally (100: 5.6 to 7.4 ms; see
+        // `tests/bench/invocations.mjs`). Stopped part way (Cloudflare's 1102), a batch has
+        // recorded its invites but not queued them all, and its caller never learns the
+        // batch's id. Workers Paid deployments may raise it.
+        let batch_max_invites = r.number(
+            "BATCH_MAX_INVITES",
+            DEFAULT_BATCH_MAX_INVITES as u64,
+            (1, crate::trusted::MAX_BATCH_ITEMS as u64),
+        ) as usize;
 
         let webhooks = read_webhooks(&mut r, &allowed_roles, &client_id);
         let public = read_public(&mut r, &allowed_roles);
@@ -802,6 +816,7 @@ impl Config {
             existing_account_tickets,
             revoke_mode,
             resend_interval_sec,
+            batch_max_invites,
             webhooks,
             public,
             parse_url,
@@ -920,6 +935,7 @@ mod tests {
         assert!(!c.auto_create_roles);
         assert_eq!(c.api_keys.len(), 1);
         assert!(c.result_url_allowlist.is_empty());
+        assert_eq!(c.batch_max_invites, 100);
     }
 
     #[test]
@@ -962,6 +978,7 @@ mod tests {
                 ("TICKET_TTL_SEC", "5"),
                 ("TOKEN_REFRESH_MARGIN_SEC", "-1"),
                 ("UPSTREAM_DEADLINE_MS", "ten"),
+                ("BATCH_MAX_INVITES", "1001"),
                 ("INVITE_API_KEYS", "a:short-key-1, a:tiny, nolabel"),
             ]),
             crate::http::host_parse_url,
@@ -982,13 +999,14 @@ mod tests {
             "TICKET_TTL_SEC must be a whole number from 60 to 2592000",
             "TOKEN_REFRESH_MARGIN_SEC must be",
             "UPSTREAM_DEADLINE_MS must be",
+            "BATCH_MAX_INVITES must be a whole number from 1 to 1000",
             "INVITE_API_KEYS entry 1 has a key shorter than 16",
             "INVITE_API_KEYS label 'a' is used twice",
             "INVITE_API_KEYS entry 3 is not in the form label:key",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
-        assert_eq!(err.problems.len(), 17, "{all}");
+        assert_eq!(err.problems.len(), 18, "{all}");
         assert!(
             !all.contains("short-key-1") && !all.contains("tiny"),
             "{all}"

@@ -12,7 +12,8 @@ use crate::invite::{parse_invite, InviteInput, Verification, MAX_BODY_BYTES};
 use crate::platform::Platform;
 use crate::queue::{accept, new_id, record, Acceptance};
 
-/// Most invites in one batch.
+/// Most invites one batch can hold; a deployment's own limit, `BATCH_MAX_INVITES`
+/// ([`crate::config::Config::batch_max_invites`]), is at most this and 100 by default.
 pub const MAX_BATCH_ITEMS: usize = 1000;
 /// Largest batch body (1,000 invites of about 1 KiB).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
@@ -103,11 +104,12 @@ pub async fn batch<P: Platform>(
             .into())
         }
     };
-    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+    let most = cx.cfg.batch_max_invites;
+    if items.is_empty() || items.len() > most {
         return Err(ValidationError::field(
             ErrorCode::InvalidField,
             "invites",
-            format!("a batch holds 1 to {MAX_BATCH_ITEMS} invites"),
+            format!("a batch holds 1 to {most} invites (BATCH_MAX_INVITES); send the rest in further batches"),
         )
         .into());
     }

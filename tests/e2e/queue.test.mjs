@@ -210,7 +210,7 @@ test("d: a batch of 200 is queued at once and drains; its status shows the progr
   // minutes, longer than this whole file should. Pacing at 2 rps is covered above; here a
   // tenant allowed 20 rps (emulator and pacer alike) drains the batch in about 30 s.
   await emu.config({ rate_limit: "20:20" });
-  await withWorker({ AUTH0_MGMT_RPS: "20", AUTH0_MGMT_BURST: "20" }, async (w) => {
+  await withWorker({ AUTH0_MGMT_RPS: "20", AUTH0_MGMT_BURST: "20", BATCH_MAX_INVITES: "200" }, async (w) => {
     const invites = Array.from({ length: 200 }, (_, i) => ({ email: `batch${String(i).padStart(3, "0")}@example.com` }));
     const r = await w.fetch("/v1/invites/batch", {
       method: "POST",
