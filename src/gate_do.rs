@@ -13,9 +13,11 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlS
 /// Far future, for rows that never expire (the pacer).
 const NEVER_MS: f64 = 253_402_300_799_000.0;
 
-/// The gate's storage: `ledger(k, v, grp, expire_at)`, except the pacer's state, which lives
-/// in the object's memory. It changes on every reservation, and losing it costs nothing: an
-/// object is evicted only after it has been idle, when Auth0's bucket is full again anyway.
+/// The gate's storage: `ledger(k, v, grp, expire_at)`, except the pacer's state
+/// ([`gate::PACER_KEY`]), which lives in the object's memory. It changes on every
+/// reservation, and losing it costs little: an object is evicted only after it has been idle,
+/// when Auth0's bucket is full again anyway. A deploy replaces it busy or not, so a pause
+/// after a 429 is also kept in storage until it ends (see `gate::pacer`).
 pub struct SqlLedger<'a> {
     sql: &'a SqlStorage,
     pacer: &'a RefCell<Option<String>>,
@@ -30,9 +32,6 @@ pub struct SqlLedger<'a> {
 /// Expired rows are deleted at most this often: reads skip them anyway, and a `DELETE` on
 /// every accepted invite was a quarter of its SQL statements.
 const PURGE_EVERY_MS: u64 = 60_000;
-
-/// The key whose value stays in memory.
-const PACER_KEY: &str = "pacer";
 
 #[derive(Deserialize)]
 struct Row {
@@ -86,7 +85,7 @@ impl SqlLedger<'_> {
 
 impl Ledger for SqlLedger<'_> {
     fn get(&self, key: &str) -> Option<String> {
-        if key == PACER_KEY {
+        if key == gate::PACER_KEY {
             return self.pacer.borrow().clone();
         }
         self.rows(
@@ -98,7 +97,7 @@ impl Ledger for SqlLedger<'_> {
     }
 
     fn put(&self, key: &str, value: &str, group: Option<&str>, expire_at_ms: u64) {
-        if key == PACER_KEY {
+        if key == gate::PACER_KEY {
             *self.pacer.borrow_mut() = Some(value.to_string());
             return;
         }

@@ -671,16 +671,27 @@ fn store(ledger: &impl Ledger, rec: &InviteRecord) {
     }
 }
 
+/// The pacer's key. The Durable Object keeps this one in memory, not in storage
+/// (`src/gate_do.rs`): it changes on every reservation.
+pub const PACER_KEY: &str = "pacer";
+
+/// The pacer as it stood at Auth0's last 429, kept in storage until the pause ends. The
+/// pacer itself is in the object's memory, and a deploy replaces the object busy or not: the
+/// new one started with a fresh pacer and sent calls straight into the pause Auth0 had asked
+/// for, each drawing another 429.
+const PAUSED_PACER_KEY: &str = "pacer:paused";
+
 fn pacer(ledger: &impl Ledger) -> Pacer {
     ledger
-        .get("pacer")
+        .get(PACER_KEY)
+        .or_else(|| ledger.get(PAUSED_PACER_KEY))
         .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())
         .unwrap_or_default()
 }
 
 fn save_pacer(ledger: &impl Ledger, p: &Pacer) {
     if let Ok(json) = serde_json::to_string(p) {
-        ledger.put("pacer", &json, None, u64::MAX / 2);
+        ledger.put(PACER_KEY, &json, None, u64::MAX / 2);
     }
 }
 
@@ -769,6 +780,11 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
             let mut p = pacer(ledger);
             p.rate_limited(rate, reset_ms, limit);
             save_pacer(ledger, &p);
+            if p.paused_until_ms > now_ms {
+                if let Ok(json) = serde_json::to_string(&p) {
+                    ledger.put(PAUSED_PACER_KEY, &json, None, p.paused_until_ms);
+                }
+            }
             GateReply::Done
         }
         GateCall::Accept {
@@ -1124,6 +1140,14 @@ impl Ledger for MemoryLedger {
     }
 }
 
+impl MemoryLedger {
+    /// What replacing the Durable Object loses (a deploy, an eviction): what it keeps in
+    /// memory, the pacer ([`PACER_KEY`]).
+    pub fn replace_object(&self) {
+        self.rows.borrow_mut().retain(|r| r.0 != PACER_KEY);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1232,6 +1256,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Regression: the pacer lives in the Durable Object's memory, and an object replaced
+    /// during a pause (a deploy) forgot it: its first caller got slots at once, into Auth0's
+    /// pause. The pause is kept in storage until it ends.
+    #[test]
+    fn a_429_pause_outlives_the_objects_replacement() {
+        let l = MemoryLedger::default();
+        let now = 9_000_000;
+        let reserve = |at: u64| match handle(
+            GateCall::Reserve {
+                calls: 1,
+                max_wait_ms: 60_000,
+                rate: FREE,
+                lease: false,
+                start_within_ms: None,
+            },
+            at,
+            &l,
+        ) {
+            GateReply::Reserved { slots, .. } => slots[0],
+            other => panic!("{other:?}"),
+        };
+        let limited = GateCall::RateLimited {
+            reset_ms: now + 3_000,
+            limit: Some(2),
+            rate: FREE,
+        };
+        assert_eq!(handle(limited, now, &l), GateReply::Done);
+        l.replace_object();
+        assert_eq!(reserve(now + 10), now + 3_000, "still paused");
+        // After the pause a new object starts with a fresh pacer, as before.
+        l.replace_object();
+        assert_eq!(reserve(now + 60_000), now + 60_000);
     }
 
     #[test]
