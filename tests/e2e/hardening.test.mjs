@@ -281,3 +281,27 @@ test("a batch over Queues' 256 KB a send is sent in pieces, not refused", async 
   assert.equal(r.status, 202, r.text.slice(0, 300));
   assert.equal(r.json.queued, 100);
 });
+
+test("a batch over BATCH_MAX_INVITES (100 unless raised) is refused whole, naming the setting", async () => {
+  const batch = (n) => worker.fetch("/v1/invites/batch", {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ invites: Array.from({ length: n }, (_, i) => ({ email: `cap${n}-${i}@example.com` })) }),
+  });
+  const r = await batch(101);
+  assert.equal(r.status, 422, r.text.slice(0, 300));
+  assert.equal(r.json.error.code, "invalid_field");
+  assert.match(r.json.error.message, /1 to 100 invites \(BATCH_MAX_INVITES\)/);
+  const w = await startWorker(emu.url, { BATCH_MAX_INVITES: "101" });
+  try {
+    const raised = await w.fetch("/v1/invites/batch", {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ invites: Array.from({ length: 101 }, (_, i) => ({ email: `raised-${i}@example.com` })) }),
+    });
+    assert.equal(raised.status, 202, raised.text.slice(0, 300));
+    assert.equal(raised.json.queued, 101);
+  } finally {
+    await w.stop();
+  }
+});
