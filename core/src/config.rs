@@ -867,6 +867,12 @@ impl Config {
                     .to_string(),
             );
         }
+        if let Some(enough) = crate::queue::deadline_too_short(self) {
+            out.push(format!(
+                "UPSTREAM_DEADLINE_MS={} is short for AUTH0_MGMT_RPS={}: a POST /v1/invites behind a sign-up or a payment's invite can be refused 503; set it to {enough} or more, or queue with Prefer: respond-async",
+                self.upstream_deadline_ms, self.mgmt_rate.rps
+            ));
+        }
         if self.existing_account_tickets {
             out.push(
                 "EXISTING_ACCOUNT_TICKETS=true: every API key can get a password link for any account, admins included"

@@ -248,6 +248,14 @@ pub struct Rate {
     pub burst: u32,
 }
 
+impl Rate {
+    /// How far apart the pacer books calls once the burst is used (ms): the rate's spacing,
+    /// [`PACE_MARGIN`] wider.
+    pub fn interval_ms(&self) -> f64 {
+        PACE_MARGIN * 1000.0 / self.rps.max(0.01)
+    }
+}
+
 impl Pacer {
     /// Slots (Unix ms) for `calls` Management calls, the first no earlier than `now_ms`. When
     /// the last slot would be more than `max_wait_ms` away, nothing is reserved and the answer
@@ -259,7 +267,7 @@ impl Pacer {
         calls: u32,
         max_wait_ms: u64,
     ) -> Result<Vec<u64>, u64> {
-        let interval = PACE_MARGIN * 1000.0 / rate.rps.max(0.01);
+        let interval = rate.interval_ms();
         let tolerance = f64::from(self.usable_burst(rate) - 1) * interval;
         let floor = (now_ms.max(self.paused_until_ms)) as f64;
         let mut tat = self.tat_ms;
@@ -281,7 +289,7 @@ impl Pacer {
     /// How long from `now_ms` until a call booked now could go: 0 when the bucket has room,
     /// else how far ahead the schedule is booked (or paused).
     pub fn first_wait_ms(&self, rate: Rate, now_ms: u64) -> u64 {
-        let interval = PACE_MARGIN * 1000.0 / rate.rps.max(0.01);
+        let interval = rate.interval_ms();
         let tolerance = f64::from(self.usable_burst(rate) - 1) * interval;
         let first = (now_ms.max(self.paused_until_ms) as f64).max(self.tat_ms - tolerance);
         (first.ceil() as u64).saturating_sub(now_ms)
@@ -321,7 +329,7 @@ impl Pacer {
     /// Auth0 answered 429 (or said no call is left): nobody calls before `reset_ms`, and then
     /// at the steady rate.
     pub fn rate_limited(&mut self, rate: Rate, reset_ms: u64, limit: Option<u32>) {
-        let interval = PACE_MARGIN * 1000.0 / rate.rps.max(0.01);
+        let interval = rate.interval_ms();
         self.limit = limit.filter(|l| *l > 0 && *l < rate.burst);
         let tolerance = f64::from(self.usable_burst(rate) - 1) * interval;
         self.paused_until_ms = self.paused_until_ms.max(reset_ms);

@@ -22,18 +22,55 @@ use crate::token::IsolateCache;
 /// consumer invocation may run for minutes; a caller would not wait this long).
 pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
 
-/// How far ahead of now an invite of `kind` may find the tenant's pacer booked and still be
-/// admitted (`None`: up to [`CONSUMER_ADMIT_WAIT_MS`]). Invites nobody holding an API key
-/// asked for (the public form, payment webhooks: the emailed kinds) get a quarter of what a
-/// synchronous invite waits for its last slot (2 s by default). The consumer admits a whole
-/// batch of messages at once, and with the long wait ten anonymous sign-ups booked a free
-/// tenant about ten seconds ahead: every `POST /v1/invites` and invitee call, which wait less,
-/// was refused 503 until they drained, and a few sign-ups a minute kept the API-key holders
-/// out for good (found in a security review). An invite that finds the pacer further ahead
-/// is deferred, not failed, and an idle pacer always admits it.
-pub fn start_within_ms(cfg: &Config, kind: Kind) -> Option<u64> {
-    kind.emailed()
-        .then(|| caller_wait_ms(cfg.upstream_deadline_ms) / 4)
+/// How far ahead of now an invite of `kind` that makes `calls` Management calls may find the
+/// tenant's pacer booked and still be admitted (`None`: up to [`CONSUMER_ADMIT_WAIT_MS`]).
+/// Invites nobody holding an API key asked for (the public form, payment webhooks: the
+/// emailed kinds) get a quarter of what a synchronous invite waits for its last slot (2 s by
+/// default), and never so much that a synchronous invite booked right after them would miss
+/// that wait ([`room_after_ms`]). The consumer admits a whole batch of messages at once, and
+/// with the long wait ten anonymous sign-ups booked a free tenant about ten seconds ahead:
+/// every `POST /v1/invites` and invitee call, which wait less, was refused 503 until they
+/// drained, and a few sign-ups a minute kept the API-key holders out for good (found in a
+/// security review). The quarter alone still did at slower rates: a synchronous invite booked
+/// behind a sign-up admitted a quarter of the wait ahead missed its wait at 1 call a second
+/// under a 7.4 s deadline, at 0.5 a second under 12.9 s (with the room kept: 6.1 and 10.2 s,
+/// where `/healthz` warns below). An invite that
+/// finds the pacer further ahead is deferred, not failed, and an idle pacer always admits it.
+pub fn start_within_ms(cfg: &Config, kind: Kind, calls: u32) -> Option<u64> {
+    kind.emailed().then(|| {
+        let wait = caller_wait_ms(cfg.upstream_deadline_ms);
+        (wait / 4).min(wait.saturating_sub(room_after_ms(cfg, calls)))
+    })
+}
+
+/// Management calls of the synchronous invite an emailed one leaves room for: create the
+/// user, assign the roles, make the link.
+pub const SYNC_INVITE_CALLS: u32 = 3;
+
+/// From the first slot of an invite making `calls` Management calls to the last slot of a
+/// synchronous invite booked right after it, at the tenant's rate (ms, once its burst is used).
+pub fn room_after_ms(cfg: &Config, calls: u32) -> u64 {
+    (cfg.mgmt_rate.interval_ms() * f64::from(calls + SYNC_INVITE_CALLS - 1)).ceil() as u64
+}
+
+/// The shortest `UPSTREAM_DEADLINE_MS` at which a synchronous invite still fits behind an
+/// emailed one, when the configured deadline is shorter (`None`: it fits). Below it, even an
+/// emailed invite admitted on an idle pacer leaves the synchronous invites that come while it
+/// runs refused 503; `/healthz` warns. Its emailed invite assigns roles and, when the link goes
+/// out by Resend, makes one.
+pub fn deadline_too_short(cfg: &Config) -> Option<u64> {
+    let calls = 2 + u32::from(emailed_with_ticket(cfg));
+    let room = room_after_ms(cfg, calls);
+    if caller_wait_ms(cfg.upstream_deadline_ms) >= room {
+        return None;
+    }
+    // `caller_wait_ms` grows with the deadline: the first one, in steps of 100 ms, that waits
+    // long enough.
+    let mut deadline = room.div_ceil(100) * 100;
+    while caller_wait_ms(deadline) < room {
+        deadline += 100;
+    }
+    Some(deadline)
 }
 
 // A run must end before its lease does (see `gate::LEASE_MS`), outcome recorded included.
@@ -284,7 +321,7 @@ async fn run<P: Platform>(
     if msg.kind.emailed() {
         input.want_ticket = emailed_with_ticket(cx.cfg);
     }
-    let start_within = start_within_ms(cx.cfg, msg.kind);
+    let start_within = start_within_ms(cx.cfg, msg.kind, input.management_calls());
     let admit_from = cx.p.now_ms();
     let refused = loop {
         let budget =

@@ -305,3 +305,19 @@ test("a batch over BATCH_MAX_INVITES (100 unless raised) is refused whole, namin
     await w.stop();
   }
 });
+
+test("/healthz warns when UPSTREAM_DEADLINE_MS can't fit an invite behind a sign-up at AUTH0_MGMT_RPS", async () => {
+  const w = await startWorker(emu.url, { AUTH0_MGMT_RPS: "0.5", AUTH0_MGMT_BURST: "2" });
+  try {
+    const r = await w.fetch("/healthz");
+    assert.equal(r.status, 200, r.text);
+    const warning = r.json.warnings.find((x) => x.startsWith("UPSTREAM_DEADLINE_MS"));
+    assert.ok(warning, r.text);
+    assert.match(warning, /UPSTREAM_DEADLINE_MS=10000 is short for AUTH0_MGMT_RPS=0\.5/);
+    assert.match(warning, /set it to 10200 or more/);
+  } finally {
+    await w.stop();
+  }
+  const fine = await worker.fetch("/healthz");
+  assert.ok(!(fine.json.warnings ?? []).some((x) => x.startsWith("UPSTREAM_DEADLINE_MS")), fine.text);
+});

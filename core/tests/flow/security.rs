@@ -83,6 +83,93 @@ fn debug_output_of_a_cold_invite_holds_no_token() {
     assert!(!format!("{token:?}").contains("tok-secret"));
 }
 
+/// Finding 1 at slower rates: emailed invites could find the pacer booked up to a quarter
+/// of a caller's wait ahead, and a synchronous invite booked behind one of them then missed
+/// its own wait unless that wait held a quarter of itself and both invites' calls: at 1 call
+/// a second under a 7.4 s deadline, at 0.5 a second under 12.9 s (the default is 10 s; a
+/// tenant shared with other apps may get 0.5). Sign-ups trickling in kept such a tenant's
+/// `POST /v1/invites` refused 503. The bound now leaves room for the synchronous invite's
+/// calls too, and `/healthz` warns where even a sign-up run on an idle pacer leaves none: at
+/// the warning's figure the trusted invite goes through while ten sign-ups wait, whether the
+/// pacer was idle or already booked a quarter of the wait ahead when they came; 100 ms below
+/// it the warning shows, and the invite behind a sign-up is refused.
+#[test]
+fn at_any_rate_sign_ups_leave_a_synchronous_invite_room_where_healthz_says_so() {
+    for rps in ["2", "1", "0.5"] {
+        let svc_with = |deadline: u64| {
+            public_svc(&[
+                ("AUTH0_MGMT_RPS", rps),
+                ("AUTH0_MGMT_BURST", "2"),
+                ("UPSTREAM_DEADLINE_MS", &deadline.to_string()),
+            ])
+        };
+        let enough = invite_core::queue::deadline_too_short(svc_with(500).cfg.as_ref().unwrap())
+            .expect("500 ms is short at any of these rates");
+        for (deadline, booked_ahead, fits) in [
+            (enough, false, true),
+            (enough, true, true),
+            (enough - 100, false, false),
+        ] {
+            let svc = svc_with(deadline);
+            let case = format!("rps {rps}, deadline {deadline}, booked ahead {booked_ahead}");
+            let (_, health) = svc.run(HttpRequest::new("GET", "/healthz"));
+            let warned = health["warnings"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|w| w.as_str().unwrap().starts_with("UPSTREAM_DEADLINE_MS"))
+            });
+            assert_eq!(warned, !fits, "{case}: {health}");
+            // The token and the role id cached, then the pacer idle again.
+            let (h, _) = svc.invite(json!({"email": "warm@example.com"}));
+            assert_eq!(h.response.status, 201);
+            svc.fake.now.set(svc.fake.now.get() + 60_000);
+            let cfg = svc.cfg.as_ref().unwrap();
+            if booked_ahead {
+                // Other work holds the pacer: its next free slot a quarter of the wait ahead,
+                // as far as emailed invites could once find it booked and still start.
+                let slots = match block_on(svc.fake.gate(GateCall::Reserve {
+                    calls: 20,
+                    max_wait_ms: 600_000,
+                    rate: cfg.mgmt_rate,
+                    lease: false,
+                    start_within_ms: None,
+                })) {
+                    Ok(GateReply::Reserved { slots, .. }) => slots,
+                    other => panic!("{other:?}"),
+                };
+                let next_free = slots.last().unwrap() + cfg.mgmt_rate.interval_ms() as u64;
+                let quarter = invite_core::auth0::caller_wait_ms(deadline) / 4;
+                svc.fake.now.set(next_free - quarter);
+            }
+            for i in 0..10 {
+                let mut r = public_req(&json!({"email": format!("anon{i}@example.com")}));
+                r.headers.retain(|(k, _)| k != "cf-connecting-ip");
+                assert_eq!(svc.run(r).0.response.status, 202);
+            }
+            let batch = svc.fake.take_queued();
+            let mut consumer = Box::pin(futures::future::join_all(
+                batch.iter().map(|m| process(m, cfg, &svc.fake, &svc.cache)),
+            ));
+            assert!(poll_once(consumer.as_mut()).is_pending());
+            let (h, body) = svc.invite(json!({"email": "vip@example.com"}));
+            let settles = block_on(consumer);
+            let expected = if fits {
+                (201, Value::Null)
+            } else {
+                (503, json!("upstream_rate_limited"))
+            };
+            assert_eq!(
+                (h.response.status, body["error"]["code"].clone()),
+                expected,
+                "{case}: {}",
+                h.log
+            );
+            for (settle, log) in &settles {
+                assert_eq!(*settle, Settle::Ack, "{case}: {log}");
+            }
+        }
+    }
+}
+
 /// The gate's side of finding 1: `start_within_ms` admits on an idle schedule (however many
 /// calls the invite needs) and refuses, with how long until it would fit, one booked further
 /// ahead; without it a reservation may still wait up to its `max_wait_ms`.
