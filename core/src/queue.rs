@@ -34,8 +34,8 @@ pub const CONSUMER_ADMIT_WAIT_MS: u64 = 60_000;
 /// security review). The quarter alone still did at slower rates: a synchronous invite booked
 /// behind a sign-up admitted a quarter of the wait ahead missed its wait at 1 call a second
 /// under a 7.4 s deadline, at 0.5 a second under 12.9 s (with the room kept: 6.1 and 10.2 s,
-/// where `/healthz` warns below). An invite that
-/// finds the pacer further ahead is deferred, not failed, and an idle pacer always admits it.
+/// where `/healthz` warns below). An invite that finds the pacer further ahead is deferred,
+/// not failed, and an idle pacer always admits it.
 pub fn start_within_ms(cfg: &Config, kind: Kind, calls: u32) -> Option<u64> {
     kind.emailed().then(|| {
         let wait = caller_wait_ms(cfg.upstream_deadline_ms);
