@@ -226,6 +226,16 @@ pub fn pick_role(body: &Value, name: &str) -> Result<Option<String>, NotAList> {
         .map(str::to_string))
 }
 
+/// The name of a listed role that differs from `name` only in ASCII case, if any.
+fn near_role(body: &Value, name: &str) -> Option<String> {
+    body.as_array()
+        .or_else(|| body.get("roles").and_then(Value::as_array))?
+        .iter()
+        .filter_map(|r| r.get("name").and_then(Value::as_str))
+        .find(|n| *n != name && n.eq_ignore_ascii_case(name))
+        .map(str::to_string)
+}
+
 /// An answer that should have been a list and was not.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotAList;
@@ -795,6 +805,8 @@ impl<'a, P: Platform> Auth0<'a, P> {
     /// Looks a role up in Auth0 (exact name), creating it when allowed. `Ok(None)`: it does
     /// not exist and may not be created.
     pub async fn resolve_role(&self, name: &str) -> Result<Option<String>, UpstreamError> {
+        // A role Auth0 listed whose name differs from `name` only in ASCII case.
+        let mut near = None;
         for _ in 0..2 {
             let query: String = form_urlencoded::Serializer::new(String::new())
                 .append_pair("name_filter", name)
@@ -813,6 +825,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 self.remember_role(name, &id);
                 return Ok(Some(id));
             }
+            near = near_role(&list, name).or(near);
             if !self.cfg.auto_create_roles {
                 return Ok(None);
             }
@@ -835,10 +848,22 @@ impl<'a, P: Platform> Auth0<'a, P> {
                 _ => return Err(unexpected(&resp, "POST /api/v2/roles")),
             }
         }
-        Err(UpstreamError::Unavailable {
-            service: Service::Auth0,
-            detail: format!("role '{name}' conflicted on create but was not found"),
-        })
+        // Twice refused as existing, twice not found by its exact name: with a role named
+        // like it in another case ("Beta" for `beta`), retrying can never help, and the
+        // invite was answered 502 "retrying is safe" (the emulator holds role names unique
+        // regardless of case; whether Auth0 does is not documented). Said as it is instead.
+        match near {
+            Some(other) => Err(UpstreamError::Rejected {
+                service: Service::Auth0,
+                message: format!(
+                    "it refused to create role '{name}' as existing, and its role of that name is '{other}': name roles in ALLOWED_ROLES (and DEFAULT_ROLES, PUBLIC_ROLES, PAYMENT_ROLES) exactly as Auth0 does"
+                ),
+            }),
+            None => Err(UpstreamError::Unavailable {
+                service: Service::Auth0,
+                detail: format!("role '{name}' conflicted on create but was not found"),
+            }),
+        }
     }
 
     /// `POST /api/v2/users/{id}/roles`. `Ok(false)`: a role id (from a cache) may no longer

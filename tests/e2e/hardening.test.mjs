@@ -321,3 +321,20 @@ test("/healthz warns when UPSTREAM_DEADLINE_MS can't fit an invite behind a sign
   const fine = await worker.fetch("/healthz");
   assert.ok(!(fine.json.warnings ?? []).some((x) => x.startsWith("UPSTREAM_DEADLINE_MS")), fine.text);
 });
+
+test("a role named in Auth0 in another case than ALLOWED_ROLES is a 422 naming it, not a 502", async () => {
+  // The emulator refuses a role whose name differs only in case as existing (409), and the
+  // Worker looks roles up by their exact name.
+  const made = await emu.mgmt("POST", "/api/v2/roles", { name: "VIP-Club", description: "made in Auth0" });
+  assert.equal(made.status, 200, JSON.stringify(made.json));
+  const w = await startWorker(emu.url, { ALLOWED_ROLES: "beta-tester,vip-club" });
+  try {
+    const r = await w.invite({ email: "vip-case@example.com", roles: ["vip-club"] });
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.json.error.code, "invite_rejected");
+    assert.match(r.json.error.message, /'vip-club'.*'VIP-Club'/);
+    assert.equal((await emu.users("vip-case@example.com")).length, 0, "no account made");
+  } finally {
+    await w.stop();
+  }
+});

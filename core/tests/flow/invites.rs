@@ -401,6 +401,40 @@ fn missing_roles_are_created_only_when_allowed() {
     );
 }
 
+/// A role named in Auth0 like a configured one but in another case ("Beta-Tester" for
+/// `beta-tester`), with `AUTO_CREATE_ROLES=true`: Auth0 (as the emulator does) refuses the
+/// create as existing, and the exact look-up never finds it. The invite was answered 502
+/// `upstream_unavailable`, "retrying is safe", though no retry could help; it is 422 with the
+/// role's name in Auth0 and what to change, before any account is made.
+#[test]
+fn a_role_named_in_another_case_in_auth0_is_reported_by_its_name_there() {
+    let svc = Svc::new(&[("AUTO_CREATE_ROLES", "true")]);
+    let listed = || {
+        Ok(json_resp(
+            200,
+            json!([{"id": "rol_B", "name": "Beta-Tester"}]),
+        ))
+    };
+    let exists = || {
+        Ok(json_resp(
+            409,
+            json!({"statusCode": 409, "error": "Conflict", "message": "Role name already exists"}),
+        ))
+    };
+    svc.fake
+        .script("GET /api/v2/roles", vec![listed(), listed()]);
+    svc.fake
+        .script("POST /api/v2/roles", vec![exists(), exists()]);
+    let (h, body) = svc.invite(ada());
+    assert_eq!(error_code(&h, &body), (422, "invite_rejected".into()));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'beta-tester'") && message.contains("'Beta-Tester'"),
+        "{message}"
+    );
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 0, "no account made");
+}
+
 #[test]
 fn app_metadata_role_mode_stores_names_and_merges_on_reinvite() {
     let svc = Svc::new(&[("ROLE_MODE", "app_metadata")]);
