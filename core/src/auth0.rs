@@ -226,6 +226,9 @@ pub fn pick_role(body: &Value, name: &str) -> Result<Option<String>, NotAList> {
         .map(str::to_string))
 }
 
+/// What to do about a role Auth0 names in another case.
+const SAME_NAMES: &str = "name roles in ALLOWED_ROLES (and DEFAULT_ROLES, PUBLIC_ROLES, PAYMENT_ROLES) exactly as Auth0 does, case included";
+
 /// The name of a listed role that differs from `name` only in ASCII case, if any.
 fn near_role(body: &Value, name: &str) -> Option<String> {
     body.as_array()
@@ -827,7 +830,17 @@ impl<'a, P: Platform> Auth0<'a, P> {
             }
             near = near_role(&list, name).or(near);
             if !self.cfg.auto_create_roles {
-                return Ok(None);
+                // Not `role_not_found` ("create it there"): one by that name is there, in
+                // another case, and creating ours may well be refused as existing.
+                return match near {
+                    Some(other) => Err(UpstreamError::Rejected {
+                        service: Service::Auth0,
+                        message: format!(
+                            "it has no role named exactly '{name}', but has '{other}': {SAME_NAMES}"
+                        ),
+                    }),
+                    None => Ok(None),
+                };
             }
             let body = json!({"name": name, "description": "Created by auth0-invite-worker"});
             let resp = self
@@ -856,7 +869,7 @@ impl<'a, P: Platform> Auth0<'a, P> {
             Some(other) => Err(UpstreamError::Rejected {
                 service: Service::Auth0,
                 message: format!(
-                    "it refused to create role '{name}' as existing, and its role of that name is '{other}': name roles in ALLOWED_ROLES (and DEFAULT_ROLES, PUBLIC_ROLES, PAYMENT_ROLES) exactly as Auth0 does"
+                    "it refused to create role '{name}' as existing, and its role of that name is '{other}': {SAME_NAMES}"
                 ),
             }),
             None => Err(UpstreamError::Unavailable {

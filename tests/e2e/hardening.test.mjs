@@ -337,4 +337,13 @@ test("a role named in Auth0 in another case than ALLOWED_ROLES is a 422 naming i
   } finally {
     await w.stop();
   }
+  const off = await startWorker(emu.url, { ALLOWED_ROLES: "beta-tester,vip-club", AUTO_CREATE_ROLES: "false" });
+  try {
+    const r = await off.invite({ email: "vip-case@example.com", roles: ["vip-club"] });
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.json.error.code, "invite_rejected");
+    assert.match(r.json.error.message, /'VIP-Club'/);
+  } finally {
+    await off.stop();
+  }
 });

@@ -405,7 +405,8 @@ fn missing_roles_are_created_only_when_allowed() {
 /// `beta-tester`), with `AUTO_CREATE_ROLES=true`: Auth0 (as the emulator does) refuses the
 /// create as existing, and the exact look-up never finds it. The invite was answered 502
 /// `upstream_unavailable`, "retrying is safe", though no retry could help; it is 422 with the
-/// role's name in Auth0 and what to change, before any account is made.
+/// role's name in Auth0 and what to change, before any account is made. Without
+/// `AUTO_CREATE_ROLES`, likewise.
 #[test]
 fn a_role_named_in_another_case_in_auth0_is_reported_by_its_name_there() {
     let svc = Svc::new(&[("AUTO_CREATE_ROLES", "true")]);
@@ -432,6 +433,17 @@ fn a_role_named_in_another_case_in_auth0_is_reported_by_its_name_there() {
         message.contains("'beta-tester'") && message.contains("'Beta-Tester'"),
         "{message}"
     );
+    assert_eq!(svc.fake.count("POST /api/v2/users"), 0, "no account made");
+
+    // Without AUTO_CREATE_ROLES the same: not "does not exist in Auth0; create it there",
+    // which Auth0 would refuse as existing.
+    let svc = Svc::new(&[]);
+    svc.fake.script("GET /api/v2/roles", vec![listed()]);
+    let (h, body) = svc.invite(ada());
+    assert_eq!(error_code(&h, &body), (422, "invite_rejected".into()));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'Beta-Tester'"), "{message}");
+    assert_eq!(svc.fake.count("POST /api/v2/roles"), 0);
     assert_eq!(svc.fake.count("POST /api/v2/users"), 0, "no account made");
 }
 
