@@ -5,6 +5,7 @@
 use invite_core::gate::{GateCall, GateReply, QueuedInvite};
 use invite_core::http::WebUrl;
 use invite_core::platform::{StoreError, TransportError};
+use invite_core::queue::SEND_MAX_MESSAGES;
 use invite_core::{
     Clock, Gate, HttpRequest, HttpResponse, InviteQueue, KvOp, RateLimit, Rng, Store, Transport,
 };
@@ -382,7 +383,7 @@ impl InviteQueue for WorkerPlatform {
         // Sent as JSON text, `text` typed (see src/glue.js): the consumer parses exactly what
         // was sent (maps included), and the core's pieces (`queue::send_size`) count the text.
         // Compact JSON holds no raw newline, so the texts travel joined by one.
-        for chunk in messages.chunks(100) {
+        for chunk in messages.chunks(SEND_MAX_MESSAGES) {
             let mut joined = String::new();
             for m in chunk {
                 if !joined.is_empty() {

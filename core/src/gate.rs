@@ -697,9 +697,12 @@ fn pacer(ledger: &impl Ledger) -> Pacer {
         .unwrap_or_default()
 }
 
+/// The pacer never expires.
+const PACER_KEPT_UNTIL: u64 = u64::MAX / 2;
+
 fn save_pacer(ledger: &impl Ledger, p: &Pacer) {
     if let Ok(json) = serde_json::to_string(p) {
-        ledger.put(PACER_KEY, &json, None, u64::MAX / 2);
+        ledger.put(PACER_KEY, &json, None, PACER_KEPT_UNTIL);
     }
 }
 
@@ -787,9 +790,9 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
         } => {
             let mut p = pacer(ledger);
             p.rate_limited(rate, reset_ms, limit);
-            save_pacer(ledger, &p);
-            if p.paused_until_ms > now_ms {
-                if let Ok(json) = serde_json::to_string(&p) {
+            if let Ok(json) = serde_json::to_string(&p) {
+                ledger.put(PACER_KEY, &json, None, PACER_KEPT_UNTIL);
+                if p.paused_until_ms > now_ms {
                     ledger.put(PAUSED_PACER_KEY, &json, None, p.paused_until_ms);
                 }
             }
@@ -1148,6 +1151,7 @@ impl Ledger for MemoryLedger {
     }
 }
 
+#[cfg(test)]
 impl MemoryLedger {
     /// What replacing the Durable Object loses (a deploy, an eviction): what it keeps in
     /// memory, the pacer ([`PACER_KEY`]).
