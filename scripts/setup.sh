@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there:
-# the wasm32 target, rustfmt/clippy, worker-build, wasm-bindgen-cli at the Cargo.lock version,
+# the wasm32 target, rustfmt/clippy, the release builds' pinned nightly (scripts/toolchain.sh:
+# minimal profile, rust-src and the wasm32 target, about a minute), worker-build, wasm-bindgen-cli at the Cargo.lock version,
 # the npm packages (wrangler, miniflare, binaryen's wasm-opt, playwright-core) and Debian's
 # Chromium for the browser tests. Safe to run repeatedly.
 set -euo pipefail
@@ -19,6 +20,15 @@ for comp in rustfmt clippy; do
     rustup component add "$comp"
   fi
 done
+
+source scripts/toolchain.sh
+if ! rustup run "$SIZE_TOOLCHAIN" rustc --print sysroot >/dev/null 2>&1 \
+  || ! rustup component list --installed --toolchain "$SIZE_TOOLCHAIN" | grep -q '^rust-src' \
+  || ! rustup target list --installed --toolchain "$SIZE_TOOLCHAIN" | grep -qx wasm32-unknown-unknown; then
+  say "rustup toolchain install $SIZE_TOOLCHAIN (release builds; about a minute, once)"
+  rustup toolchain install "$SIZE_TOOLCHAIN" --profile minimal --component rust-src \
+    --target wasm32-unknown-unknown
+fi
 
 if [ "$(worker-build --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
   say "cargo install worker-build $WORKER_BUILD_VERSION (about 10 minutes, once)"

@@ -67,8 +67,11 @@ import { gzipSync } from "node:zlib";
  * every synchronous invite at the default deadline), measured from 294,817 to 295,341 B; with
  * a role named in Auth0 in another case reported by that name (it was a 502 "retrying is
  * safe"), 295,835 B.
+ * -20,000 B: release builds without Rust's panic machinery (scripts/build.sh: a pinned
+ * nightly, build-std, -Cpanic=immediate-abort -Zlocation-detail=none), measured from 295,818
+ * to 274,479 B. A `STABLE=1` build is over this budget by design: it is for reading a panic.
  */
-export const BUDGET_GZIP_BYTES = 296_000;
+export const BUDGET_GZIP_BYTES = 276_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 
