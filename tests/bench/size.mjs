@@ -70,8 +70,10 @@ import { gzipSync } from "node:zlib";
  * -20,000 B: release builds without Rust's panic machinery (scripts/build.sh: a pinned
  * nightly, build-std, -Cpanic=immediate-abort -Zlocation-detail=none), measured from 295,818
  * to 274,479 B. A `STABLE=1` build is over this budget by design: it is for reading a panic.
+ * -3,000 B: KV read and written on the raw binding instead of `worker::kv` (its put options
+ * go through serde-wasm-bindgen), measured from 274,479 to 271,154 B.
  */
-export const BUDGET_GZIP_BYTES = 276_000;
+export const BUDGET_GZIP_BYTES = 273_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

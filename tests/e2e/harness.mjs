@@ -171,6 +171,8 @@ export async function startWorker(emulatorUrl, overrides = {}, { kv = true, chec
       body: typeof body === "string" ? body : JSON.stringify(body),
     }),
     kvKeys: async () => (await (await mf.getKVNamespace("TOKEN_CACHE")).list()).keys.map((k) => k.name),
+    /** The KV keys as listed: `{ name, expiration }`, expiration in seconds since the epoch. */
+    kvList: async () => (await (await mf.getKVNamespace("TOKEN_CACHE")).list()).keys,
     stop: () => mf.dispose(),
   };
 }
