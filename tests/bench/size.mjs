@@ -72,8 +72,11 @@ import { gzipSync } from "node:zlib";
  * to 274,479 B. A `STABLE=1` build is over this budget by design: it is for reading a panic.
  * -3,000 B: KV read and written on the raw binding instead of `worker::kv` (its put options
  * go through serde-wasm-bindgen), measured from 274,479 to 271,154 B.
+ * -2,000 B: the dead-letter path's one `serde_json::from_str` made `from_slice` (it had brought
+ * serde_json's second reader back; clippy.toml now bans `from_str`), measured from 271,154 to
+ * 269,165 B.
  */
-export const BUDGET_GZIP_BYTES = 273_000;
+export const BUDGET_GZIP_BYTES = 271_000;
 
 export const FILES = ["build/index_bg.wasm", "build/index.js", "src/entry.mjs"];
 

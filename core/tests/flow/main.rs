@@ -3,6 +3,9 @@
 //!
 //! One test binary, one module per route over the shared fakes in `support`.
 
+// Tests may parse JSON text any way (clippy.toml bans `from_str` for the wasm's sake).
+#![allow(clippy::disallowed_methods)]
+
 // Host only: proptest does not build for wasm32 (see core/Cargo.toml).
 #[cfg(not(target_arch = "wasm32"))]
 mod interleavings;
