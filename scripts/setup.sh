@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there:
 # the wasm32 target, rustfmt/clippy, the release builds' pinned nightly (scripts/toolchain.sh:
-# minimal profile, rust-src and the wasm32 target, about a minute), worker-build, wasm-bindgen-cli at the Cargo.lock version,
-# the npm packages (wrangler, miniflare, binaryen's wasm-opt, playwright-core) and Debian's
+# minimal profile, rust-src and the wasm32 target, about a minute), worker-build,
+# wasm-bindgen-cli at the Cargo.lock version, the npm packages (wrangler, miniflare, binaryen's wasm-opt, playwright-core) and Debian's
 # Chromium for the browser tests. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -700,10 +700,11 @@ fn pacer(ledger: &impl Ledger) -> Pacer {
 /// The pacer never expires.
 const PACER_KEPT_UNTIL: u64 = u64::MAX / 2;
 
-fn save_pacer(ledger: &impl Ledger, p: &Pacer) {
-    if let Ok(json) = serde_json::to_string(p) {
-        ledger.put(PACER_KEY, &json, None, PACER_KEPT_UNTIL);
-    }
+/// Saves the pacer; its JSON, for a caller that keeps it elsewhere too.
+fn save_pacer(ledger: &impl Ledger, p: &Pacer) -> Option<String> {
+    let json = serde_json::to_string(p).ok()?;
+    ledger.put(PACER_KEY, &json, None, PACER_KEPT_UNTIL);
+    Some(json)
 }
 
 fn new_record(message: QueuedInvite, batch_id: Option<String>, now_ms: u64) -> InviteRecord {
@@ -790,8 +791,7 @@ pub fn handle(call: GateCall, now_ms: u64, ledger: &impl Ledger) -> GateReply {
         } => {
             let mut p = pacer(ledger);
             p.rate_limited(rate, reset_ms, limit);
-            if let Ok(json) = serde_json::to_string(&p) {
-                ledger.put(PACER_KEY, &json, None, PACER_KEPT_UNTIL);
+            if let Some(json) = save_pacer(ledger, &p) {
                 if p.paused_until_ms > now_ms {
                     ledger.put(PAUSED_PACER_KEY, &json, None, p.paused_until_ms);
                 }
