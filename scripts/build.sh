@@ -4,11 +4,14 @@
 # scripts/dev.sh and scripts/test.sh. WORKER_BUILD_NO_OPT=1 skips wasm-opt (fast dev builds);
 # KEEP_NAMES=1 keeps the function names, for tests/bench/size-parts.mjs and profiles;
 # STABLE=1 builds a release on the stable toolchain, with panic messages (see below).
+# An argument names another crate of the workspace to build the same way, into its own build/
+# (scripts/report.sh: `bash scripts/build.sh tests/bench/floor`, the benchmarks' Rust floor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-wasm-bindgen}"
 export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+cd "${1:-.}"
 if [ "${WORKER_BUILD_NO_OPT:-0}" = "1" ]; then
   # Dev builds stay on stable: quick, and a panic logs its message ("Rust panic: ...").
   exec worker-build --release --no-opt

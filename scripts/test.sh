@@ -16,7 +16,8 @@ step "cargo clippy (host)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo clippy (wasm32)"
-cargo clippy -p auth0-invite-worker -p invite-core --all-targets --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p auth0-invite-worker -p invite-core -p rust-floor-worker --all-targets \
+  --target wasm32-unknown-unknown -- -D warnings
 
 step "unit and flow tests (host)"
 cargo test --workspace

@@ -4,6 +4,7 @@
 //   node tests/bench/ab.mjs DIR [DIR...]      KIND=invite|healthz|<path>  R=<rounds>
 //                                             PER=<requests a round>  LAT=<emulator ms a call>
 //                                             WARM=<requests each first, 60>
+//                                             FLOOR=1 (the Rust floor as well)
 // Each DIR holds a copy of the Worker as it is deployed: src/entry.mjs and build/ (e.g.
 // `mkdir -p /tmp/a/src && cp -r build /tmp/a/ && cp src/entry.mjs /tmp/a/src/` after
 // scripts/build.sh, once per version). A DIR may also hold a plain JavaScript Worker as
@@ -13,7 +14,7 @@
 // baseline's figure in the same round. Prints figures; asserts nothing.
 import path from "node:path";
 import { startEmulator } from "../e2e/harness.mjs";
-import { baselineOptions, cpuMs, dirOptions, pct, startSubject } from "./common.mjs";
+import { baselineOptions, cpuMs, dirOptions, floorOptions, pct, startSubject } from "./common.mjs";
 const emu = await startEmulator();
 // With latency, invites overlap less with the pacer's leases (report.sh runs at 25 ms).
 if (process.env.LAT) await emu.config({ latency_ms: Number(process.env.LAT) });
@@ -21,6 +22,8 @@ const dirs = process.argv.slice(2);
 const kind = process.env.KIND ?? "invite";
 const subjects = [];
 for (const d of dirs) subjects.push(await startSubject(path.basename(d), dirOptions(emu.url, d)));
+// The Rust floor (tests/bench/floor; `bash scripts/build.sh tests/bench/floor` first).
+if (process.env.FLOOR === "1") subjects.push(await startSubject("floor", floorOptions(emu.url), { plain: true }));
 subjects.push(await startSubject("js", baselineOptions(emu.url), { plain: true }));
 for (const s of subjects) {
   s.run = (email) => s.send(kind, email);

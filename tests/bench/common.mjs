@@ -35,6 +35,23 @@ export function carefulOptions(emulatorUrl) {
 }
 
 /**
+ * Miniflare options for the Rust floor (tests/bench/floor: the plain baseline in lean Rust,
+ * built by `bash scripts/build.sh tests/bench/floor`), with the plain baseline's bindings; it
+ * takes the plain baseline's request.
+ */
+export function floorOptions(emulatorUrl) {
+  const dir = new URL("./floor", import.meta.url).pathname;
+  return baselineOptions(emulatorUrl, {
+    scriptPath: path.join(dir, "src/entry.mjs"),
+    modulesRoot: dir,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+  });
+}
+
+/**
  * Miniflare options for a copy of our Worker in `dir` (its src/entry.mjs and build/), unpaced
  * (`AUTH0_MGMT_RPS=1000`) as the benchmarks run it.
  */

@@ -1,10 +1,10 @@
 // Prints figures about the built Worker: bundle size, warm-invite latency through workerd
 // (Miniflare) against the emulator with a no-I/O baseline (/healthz), and the warm-latency
 // ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), and CPU
-// per request beside it and beside the same Worker with ours' care (careful-worker.js), all
-// from the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
+// per request beside it, beside the same Worker with ours' care (careful-worker.js) and beside
+// the same Worker in lean Rust (the Rust floor, tests/bench/floor), all from the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
 import { bundleSizes, printSizes } from "./size.mjs";
-import { baselineOptions, carefulOptions, cpuMs, pct, startSubject, workerdPids } from "./common.mjs";
+import { baselineOptions, carefulOptions, cpuMs, floorOptions, pct, startSubject, workerdPids } from "./common.mjs";
 import { startEmulator, startWorker } from "../e2e/harness.mjs";
 
 const N = Number(process.env.REPORT_N ?? 200);
@@ -57,7 +57,7 @@ try {
   // at least 1.4 (the JS Worker's p50 over ours).
   const oursPids = workerdPids();
   const js = await startSubject("js", baselineOptions(emu.url), { plain: true });
-  let careful;
+  let careful, floor;
   try {
     const jsInvite = (email) => js.send("invite", email);
     await jsInvite("js-warmup@example.com");
@@ -89,9 +89,14 @@ try {
     // that what Rust and wasm cost can be told from what that care costs. Not a goal.
     careful = await startSubject("careful", carefulOptions(emu.url));
     for (let i = 0; i < 60; i++) await careful.send("invite", `careful-warm-${i}@example.com`);
+    // The Rust floor (tests/bench/floor): the plain JS Worker's work in lean Rust, with none
+    // of the care. What any Rust Worker costs here before it does more than the JS Worker;
+    // not a goal.
+    floor = await startSubject("floor", floorOptions(emu.url), { plain: true });
+    for (let i = 0; i < 60; i++) await floor.send("invite", `floor-warm-${i}@example.com`);
     const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 9), PER = 200;
     const kinds = ["invite", "healthz", "unknown"];
-    const cpu = { ours: {}, js: {}, careful: {} };
+    const cpu = { ours: {}, js: {}, careful: {}, floor: {} };
     for (const who of Object.keys(cpu)) for (const k of kinds) cpu[who][k] = [];
     const subjects = [
       ["ours", oursPids, {
@@ -99,7 +104,7 @@ try {
         healthz: () => worker.fetch("/healthz"),
         unknown: () => worker.fetch("/no-such-path"),
       }],
-      ...[js, careful].map((w) => [w.name, w.pids, {
+      ...[js, careful, floor].map((w) => [w.name, w.pids, {
         invite: (r, i) => w.send("invite", `cpu-${w.name}-${r}-${i}@example.com`),
         healthz: () => w.send("healthz"),
         unknown: () => w.send("no-such-path"),
@@ -116,7 +121,7 @@ try {
       }
     }
     const med = (k, who) => pct(cpu[who][k], 0.5);
-    const cpuRatio = (k, to = "js") => pct(cpu.ours[k].map((x, r) => x / cpu[to][k][r]), 0.5);
+    const cpuRatio = (k, to = "js", who = "ours") => pct(cpu[who][k].map((x, r) => x / cpu[to][k][r]), 0.5);
     const diff = (k) => pct(cpu.ours[k].map((x, r) => x - cpu.js[k][r]), 0.5);
     const line = (k, label) => `${label.padEnd(14)} ours ${med(k, "ours").toFixed(3)} ms   JS Worker ${med(k, "js").toFixed(3)} ms   ours/JS ${cpuRatio(k).toFixed(2)}×, ${diff(k) >= 0 ? "+" : ""}${diff(k).toFixed(3)} ms`;
     console.log(`\nCPU per request (medians of ${ROUNDS} rounds of ${PER}; same run, in turn; ours/JS within each round):`);
@@ -124,11 +129,13 @@ try {
     console.log(line("healthz", "GET /healthz"));
     console.log(line("unknown", "unknown path"));
     console.log(`careful JS Worker, warm invite ${med("invite", "careful").toFixed(3)} ms: ours/careful ${cpuRatio("invite", "careful").toFixed(2)}× (what Rust and wasm cost beyond the same care; not a goal)`);
+    console.log(`Rust floor, warm invite ${med("invite", "floor").toFixed(3)} ms: floor/JS ${cpuRatio("invite", "js", "floor").toFixed(2)}×, ours/floor ${cpuRatio("invite", "floor").toFixed(2)}×; GET /healthz floor/JS ${cpuRatio("healthz", "js", "floor").toFixed(2)}× (the plain JS Worker's work in lean Rust, no care: what running as Rust costs here; not a goal)`);
     const goal = (ok) => (ok ? "met" : "missed");
     console.log(`goals: invite <= JS: ${goal(cpuRatio("invite") <= 1)}; fixed cost <= JS + 0.1 ms: ${goal(diff("healthz") <= 0.1 && diff("unknown") <= 0.1)}`);
   } finally {
     await js.mf.dispose();
     await careful?.mf.dispose();
+    await floor?.mf.dispose();
   }
 } finally {
   await emu.config({ latency_ms: 0 }).catch(() => {});
