@@ -4,7 +4,7 @@
 //   node tests/bench/ab.mjs DIR [DIR...]      KIND=invite|healthz|<path>  R=<rounds>
 //                                             PER=<requests a round>  LAT=<emulator ms a call>
 //                                             WARM=<requests each first, 60>
-//                                             FLOOR=1 (the Rust floor as well)
+//                                             FLOOR=1 (the Rust floor, plain and careful, as well)
 // Each DIR holds a copy of the Worker as it is deployed: src/entry.mjs and build/ (e.g.
 // `mkdir -p /tmp/a/src && cp -r build /tmp/a/ && cp src/entry.mjs /tmp/a/src/` after
 // scripts/build.sh, once per version). A DIR may also hold a plain JavaScript Worker as
@@ -23,7 +23,10 @@ const kind = process.env.KIND ?? "invite";
 const subjects = [];
 for (const d of dirs) subjects.push(await startSubject(path.basename(d), dirOptions(emu.url, d)));
 // The Rust floor (tests/bench/floor; `bash scripts/build.sh tests/bench/floor` first).
-if (process.env.FLOOR === "1") subjects.push(await startSubject("floor", floorOptions(emu.url), { plain: true }));
+if (process.env.FLOOR === "1") {
+  subjects.push(await startSubject("floor", floorOptions(emu.url), { plain: true }));
+  if (kind === "invite") subjects.push(await startSubject("cfloor", floorOptions(emu.url, { careful: true })));
+}
 subjects.push(await startSubject("js", baselineOptions(emu.url), { plain: true }));
 for (const s of subjects) {
   s.run = (email) => s.send(kind, email);

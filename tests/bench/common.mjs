@@ -25,23 +25,24 @@ export function baselineOptions(emulatorUrl, extra = {}) {
  * Miniflare options for the careful JavaScript Worker (tests/bench/careful-worker.js): the
  * plain baseline's bindings and the API key, so it takes the same request as ours.
  */
-export function carefulOptions(emulatorUrl) {
+export function carefulOptions(emulatorUrl, extra = {}) {
   const plain = baselineOptions(emulatorUrl);
   return {
     ...plain,
     scriptPath: new URL("./careful-worker.js", import.meta.url).pathname,
     bindings: { ...plain.bindings, INVITE_API_KEYS: `bench:${API_KEY}` },
+    ...extra,
   };
 }
 
 /**
- * Miniflare options for the Rust floor (tests/bench/floor: the plain baseline in lean Rust,
- * built by `bash scripts/build.sh tests/bench/floor`), with the plain baseline's bindings; it
- * takes the plain baseline's request.
+ * Miniflare options for the Rust floor (tests/bench/floor: both JavaScript baselines in lean
+ * Rust, built by `bash scripts/build.sh tests/bench/floor`), with the plain baseline's bindings,
+ * and with `careful` the careful one's (the API key): it takes either baseline's request.
  */
-export function floorOptions(emulatorUrl) {
+export function floorOptions(emulatorUrl, { careful = false } = {}) {
   const dir = new URL("./floor", import.meta.url).pathname;
-  return baselineOptions(emulatorUrl, {
+  return (careful ? carefulOptions : baselineOptions)(emulatorUrl, {
     scriptPath: path.join(dir, "src/entry.mjs"),
     modulesRoot: dir,
     modulesRules: [

@@ -57,7 +57,7 @@ try {
   // at least 1.4 (the JS Worker's p50 over ours).
   const oursPids = workerdPids();
   const js = await startSubject("js", baselineOptions(emu.url), { plain: true });
-  let careful, floor;
+  let careful, floor, cfloor;
   try {
     const jsInvite = (email) => js.send("invite", email);
     await jsInvite("js-warmup@example.com");
@@ -94,9 +94,12 @@ try {
     // not a goal.
     floor = await startSubject("floor", floorOptions(emu.url), { plain: true });
     for (let i = 0; i < 60; i++) await floor.send("invite", `floor-warm-${i}@example.com`);
+    // The same with the careful JS Worker's care (its POST /v1/invites).
+    cfloor = await startSubject("cfloor", floorOptions(emu.url, { careful: true }));
+    for (let i = 0; i < 60; i++) await cfloor.send("invite", `cfloor-warm-${i}@example.com`);
     const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 9), PER = 200;
     const kinds = ["invite", "healthz", "unknown"];
-    const cpu = { ours: {}, js: {}, careful: {}, floor: {} };
+    const cpu = { ours: {}, js: {}, careful: {}, floor: {}, cfloor: {} };
     for (const who of Object.keys(cpu)) for (const k of kinds) cpu[who][k] = [];
     const subjects = [
       ["ours", oursPids, {
@@ -104,7 +107,7 @@ try {
         healthz: () => worker.fetch("/healthz"),
         unknown: () => worker.fetch("/no-such-path"),
       }],
-      ...[js, careful, floor].map((w) => [w.name, w.pids, {
+      ...[js, careful, floor, cfloor].map((w) => [w.name, w.pids, {
         invite: (r, i) => w.send("invite", `cpu-${w.name}-${r}-${i}@example.com`),
         healthz: () => w.send("healthz"),
         unknown: () => w.send("no-such-path"),
@@ -128,14 +131,16 @@ try {
     console.log(line("invite", "warm invite"));
     console.log(line("healthz", "GET /healthz"));
     console.log(line("unknown", "unknown path"));
-    console.log(`careful JS Worker, warm invite ${med("invite", "careful").toFixed(3)} ms: ours/careful ${cpuRatio("invite", "careful").toFixed(2)}× (what Rust and wasm cost beyond the same care; not a goal)`);
+    console.log(`careful JS Worker, warm invite ${med("invite", "careful").toFixed(3)} ms: careful/JS ${cpuRatio("invite", "js", "careful").toFixed(2)}×, ours/careful ${cpuRatio("invite", "careful").toFixed(2)}× (what Rust and wasm cost beyond the same care; not a goal)`);
     console.log(`Rust floor, warm invite ${med("invite", "floor").toFixed(3)} ms: floor/JS ${cpuRatio("invite", "js", "floor").toFixed(2)}×, ours/floor ${cpuRatio("invite", "floor").toFixed(2)}×; GET /healthz floor/JS ${cpuRatio("healthz", "js", "floor").toFixed(2)}× (the plain JS Worker's work in lean Rust, no care: what running as Rust costs here; not a goal)`);
+    console.log(`Rust floor with the careful JS Worker's care, warm invite ${med("invite", "cfloor").toFixed(3)} ms: careful floor/JS ${cpuRatio("invite", "js", "cfloor").toFixed(2)}×, careful floor/careful JS ${cpuRatio("invite", "careful", "cfloor").toFixed(2)}×, ours/careful floor ${cpuRatio("invite", "cfloor").toFixed(2)}× (not a goal)`);
     const goal = (ok) => (ok ? "met" : "missed");
     console.log(`goals: invite <= JS: ${goal(cpuRatio("invite") <= 1)}; fixed cost <= JS + 0.1 ms: ${goal(diff("healthz") <= 0.1 && diff("unknown") <= 0.1)}`);
   } finally {
     await js.mf.dispose();
     await careful?.mf.dispose();
     await floor?.mf.dispose();
+    await cfloor?.mf.dispose();
   }
 } finally {
   await emu.config({ latency_ms: 0 }).catch(() => {});
