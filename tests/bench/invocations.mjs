@@ -10,12 +10,13 @@
 // edge counts against the Worker, read the same way for every kind. Requests run one at a
 // time on a warm Worker (each kind is sent W times first); the consumer's figure is a batch's
 // invocation, from invites queued by one batch request, drained BATCH at a time. Last, a
-// fresh Worker's first requests, ours and the JavaScript baselines' (COLD=<fresh Workers>).
+// fresh Worker's first requests, ours, the JavaScript baselines' and the Rust floor's
+// (COLD=<fresh Workers>).
 import { Miniflare } from "miniflare";
 import {
   startEmulator, workerOptions, wranglerConsumers, API_KEY, eventually, stripeSignature, STRIPE_SECRET,
 } from "../e2e/harness.mjs";
-import { baselineOptions, carefulOptions, cpuMs, pct, workerdPids } from "./common.mjs";
+import { baselineOptions, carefulOptions, cpuMs, floorOptions, pct, workerdPids } from "./common.mjs";
 
 const R = Number(process.env.R ?? 15);
 const W = Number(process.env.W ?? 10);
@@ -138,6 +139,9 @@ if (only.test("first requests")) {
     ["ours", (o) => o, (mf, e) => mf.dispatchFetch("http://worker.test/v1/invites", { method: "POST", headers: keyed, body: json({ email: e }) })],
     ["plain JS Worker", () => baselineOptions(emu.url), (mf, e) => mf.dispatchFetch("http://worker.test/", { method: "POST", body: json({ email: e }) })],
     ["careful JS Worker", () => carefulOptions(emu.url), (mf, e) => mf.dispatchFetch("http://worker.test/v1/invites", { method: "POST", headers: keyed, body: json({ email: e }) })],
+    // The Rust floor (tests/bench/floor; `bash scripts/build.sh tests/bench/floor` first).
+    ["Rust floor", () => floorOptions(emu.url), (mf, e) => mf.dispatchFetch("http://worker.test/", { method: "POST", body: json({ email: e }) })],
+    ["careful Rust floor", () => floorOptions(emu.url, { careful: true }), (mf, e) => mf.dispatchFetch("http://worker.test/v1/invites", { method: "POST", headers: keyed, body: json({ email: e }) })],
   ];
   const COLD = Number(process.env.COLD ?? 5);
   for (const [name, options, invite] of subjects) {
