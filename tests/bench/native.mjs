@@ -6,6 +6,8 @@
 // too, which is most of a request's CPU. Prints figures; asserts nothing.
 //   node tests/bench/native.mjs [DIR...]     KIND=invite|healthz|<path>  N=<requests>  ROUNDS=<4>
 //     AGAINST=careful  compare with careful-worker.js instead of the plain baseline
+//     AGAINST=floor|cfloor  compare with the Rust floor, plain or careful (tests/bench/floor;
+//                      `bash scripts/build.sh tests/bench/floor` first)
 //     SYMS=<n>         also list the n native symbols that differ most, each way
 // With no DIR it profiles the current build (build/ and src/entry.mjs); a DIR is laid out as
 // for ab.mjs. Needs `perf` (Debian: linux-perf) and perf_event_paranoid <= 2. Figures are
@@ -19,7 +21,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { startEmulator } from "../e2e/harness.mjs";
-import { baselineOptions, carefulOptions, dirOptions, startSubject } from "./common.mjs";
+import { baselineOptions, carefulOptions, dirOptions, floorOptions, startSubject } from "./common.mjs";
 
 const HZ = 10_000;
 if (spawnSync("perf", ["--version"]).status !== 0) {
@@ -29,7 +31,7 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
 const kind = process.env.KIND ?? "invite";
 const N = Number(process.env.N ?? 2000);
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
-const careful = process.env.AGAINST === "careful";
+const against = process.env.AGAINST ?? "js";
 const SYMS = Number(process.env.SYMS ?? 0);
 const dirs = process.argv.slice(2);
 if (dirs.length === 0) dirs.push(".");
@@ -68,8 +70,10 @@ function categorize(file, counts, syms) {
 const emu = await startEmulator();
 const subjects = [];
 for (const d of dirs) subjects.push(await startSubject(d === "." ? "ours" : path.basename(d), dirOptions(emu.url, d)));
-subjects.push(careful
+subjects.push(against === "careful"
   ? await startSubject("careful", carefulOptions(emu.url))
+  : against === "floor" ? await startSubject("floor", floorOptions(emu.url), { plain: true })
+  : against === "cfloor" ? await startSubject("cfloor", floorOptions(emu.url, { careful: true }))
   : await startSubject("js", baselineOptions(emu.url), { plain: true }));
 for (const s of subjects) s.run = (email) => s.send(kind, email);
 const scratch = mkdtempSync(path.join(tmpdir(), "native-"));
@@ -103,7 +107,7 @@ const names = RULES.map(([name]) => name).filter((n) => subjects.some((s) => s.c
 names.sort((a, b) => (subjects[0].counts[b] - base.counts[b]) - (subjects[0].counts[a] - base.counts[a]));
 const col = (x) => x.toFixed(3).padStart(8);
 console.log(`CPU per ${kind} request by what ran, ms (perf samples at ${HZ} Hz over ${N} requests; perf inflates them)`);
-console.log(`${"".padEnd(26)}${subjects.map((s) => s.name.padStart(8)).join("")}${subjects.slice(0, -1).map((s) => `${s.name}-${base.name}`.padStart(10)).join("")}`);
+console.log(`${"".padEnd(26)}${subjects.map((s) => s.name.padStart(8)).join("")}${subjects.slice(0, -1).map((s) => ` ${s.name}-${base.name}`.padStart(10)).join("")}`);
 for (const n of [...names, "total"]) {
   const v = (s) => (n === "total" ? Object.values(s.counts).reduce((a, b) => a + b, 0) : s.counts[n]);
   console.log(`${n.padEnd(26)}${subjects.map((s) => col(ms(v(s)))).join("")}${subjects.slice(0, -1).map((s) => `${(ms(v(s) - v(base)) >= 0 ? "+" : "") + ms(v(s) - v(base)).toFixed(3)}`.padStart(10)).join("")}`);
