@@ -31,7 +31,18 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
 const kind = process.env.KIND ?? "invite";
 const N = Number(process.env.N ?? 2000);
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
-const against = process.env.AGAINST ?? "js";
+/** What ours is compared with (AGAINST): a name and how to start it. */
+const REFERENCES = {
+  js: (url) => startSubject("js", baselineOptions(url), { plain: true }),
+  careful: (url) => startSubject("careful", carefulOptions(url)),
+  floor: (url) => startSubject("floor", floorOptions(url), { plain: true }),
+  cfloor: (url) => startSubject("cfloor", floorOptions(url, { careful: true })),
+};
+const against = REFERENCES[process.env.AGAINST ?? "js"];
+if (!against) {
+  console.error(`AGAINST must be one of ${Object.keys(REFERENCES).join(", ")}`);
+  process.exit(1);
+}
 const SYMS = Number(process.env.SYMS ?? 0);
 const dirs = process.argv.slice(2);
 if (dirs.length === 0) dirs.push(".");
@@ -70,11 +81,7 @@ function categorize(file, counts, syms) {
 const emu = await startEmulator();
 const subjects = [];
 for (const d of dirs) subjects.push(await startSubject(d === "." ? "ours" : path.basename(d), dirOptions(emu.url, d)));
-subjects.push(against === "careful"
-  ? await startSubject("careful", carefulOptions(emu.url))
-  : against === "floor" ? await startSubject("floor", floorOptions(emu.url), { plain: true })
-  : against === "cfloor" ? await startSubject("cfloor", floorOptions(emu.url, { careful: true }))
-  : await startSubject("js", baselineOptions(emu.url), { plain: true }));
+subjects.push(await against(emu.url));
 for (const s of subjects) s.run = (email) => s.send(kind, email);
 const scratch = mkdtempSync(path.join(tmpdir(), "native-"));
 try {

@@ -2,7 +2,8 @@
 // (Miniflare) against the emulator with a no-I/O baseline (/healthz), and the warm-latency
 // ratio against a plain sequential JavaScript Worker (tests/bench/baseline-worker.js), and CPU
 // per request beside it, beside the same Worker with ours' care (careful-worker.js) and beside
-// the same Worker in lean Rust (the Rust floor, tests/bench/floor), all from the same run. Not a test: it asserts nothing. Run with scripts/report.sh.
+// both in lean Rust (the Rust floor, tests/bench/floor), all from the same run. Not a test: it
+// asserts nothing. Run with scripts/report.sh.
 import { bundleSizes, printSizes } from "./size.mjs";
 import { baselineOptions, carefulOptions, cpuMs, floorOptions, pct, startSubject, workerdPids } from "./common.mjs";
 import { startEmulator, startWorker } from "../e2e/harness.mjs";
@@ -57,7 +58,14 @@ try {
   // at least 1.4 (the JS Worker's p50 over ours).
   const oursPids = workerdPids();
   const js = await startSubject("js", baselineOptions(emu.url), { plain: true });
-  let careful, floor, cfloor;
+  // The references started for the CPU rounds below, each warmed up first.
+  const references = [];
+  const reference = async (name, options, plain = false) => {
+    const w = await startSubject(name, options, { plain });
+    references.push(w);
+    for (let i = 0; i < 60; i++) await w.send("invite", `${name}-warm-${i}@example.com`);
+    return w;
+  };
   try {
     const jsInvite = (email) => js.send("invite", email);
     await jsInvite("js-warmup@example.com");
@@ -87,16 +95,12 @@ try {
     // The careful JS Worker (tests/bench/careful-worker.js): the plain one plus the care ours
     // takes per request and per call (key, validation, log line, timeouts, headers read), so
     // that what Rust and wasm cost can be told from what that care costs. Not a goal.
-    careful = await startSubject("careful", carefulOptions(emu.url));
-    for (let i = 0; i < 60; i++) await careful.send("invite", `careful-warm-${i}@example.com`);
+    const careful = await reference("careful", carefulOptions(emu.url));
     // The Rust floor (tests/bench/floor): the plain JS Worker's work in lean Rust, with none
     // of the care. What any Rust Worker costs here before it does more than the JS Worker;
-    // not a goal.
-    floor = await startSubject("floor", floorOptions(emu.url), { plain: true });
-    for (let i = 0; i < 60; i++) await floor.send("invite", `floor-warm-${i}@example.com`);
-    // The same with the careful JS Worker's care (its POST /v1/invites).
-    cfloor = await startSubject("cfloor", floorOptions(emu.url, { careful: true }));
-    for (let i = 0; i < 60; i++) await cfloor.send("invite", `cfloor-warm-${i}@example.com`);
+    // not a goal. And the same with the careful JS Worker's care (its POST /v1/invites).
+    const floor = await reference("floor", floorOptions(emu.url), true);
+    const cfloor = await reference("cfloor", floorOptions(emu.url, { careful: true }));
     const ROUNDS = Number(process.env.REPORT_CPU_ROUNDS ?? 9), PER = 200;
     const kinds = ["invite", "healthz", "unknown"];
     const cpu = { ours: {}, js: {}, careful: {}, floor: {}, cfloor: {} };
@@ -107,7 +111,7 @@ try {
         healthz: () => worker.fetch("/healthz"),
         unknown: () => worker.fetch("/no-such-path"),
       }],
-      ...[js, careful, floor, cfloor].map((w) => [w.name, w.pids, {
+      ...[js, ...references].map((w) => [w.name, w.pids, {
         invite: (r, i) => w.send("invite", `cpu-${w.name}-${r}-${i}@example.com`),
         healthz: () => w.send("healthz"),
         unknown: () => w.send("no-such-path"),
@@ -137,10 +141,7 @@ try {
     const goal = (ok) => (ok ? "met" : "missed");
     console.log(`goals: invite <= JS: ${goal(cpuRatio("invite") <= 1)}; fixed cost <= JS + 0.1 ms: ${goal(diff("healthz") <= 0.1 && diff("unknown") <= 0.1)}`);
   } finally {
-    await js.mf.dispose();
-    await careful?.mf.dispose();
-    await floor?.mf.dispose();
-    await cfloor?.mf.dispose();
+    for (const w of [js, ...references]) await w.mf.dispose();
   }
 } finally {
   await emu.config({ latency_ms: 0 }).catch(() => {});
